@@ -1,0 +1,27 @@
+/// Everything that can go wrong in the core. Front ends map each case to their
+/// own error space (the filesystem maps them to errno in one exhaustive switch).
+public enum DeliveryError: Error, Sendable, Equatable {
+    /// A non-blocking operation would have to wait: a recipient is full (send)
+    /// or the queue is empty (receive). Nothing happened.
+    case wouldBlock
+    /// The message is longer than the group's `maxMessage`. Nobody received it.
+    case messageTooLarge(size: Int, limit: Int)
+    /// An anonymous send to a members-only group.
+    case sendNotPermitted
+    /// The sending member has left the group; it can no longer send.
+    case senderLeft
+    /// A parked operation was cancelled; it delivered or consumed nothing.
+    case cancelled
+    /// The group was destroyed.
+    case groupClosed
+    /// The group cannot be destroyed while it has members.
+    case groupHasMembers
+    /// A member of that name already exists.
+    case memberExists
+    /// No member of that name.
+    case noSuchMember
+    /// A setting outside its bounds.
+    case invalidSetting(key: String, value: Int, allowed: ClosedRange<Int>)
+    /// The group was shut down (the front end is going away); waiters are released.
+    case shutDown
+}

@@ -1,0 +1,297 @@
+import Synchronization
+
+/// What a completed send did.
+public struct SendReceipt: Sendable, Equatable {
+    /// The group sequence number of the message.
+    public let sequence: UInt64
+    /// How many members it entered.
+    public let recipients: Int
+    /// How many drop-when-full members missed it because they were full.
+    public let dropped: Int
+}
+
+/// Whether an operation may wait.
+public enum Blocking: Sendable {
+    /// Fail with `.wouldBlock` instead of waiting.
+    case nonBlocking
+    /// Park until it can complete; the completion runs later.
+    case blocking
+}
+
+/// A multicast group: members, their bounded queues, and the blocked sends.
+///
+/// One lock per group guards all of it. Delivery of one message to every
+/// recipient happens under that lock, which is what makes it all-or-nothing
+/// and gives every pair of members the same order (see docs/locking.md for
+/// the measurements behind this choice). Completions and poll notifications
+/// run after the lock is released, on the thread whose operation caused them.
+public final class Group: Sendable {
+    public let name: String
+    let state: Mutex<GroupState>
+
+    public init(name: String, settings: GroupSettings = GroupSettings()) throws(DeliveryError) {
+        try settings.validate()
+        self.name = name
+        self.state = Mutex(GroupState(settings: settings))
+    }
+
+    /// Runs `body` under the lock, then the effects it recorded, unlocked.
+    @inline(__always)
+    func locked<R>(_ body: (inout GroupState, inout Effects) -> R) -> R {
+        var effects = Effects()
+        let result = state.withLock { body(&$0, &effects) }
+        effects.run()
+        return result
+    }
+
+    // MARK: Settings
+
+    public var settings: GroupSettings { state.withLock { $0.settings } }
+
+    /// Changes settings all at once, or not at all when a value is out of bounds.
+    public func configure(_ change: (inout GroupSettings) -> Void) throws(DeliveryError) {
+        var candidate = settings
+        change(&candidate)
+        try candidate.validate()
+        let result: Result<Void, DeliveryError> = locked { state, _ in
+            guard !state.closed else { return .failure(.groupClosed) }
+            change(&state.settings)
+            return .success(())
+        }
+        try result.get()
+    }
+
+    // MARK: Membership
+
+    /// Adds a member with the group's default settings, or `settings` if given.
+    public func join(_ memberName: String, settings memberSettings: MemberSettings? = nil) throws(DeliveryError) -> Member {
+        if let memberSettings { try memberSettings.validate() }
+        let result: Result<Member, DeliveryError> = locked { state, _ in
+            guard !state.closed else { return .failure(.groupClosed) }
+            guard state.membersByName[memberName] == nil else { return .failure(.memberExists) }
+            let defaults = MemberSettings(capacity: state.settings.capacity, queueBytes: state.settings.queueBytes)
+            let memberState = MemberState(id: state.makeID(), name: memberName, settings: memberSettings ?? defaults)
+            let member = Member(group: self, state: memberState)
+            state.members.append(memberState)
+            state.membersByName[memberName] = member
+            return .success(member)
+        }
+        return try result.get()
+    }
+
+    public func member(named memberName: String) -> Member? {
+        state.withLock { $0.membersByName[memberName] }
+    }
+
+    /// The current members, in the order they joined.
+    public var members: [Member] {
+        state.withLock { state in state.members.compactMap { state.membersByName[$0.name] } }
+    }
+
+    /// Changes one member's settings all at once, or not at all.
+    public func configureMember(named memberName: String, _ change: (inout MemberSettings) -> Void) throws(DeliveryError) {
+        let result: Result<Void, DeliveryError> = locked { state, effects in
+            guard let member = state.membersByName[memberName] else { return .failure(.noSuchMember) }
+            let memberState = member.state(&state)
+            var candidate = memberState.settings
+            change(&candidate)
+            do throws(DeliveryError) { try candidate.validate() } catch { return .failure(error) }
+            memberState.settings = candidate
+            // A larger queue or drop-when-full can release blocked senders.
+            state.roomMayHaveAppeared(effects: &effects)
+            return .success(())
+        }
+        try result.get()
+    }
+
+    // MARK: Lifetime
+
+    /// Destroys the group. Refused while it has members; afterwards every
+    /// operation fails with `.groupClosed`.
+    public func close() throws(DeliveryError) {
+        let result: Result<Void, DeliveryError> = state.withLock { state in
+            guard state.members.isEmpty else { return .failure(.groupHasMembers) }
+            state.closed = true
+            return .success(())
+        }
+        try result.get()
+    }
+
+    /// Releases every waiter with `.shutDown`, and refuses new sends and waits.
+    /// For a front end that is going away.
+    public func shutDown() {
+        locked { state, effects in
+            state.shutDown = true
+            state.failAllWaiters(with: .shutDown, effects: &effects)
+        }
+    }
+
+    // MARK: Sending
+
+    /// Sends without waiting: delivered to every recipient now, or `.wouldBlock`
+    /// and nobody received it.
+    @discardableResult
+    public func trySend(_ message: Message, as sender: Member? = nil) throws(DeliveryError) -> SendReceipt {
+        let result: Result<SendReceipt, DeliveryError> = locked { state, effects in
+            let senderState = sender.map { $0.state(&state) }
+            if let refusal = refusal(of: message, from: senderState, in: state) { return .failure(refusal) }
+            guard state.canSendNow(from: senderState) else { return .failure(.wouldBlock) }
+            return .success(state.deliver(message, from: senderState, effects: &effects))
+        }
+        return try result.get()
+    }
+
+    /// Sends, waiting if a recipient is full. `completion` runs exactly once:
+    /// at once (before this returns, and then the result is nil) or later, from
+    /// the thread that made room, after the group's lock is released. The
+    /// returned `Waiting` cancels a parked send.
+    @discardableResult
+    public func send(
+        _ message: Message,
+        as sender: Member? = nil,
+        _ blocking: Blocking,
+        completion: @escaping @Sendable (Result<SendReceipt, DeliveryError>) -> Void
+    ) -> Waiting? {
+        enum Step { case done(Result<SendReceipt, DeliveryError>), parked(Waiting) }
+        let step: Step = locked { state, effects in
+            let senderState = sender.map { $0.state(&state) }
+            if let refusal = refusal(of: message, from: senderState, in: state) { return .done(.failure(refusal)) }
+            if state.canSendNow(from: senderState) {
+                return .done(.success(state.deliver(message, from: senderState, effects: &effects)))
+            }
+            guard blocking == .blocking else { return .done(.failure(.wouldBlock)) }
+            let id = state.makeID()
+            state.parkedSends.append(ParkedSend(id: id, message: message, sender: senderState, completion: completion))
+            return .parked(Waiting(group: self, id: id, member: nil))
+        }
+        switch step {
+        case .done(let result):
+            completion(result)
+            return nil
+        case .parked(let waiting):
+            return waiting
+        }
+    }
+
+    private func refusal(of message: Message, from sender: MemberState?, in state: borrowing GroupState) -> DeliveryError? {
+        if state.shutDown { return .shutDown }
+        if state.closed { return .groupClosed }
+        if message.count > state.settings.maxMessage {
+            return .messageTooLarge(size: message.count, limit: state.settings.maxMessage)
+        }
+        if let sender {
+            if !sender.present { return .senderLeft }
+        } else if state.settings.sendPolicy == .members {
+            return .sendNotPermitted
+        }
+        return nil
+    }
+
+    // MARK: Readiness
+
+    /// Readable: `reader` would not wait. Writable: a send as `sender` (nil:
+    /// anonymous) would not wait. When `watch` is given and either is false,
+    /// `watch.notify` runs once when that may have changed (then poll again);
+    /// a later watch with the same id replaces it.
+    public func poll(reader: Reader?, sender: Member?, watch: Watch? = nil) -> Readiness {
+        locked { state, _ in
+            var readiness = Readiness(readable: false, writable: false)
+            if let reader {
+                let readerState = reader.state(&state)
+                readiness.readable = readerState.remainder != nil
+                    || !readerState.member.queue.isEmpty || !readerState.member.present
+                if !readiness.readable, let watch {
+                    readerState.member.readWatches[watch.id] = watch.notify
+                }
+            }
+            let senderState = sender.map { $0.state(&state) }
+            let senderGone = senderState.map { !$0.present } ?? false
+            readiness.writable = senderGone || state.closed || state.canSendNow(from: senderState)
+            if !readiness.writable, let watch {
+                state.writeWatches[watch.id] = watch.notify
+            }
+            return readiness
+        }
+    }
+
+    /// Forgets a watch (its file was closed).
+    public func cancelWatch(id: UInt64, reader: Reader?) {
+        state.withLock { state in
+            state.writeWatches[id] = nil
+            if let reader { reader.state(&state).member.readWatches[id] = nil }
+        }
+    }
+
+    // MARK: Statistics
+
+    /// A consistent snapshot of the group and its members.
+    public func snapshot() -> GroupSnapshot {
+        state.withLock { state in
+            GroupSnapshot(
+                name: name,
+                settings: state.settings,
+                sent: state.sent,
+                blockedWriters: state.parkedSends.count,
+                members: state.members.map { member in
+                    MemberSnapshot(
+                        name: member.name,
+                        settings: member.settings,
+                        queued: member.queue.count,
+                        queuedBytes: member.queuedBytes,
+                        full: member.isFull,
+                        delivered: member.delivered,
+                        dropped: member.dropped
+                    )
+                }
+            )
+        }
+    }
+}
+
+/// A one-shot poll watch.
+public struct Watch: Sendable {
+    public let id: UInt64
+    public let notify: @Sendable () -> Void
+
+    public init(id: UInt64, notify: @escaping @Sendable () -> Void) {
+        self.id = id
+        self.notify = notify
+    }
+}
+
+public struct Readiness: Sendable, Equatable {
+    public var readable: Bool
+    public var writable: Bool
+
+    public init(readable: Bool, writable: Bool) {
+        self.readable = readable
+        self.writable = writable
+    }
+}
+
+/// A parked send or receive.
+public struct Waiting: Sendable {
+    let group: Group
+    let id: UInt64
+    /// The member whose queue a parked receive waits on; nil for a send.
+    let member: Guarded<MemberState>?
+
+    /// Cancels the parked operation. True: it was still parked, it delivered
+    /// or consumed nothing, and its completion will never run. False: it has
+    /// completed, or is completing; its completion runs (or ran) as usual.
+    public func cancel() -> Bool {
+        group.locked { state, effects in
+            if let member {
+                let memberState = member(&state)
+                guard let index = memberState.parkedReceives.firstIndex(where: { $0.id == id }) else { return false }
+                memberState.parkedReceives.remove(at: index)
+                return true
+            }
+            guard let index = state.parkedSends.firstIndex(where: { $0.id == id }) else { return false }
+            state.parkedSends.remove(at: index)
+            // The next send in line may need different recipients.
+            state.roomMayHaveAppeared(effects: &effects)
+            return true
+        }
+    }
+}

@@ -1,0 +1,73 @@
+/// Who may send to a group.
+public enum SendPolicy: String, Sendable, CaseIterable {
+    /// Anyone: members through their own membership, and anonymous senders.
+    case anyone
+    /// Members only: anonymous sends are refused.
+    case members
+}
+
+/// The bounds every setting must stay within.
+public enum Limits {
+    public static let capacity: ClosedRange<Int> = 1...1_000_000
+    public static let queueBytes: ClosedRange<Int> = 1...(1 << 30)
+    /// 1 MiB less 4 KiB: the largest write(2) that always reaches a FUSE daemon
+    /// as a single request, whatever the alignment of the writer's buffer.
+    public static let maxMessage: ClosedRange<Int> = 1...1_044_480
+}
+
+/// A group's settings. `capacity` and `queueBytes` are the defaults given to
+/// members when they join.
+public struct GroupSettings: Sendable, Equatable {
+    public var capacity: Int
+    public var queueBytes: Int
+    public var maxMessage: Int
+    public var sendPolicy: SendPolicy
+
+    public init(
+        capacity: Int = 256,
+        queueBytes: Int = 4 << 20,
+        maxMessage: Int = Limits.maxMessage.upperBound,
+        sendPolicy: SendPolicy = .anyone
+    ) {
+        self.capacity = capacity
+        self.queueBytes = queueBytes
+        self.maxMessage = maxMessage
+        self.sendPolicy = sendPolicy
+    }
+
+    /// Throws `.invalidSetting` naming the first value out of bounds.
+    public func validate() throws(DeliveryError) {
+        try check("capacity", capacity, Limits.capacity)
+        try check("queue_bytes", queueBytes, Limits.queueBytes)
+        try check("max_message", maxMessage, Limits.maxMessage)
+    }
+}
+
+/// One member's settings.
+public struct MemberSettings: Sendable, Equatable {
+    public var capacity: Int
+    public var queueBytes: Int
+    /// Receive the messages this member sends itself.
+    public var loopback: Bool
+    /// When the queue is full, skip this member (and count a drop) instead of
+    /// holding every sender back.
+    public var dropWhenFull: Bool
+
+    public init(capacity: Int = 256, queueBytes: Int = 4 << 20, loopback: Bool = false, dropWhenFull: Bool = false) {
+        self.capacity = capacity
+        self.queueBytes = queueBytes
+        self.loopback = loopback
+        self.dropWhenFull = dropWhenFull
+    }
+
+    public func validate() throws(DeliveryError) {
+        try check("capacity", capacity, Limits.capacity)
+        try check("queue_bytes", queueBytes, Limits.queueBytes)
+    }
+}
+
+private func check(_ key: String, _ value: Int, _ range: ClosedRange<Int>) throws(DeliveryError) {
+    guard range.contains(value) else {
+        throw .invalidSetting(key: key, value: value, allowed: range)
+    }
+}
