@@ -189,11 +189,11 @@ public final class Group: Sendable {
 
     // MARK: Readiness
 
-    /// Readable: `reader` would not wait. Writable: a send as `sender` (nil:
-    /// anonymous) would not wait. When `watch` is given and either is false,
-    /// `watch.notify` runs once when that may have changed (then poll again);
-    /// a later watch with the same id replaces it.
-    public func poll(reader: Reader?, sender: Member?, watch: Watch? = nil) -> Readiness {
+    /// Readable: `reader` would not wait. Writable: a send by `writer` would
+    /// not wait (nil: not asked, reported false). When `watch` is given and an
+    /// asked readiness is false, `watch.notify` runs once when that may have
+    /// changed (then poll again); a later watch with the same id replaces it.
+    public func poll(reader: Reader?, writer: Writer?, watch: Watch? = nil) -> Readiness {
         locked { state, _ in
             var readiness = Readiness(readable: false, writable: false)
             if let reader {
@@ -204,11 +204,18 @@ public final class Group: Sendable {
                     readerState.member.readWatches[watch.id] = watch.notify
                 }
             }
-            let senderState = sender.map { $0.state(&state) }
-            let senderGone = senderState.map { !$0.present } ?? false
-            readiness.writable = senderGone || state.closed || state.canSendNow(from: senderState)
-            if !readiness.writable, let watch {
-                state.writeWatches[watch.id] = watch.notify
+            if let writer {
+                let sender: MemberState?
+                switch writer {
+                case .anonymous: sender = nil
+                case .member(let member): sender = member.state(&state)
+                }
+                // A send that would fail at once does not wait either.
+                let fails = state.closed || state.shutDown || sender.map { !$0.present } ?? false
+                readiness.writable = fails || state.canSendNow(from: sender)
+                if !readiness.writable, let watch {
+                    state.writeWatches[watch.id] = watch.notify
+                }
             }
             return readiness
         }
@@ -246,6 +253,12 @@ public final class Group: Sendable {
             )
         }
     }
+}
+
+/// Who would send, for writability.
+public enum Writer: Sendable {
+    case anonymous
+    case member(Member)
 }
 
 /// A one-shot poll watch.

@@ -401,10 +401,10 @@ import Testing
         let reader = member.makeReader()
         let fired = Box<Int>()
         let watch = Watch(id: 1) { fired.append(1) }
-        #expect(group.poll(reader: reader, sender: member, watch: watch) == Readiness(readable: false, writable: true))
+        #expect(group.poll(reader: reader, writer: .member(member), watch: watch) == Readiness(readable: false, writable: true))
         try group.trySend(message("x"))
         #expect(fired.values == [1])
-        #expect(group.poll(reader: reader, sender: member).readable)
+        #expect(group.poll(reader: reader, writer: .member(member)).readable)
         try group.trySend(message("y"))
         #expect(fired.values == [1])  // one-shot
     }
@@ -415,12 +415,12 @@ import Testing
         _ = try group.join("lossy", settings: MemberSettings(capacity: 1, dropWhenFull: true))
         try group.trySend(message("x"))
         let fired = Box<Int>()
-        #expect(!group.poll(reader: nil, sender: nil, watch: Watch(id: 7) { fired.append(7) }).writable)
+        #expect(!group.poll(reader: nil, writer: .anonymous, watch: Watch(id: 7) { fired.append(7) }).writable)
         // The full member itself may still send (it is not its own recipient).
-        #expect(group.poll(reader: nil, sender: slow).writable)
+        #expect(group.poll(reader: nil, writer: .member(slow)).writable)
         _ = try slow.makeReader().text()
         #expect(fired.values == [7])
-        #expect(group.poll(reader: nil, sender: nil).writable)
+        #expect(group.poll(reader: nil, writer: .anonymous).writable)
     }
 
     @Test func leavingMakesReadableAndWatchCanBeCancelled() throws {
@@ -428,12 +428,12 @@ import Testing
         let member = try group.join("m")
         let reader = member.makeReader()
         let fired = Box<Int>()
-        _ = group.poll(reader: reader, sender: nil, watch: Watch(id: 1) { fired.append(1) })
-        _ = group.poll(reader: reader, sender: nil, watch: Watch(id: 2) { fired.append(2) })
+        _ = group.poll(reader: reader, writer: nil, watch: Watch(id: 1) { fired.append(1) })
+        _ = group.poll(reader: reader, writer: nil, watch: Watch(id: 2) { fired.append(2) })
         group.cancelWatch(id: 2, reader: reader)
         member.leave()
         #expect(fired.values == [1])
-        #expect(group.poll(reader: reader, sender: nil).readable)
+        #expect(group.poll(reader: reader, writer: nil) == Readiness(readable: true, writable: false))
     }
 }
 

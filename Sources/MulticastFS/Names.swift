@@ -1,0 +1,21 @@
+/// The contract's rules for group and member names: 1 to 255 bytes of UTF-8,
+/// no `/`, NUL, whitespace or control characters, not starting with `.`.
+/// Too long is ENAMETOOLONG; anything else that breaks them is EINVAL.
+enum Names {
+    static let maxBytes = 255
+    /// Names a group directory keeps for its own files.
+    static let reserved: Set<String> = ["send", "ctl", "status"]
+
+    static func validate(_ name: String) throws(FileSystemError) {
+        let length = name.utf8.count
+        guard length > 0 else { throw .invalid }
+        guard length <= maxBytes else { throw .nameTooLong }
+        guard !name.hasPrefix(".") else { throw .invalid }
+        for scalar in name.unicodeScalars {
+            if scalar == "/" || scalar == "\0" || scalar.properties.isWhitespace
+                || scalar.properties.generalCategory == .control {
+                throw .invalid
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import DeliveryCore
+
+/// An entry of the filesystem. Its attributes and links are guarded by the
+/// filesystem's namespace lock; open files hold what they need directly
+/// (group, member, reader), so reads and writes never take that lock.
+final class Node: @unchecked Sendable {
+    let ino: InodeNumber
+    var attributes: Attributes
+    /// The kernel's references (lookup count): the node stays in the inode
+    /// table until they are forgotten, even after it is unlinked.
+    var lookups: UInt64 = 0
+    /// Still reachable by name.
+    var linked = true
+    let content: Content
+
+    enum Content {
+        case root
+        case group(GroupDirectory)
+        case send(GroupDirectory)
+        case control(GroupDirectory)
+        case status(GroupDirectory)
+        case member(GroupDirectory, Member)
+    }
+
+    init(ino: InodeNumber, attributes: Attributes, content: Content) {
+        self.ino = ino
+        self.attributes = attributes
+        self.content = content
+    }
+}
+
+/// A group's directory: the core's group and the entries beneath it.
+final class GroupDirectory: @unchecked Sendable {
+    let group: Group
+    var directory: Node!
+    var send: Node!
+    var control: Node!
+    var status: Node!
+    /// Members by name, in the order they joined.
+    var members: [String: Node] = [:]
+    var memberOrder: [String] = []
+
+    init(group: Group) { self.group = group }
+
+    /// The fixed entries, then the members.
+    var entries: [(String, Node)] {
+        [("send", send), ("ctl", control), ("status", status)] + memberOrder.compactMap { name in
+            members[name].map { (name, $0) }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import DeliveryCore
+import Glibc
+
+/// One open file (a kernel file handle). The handle number given to the
+/// kernel is this object's address, retained from open to release, so a read
+/// or write finds its file without a table or a lock.
+final class OpenFile: Sendable {
+    enum Content: Sendable {
+        /// A member file: reads receive (if opened for reading), writes send
+        /// as the member (if opened for writing).
+        case member(Member, reader: Reader?, writable: Bool)
+        case send(Group)
+        case control(Group)
+        /// The snapshot made at open.
+        case status([UInt8])
+        /// The entries listed at opendir, so offsets stay stable.
+        case directory([DirectoryEntry])
+    }
+
+    let content: Content
+    /// Identifies this file's poll watch in the core.
+    let watchID: UInt64
+
+    init(content: Content, watchID: UInt64) {
+        self.content = content
+        self.watchID = watchID
+    }
+
+    var handle: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passRetained(self).toOpaque())) }
+
+    /// The open file behind a handle, which must be live (between open and release).
+    static func of(_ handle: UInt64) -> OpenFile {
+        Unmanaged<OpenFile>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(handle))!).takeUnretainedValue()
+    }
+
+    /// Ends the handle's life; the object goes when the last user lets go.
+    static func release(_ handle: UInt64) {
+        Unmanaged<OpenFile>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(handle))!).release()
+    }
+}
+
+/// What `open` gives back to the kernel.
+public struct OpenedFile: Sendable, Equatable {
+    public let handle: UInt64
+    /// A stream (member, `send`, `ctl`): no file position, direct I/O, so that
+    /// one open file can have a blocked read and a write, or several blocked
+    /// reads, at once. `status` and directories are not streams.
+    public let isStream: Bool
+}
+
+/// What `poll` reports.
+public struct PollResult: Sendable, Equatable {
+    public var readable: Bool
+    public var writable: Bool
+
+    public init(readable: Bool, writable: Bool) {
+        self.readable = readable
+        self.writable = writable
+    }
+}
+
+/// The access mode of open flags.
+struct AccessMode {
+    let reads: Bool
+    let writes: Bool
+
+    init(flags: Int32) {
+        switch flags & O_ACCMODE {
+        case O_WRONLY: (reads, writes) = (false, true)
+        case O_RDWR: (reads, writes) = (true, true)
+        default: (reads, writes) = (true, false)
+        }
+    }
+}

@@ -1,0 +1,323 @@
+import DeliveryCore
+import Glibc
+import MulticastFS
+import Testing
+
+@Suite struct NamespaceTests {
+    @Test func mkdirMakesAGroupWithItsFiles() throws {
+        let kernel = try KernelDriver()
+        let dir = try kernel.mkdir("/chat", mode: 0o750)
+        #expect(dir.kind == .group && dir.permissions == 0o750 && dir.uid == 1000)
+        #expect(try kernel.stat("/chat/send").permissions == 0o200)
+        #expect(try kernel.stat("/chat/status").permissions == 0o440)
+        #expect(try kernel.stat("/chat/ctl").permissions == 0o200)
+        #expect(try kernel.list("/") == [".", "..", "chat"])
+        #expect(try kernel.list("/chat") == [".", "..", "send", "ctl", "status"])
+        #expect(try kernel.stat("/").links == 3)
+        #expect(throws: FileSystemError.exists) { try kernel.mkdir("/chat") }
+    }
+
+    @Test func namesFollowTheRules() throws {
+        let kernel = try KernelDriver()
+        for bad in [".hidden", "a b", "tab\there", "nl\n", "bell\u{07}", "nbsp\u{00A0}x"] {
+            #expect(throws: FileSystemError.invalid, "\(bad)") { try kernel.mkdir("/" + bad) }
+        }
+        #expect(throws: FileSystemError.nameTooLong) { try kernel.mkdir("/" + String(repeating: "x", count: 256)) }
+        try kernel.mkdir("/" + String(repeating: "x", count: 255))
+        try kernel.mkdir("/héllo-wörld_1")
+        try kernel.mkdir("/g")
+        #expect(throws: FileSystemError.invalid) { _ = try kernel.create("/g/bad name") }
+        #expect(throws: FileSystemError.exists) { _ = try kernel.fs.makeNode(parent: kernel.resolve("/g"), name: "ctl", mode: UInt32(S_IFREG) | 0o644, caller: kernel.caller) }
+    }
+
+    @Test func onlyGroupsInTheRootAndOnlyMembersInGroups() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        #expect(throws: FileSystemError.notPermitted) { _ = try kernel.create("/file") }
+        #expect(throws: FileSystemError.notPermitted) { try kernel.mkdir("/g/sub") }
+        #expect(throws: FileSystemError.notPermitted) {
+            _ = try kernel.fs.makeNode(parent: kernel.resolve("/g"), name: "fifo", mode: UInt32(S_IFIFO) | 0o644, caller: kernel.caller)
+        }
+        #expect(throws: FileSystemError.notPermitted) { try kernel.unlink("/g/send") }
+        #expect(try kernel.list("/g") == [".", "..", "send", "ctl", "status"])
+    }
+
+    @Test func membersJoinAndLeave() throws {
+        var kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        kernel.caller = Caller(uid: 42, gid: 43)
+        let handle = try kernel.create("/g/alice", mode: 0o600)
+        let alice = try kernel.stat("/g/alice")
+        #expect(alice.kind == .member && alice.permissions == 0o600 && alice.uid == 42 && alice.gid == 43 && alice.size == 0)
+        #expect(throws: FileSystemError.exists) { _ = try kernel.create("/g/alice", flags: O_RDWR | O_EXCL) }
+        let again = try kernel.create("/g/alice")
+        #expect(try kernel.list("/g").last == "alice")
+        #expect(throws: FileSystemError.notEmpty) { try kernel.rmdir("/g") }
+        try kernel.unlink("/g/alice")
+        #expect(throws: FileSystemError.noEntry) { _ = try kernel.resolve("/g/alice") }
+        #expect(throws: FileSystemError.noEntry) { try kernel.unlink("/g/alice") }
+        kernel.fs.release(handle: handle)
+        kernel.fs.release(handle: again)
+        try kernel.rmdir("/g")
+        #expect(try kernel.list("/") == [".", ".."])
+    }
+
+    @Test func unlinkedNodesLiveUntilForgotten() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        kernel.fs.release(handle: try kernel.create("/g/m"))
+        let ino = try kernel.resolve("/g/m")  // lookups: create + resolve
+        try kernel.unlink("/g/m")
+        #expect(try kernel.fs.attributes(of: ino).kind == .member)
+        #expect(throws: FileSystemError.noEntry) { _ = try kernel.fs.open(ino, flags: O_RDONLY) }
+        kernel.fs.forget(ino, count: 2)
+        #expect(throws: FileSystemError.noEntry) { _ = try kernel.fs.attributes(of: ino) }
+    }
+
+    @Test func setAttributes() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        let send = try kernel.resolve("/g/send")
+        #expect(try kernel.fs.setAttributes(of: send, AttributeChanges(size: 0)).size == 0)
+        #expect(throws: FileSystemError.invalid) { _ = try kernel.fs.setAttributes(of: send, AttributeChanges(size: 5)) }
+        let changed = try kernel.fs.setAttributes(of: send, AttributeChanges(permissions: 0o4222, uid: 7, gid: 8, mtime: .at(Timestamp(seconds: 5, nanoseconds: 6))))
+        #expect(changed.permissions == 0o4222 && changed.uid == 7 && changed.gid == 8 && changed.mtime.seconds == 5)
+        #expect(changed.mode == UInt32(S_IFREG) | 0o4222)
+        #expect(try kernel.fs.setAttributes(of: MulticastFilesystem.rootInode, AttributeChanges(permissions: 0o1777)).permissions == 0o1777)
+    }
+
+    @Test func openModesOfFixedFiles() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        #expect(throws: FileSystemError.accessDenied) { _ = try kernel.open("/g/send", O_RDONLY) }
+        #expect(throws: FileSystemError.accessDenied) { _ = try kernel.open("/g/ctl", O_RDWR) }
+        #expect(throws: FileSystemError.accessDenied) { _ = try kernel.open("/g/status", O_WRONLY) }
+        #expect(try kernel.fs.open(kernel.resolve("/g/send"), flags: O_WRONLY).isStream)
+        #expect(try !kernel.fs.open(kernel.resolve("/g/status"), flags: O_RDONLY).isStream)
+    }
+}
+
+@Suite struct MessagingTests {
+    @Test func sendReachesEveryMemberWhole() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        let alice = try kernel.create("/g/alice"), bob = try kernel.create("/g/bob")
+        let send = try kernel.open("/g/send", O_WRONLY)
+        #expect(kernel.write(send, "hello").outcome == .written(5))
+        #expect(kernel.read(alice).text == "hello")
+        #expect(kernel.read(bob).text == "hello")
+        // A member sends as itself: not to itself.
+        #expect(kernel.write(alice, "from alice").outcome == .written(10))
+        #expect(kernel.read(bob).text == "from alice")
+        #expect(kernel.read(alice, nonBlocking: true).outcome == .error(EAGAIN))
+    }
+
+    @Test func smallBuffersContinueAndSplitReadsEndAtTheMessage() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        let member = try kernel.create("/g/m")
+        let send = try kernel.open("/g/send", O_WRONLY)
+        _ = kernel.write(send, "abcdefgh")
+        _ = kernel.write(send, "next")
+        #expect(kernel.read(member, size: 3).text == "abc")
+        #expect(kernel.read(member, size: 3, offset: 3).text == "")  // same read(2), asking for more
+        #expect(kernel.read(member, size: 100).text == "defgh")
+        #expect(kernel.read(member, size: 100).text == "next")
+    }
+
+    @Test func blockedReadIsAnsweredLaterAndInterruptConsumesNothing() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        let member = try kernel.create("/g/m")
+        let send = try kernel.open("/g/send", O_WRONLY)
+        let blocked = kernel.read(member)
+        #expect(blocked.outcome == nil && blocked.waited)
+        _ = kernel.write(send, "late")
+        #expect(blocked.text == "late")
+
+        let interrupted = kernel.read(member)
+        interrupted.interrupt()
+        #expect(interrupted.outcome == .error(EINTR))
+        _ = kernel.write(send, "kept")
+        #expect(interrupted.answers == 1)
+        #expect(kernel.read(member).text == "kept")
+    }
+
+    @Test func aMessageHandedToADeadRequesterIsPutBack() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        let member = try kernel.create("/g/m")
+        let send = try kernel.open("/g/send", O_WRONLY)
+        let dying = kernel.read(member)
+        dying.requesterDies()
+        _ = kernel.write(send, "precious")
+        #expect(dying.outcome == nil)
+        #expect(kernel.read(member).text == "precious")
+    }
+
+    @Test func fullQueueBlocksWritersAndInterruptDeliversNothing() throws {
+        let kernel = try KernelDriver(defaults: GroupSettings(capacity: 1))
+        try kernel.mkdir("/g")
+        let slow = try kernel.create("/g/slow"), other = try kernel.create("/g/other")
+        let send = try kernel.open("/g/send", O_WRONLY)
+        #expect(kernel.write(send, "1").outcome == .written(1))
+        #expect(kernel.write(send, "2", nonBlocking: true).outcome == .error(EAGAIN))
+        let blocked = kernel.write(send, "2")
+        #expect(blocked.outcome == nil)
+        #expect(try kernel.readAll("/g/status").contains("blocked_writers=1"))
+        blocked.interrupt()
+        #expect(blocked.outcome == .error(EINTR))
+        #expect(kernel.read(slow).text == "1")
+        #expect(kernel.read(other).text == "1")
+        #expect(kernel.read(other, nonBlocking: true).outcome == .error(EAGAIN))
+
+        let later = kernel.write(send, "3")
+        #expect(later.outcome == .written(1))
+        let parked = kernel.write(send, "4")
+        _ = kernel.read(slow)
+        #expect(parked.outcome == nil)  // "other" is still full
+        _ = kernel.read(other)
+        #expect(parked.outcome == .written(1))
+    }
+
+    @Test func sizesAndPolicies() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        let member = try kernel.create("/g/m")
+        let send = try kernel.open("/g/send", O_WRONLY), ctl = try kernel.open("/g/ctl", O_WRONLY)
+        let biggest = [UInt8](repeating: 7, count: 1_044_480)
+        #expect(kernel.write(send, biggest).outcome == .written(1_044_480))
+        guard case .data(let got) = kernel.read(member, size: 2 << 20).outcome else { Issue.record("no data"); return }
+        #expect(got == biggest)
+        #expect(kernel.write(send, biggest + [1]).outcome == .error(EMSGSIZE))
+        #expect(kernel.write(send, "x", offset: 4096).outcome == .error(EMSGSIZE))
+        #expect(kernel.write(ctl, "set send=members max_message=3\n").outcome == .written(31))
+        #expect(kernel.write(send, "x").outcome == .error(EPERM))
+        #expect(kernel.write(member, "toolong").outcome == .error(EMSGSIZE))
+        #expect(kernel.write(member, "ok").outcome == .written(2))
+    }
+
+    @Test func removedMemberDrainsThenEndOfFile() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        let member = try kernel.create("/g/m")
+        let blockedElsewhere = try kernel.open("/g/m", O_RDONLY)
+        let send = try kernel.open("/g/send", O_WRONLY)
+        _ = kernel.write(send, "last")
+        _ = kernel.read(blockedElsewhere)  // takes "last"
+        let parked = kernel.read(blockedElsewhere)
+        _ = kernel.write(send, "queued")
+        let parkedAgain = kernel.read(blockedElsewhere)
+        try kernel.unlink("/g/m")
+        #expect(parked.text == "queued")
+        #expect(parkedAgain.outcome == .data([]))
+        #expect(kernel.read(member).outcome == .data([]))
+        #expect(kernel.write(member, "x").outcome == .error(EPIPE))
+    }
+
+    @Test func shutDownReleasesEveryone() throws {
+        let kernel = try KernelDriver(defaults: GroupSettings(capacity: 1))
+        try kernel.mkdir("/g")
+        let member = try kernel.create("/g/m"), idle = try kernel.create("/g/idle")
+        let send = try kernel.open("/g/send", O_WRONLY)
+        _ = kernel.write(send, "1")
+        _ = kernel.read(idle)
+        let writer = kernel.write(send, "2"), reader = kernel.read(idle)
+        kernel.fs.shutDown()
+        #expect(writer.outcome == .error(ENOTCONN))
+        #expect(reader.outcome == .error(ENOTCONN))
+        _ = member
+    }
+}
+
+@Suite struct ControlAndStatusTests {
+    @Test func statusShowsTheContractFormat() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/chat")
+        _ = try kernel.create("/chat/alice")
+        let bob = try kernel.create("/chat/bob")
+        let send = try kernel.open("/chat/send", O_WRONLY)
+        _ = kernel.write(send, "hi there")
+        _ = kernel.read(bob)
+        #expect(try kernel.readAll("/chat/status") == """
+            group chat send=anyone capacity=256 queue_bytes=4194304 max_message=1044480 members=2 sent=1 blocked_writers=0
+            member alice queued=1 queued_bytes=8 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0
+            member bob queued=0 queued_bytes=0 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0
+
+            """)
+    }
+
+    @Test func controlCommandsApplyAllOrNothing() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        _ = try kernel.create("/g/m")
+        let ctl = try kernel.open("/g/ctl", O_WRONLY)
+        for bad in ["", "\n", "set", "set capacity", "set capacity=", "set capacity=0", "set capacity=1000001",
+                    "set capacity=+5", "set capacity=0x10", "set capacity=5 capacity=6", "set bogus=1",
+                    "set send=nobody", "member", "member m", "member zed loopback=1", "member m loopback=2",
+                    "member m capacity=10 loopback=yes", "frobnicate", "set capacity=5\n\n", "set capacity=5\nset capacity=6",
+                    "set queue_bytes=1073741825", "set max_message=1044481"] {
+            #expect(kernel.write(ctl, bad).outcome == .error(EINVAL), "\(bad.debugDescription)")
+        }
+        #expect(try kernel.readAll("/g/status").hasPrefix("group g send=anyone capacity=256 "))
+        let memberCommand = "member m capacity=10 loopback=1 drop_when_full=1 queue_bytes=100\n"
+        #expect(kernel.write(ctl, memberCommand).outcome == .written(memberCommand.utf8.count))
+        #expect(try kernel.readAll("/g/status").contains("member m queued=0 queued_bytes=0 capacity=10 queue_bytes=100 loopback=1 drop_when_full=1"))
+        let spaced = "set  capacity=7   queue_bytes=9 send=members"
+        #expect(kernel.write(ctl, spaced).outcome == .written(spaced.utf8.count))
+        _ = try kernel.create("/g/late")
+        #expect(try kernel.readAll("/g/status").contains("member late queued=0 queued_bytes=0 capacity=7 queue_bytes=9 "))
+    }
+
+    @Test(arguments: 0..<200)
+    func controlParserNeverCrashesOnNoise(seed: Int) {
+        var generator = SplitMix(seed: UInt64(seed))
+        let alphabet = Array("set member capacity queue_bytes max_message send loopback drop_when_full = 0123456789 \n\t-+xyz".utf8) + [0, 0xff, 0xc3]
+        let noise = (0..<Int.random(in: 0...60, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }
+        do {
+            _ = try ControlCommand(parsing: noise)
+        } catch {
+            #expect(error == .invalid)
+        }
+    }
+}
+
+@Suite struct PollTests {
+    @Test func readinessAndNotification() throws {
+        let kernel = try KernelDriver(defaults: GroupSettings(capacity: 1))
+        try kernel.mkdir("/g")
+        let member = try kernel.create("/g/m")
+        let readOnly = try kernel.open("/g/m", O_RDONLY)
+        let send = try kernel.open("/g/send", O_WRONLY)
+        let notified = Counter()
+        #expect(kernel.fs.poll(handle: readOnly, notify: { notified.bump() }) == PollResult(readable: false, writable: false))
+        #expect(kernel.fs.poll(handle: member, notify: nil) == PollResult(readable: false, writable: true))
+        _ = kernel.write(send, "x")
+        #expect(notified.value == 1)
+        #expect(kernel.fs.poll(handle: send, notify: { notified.bump() }) == PollResult(readable: false, writable: false))
+        _ = kernel.read(readOnly)
+        #expect(notified.value == 2)
+        #expect(kernel.fs.poll(handle: send, notify: nil).writable)
+        kernel.fs.release(handle: readOnly)
+    }
+}
+
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func bump() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
+}
+
+import Synchronization

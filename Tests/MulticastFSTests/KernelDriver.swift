@@ -1,0 +1,163 @@
+import DeliveryCore
+import Glibc
+import MulticastFS
+import Synchronization
+
+/// Plays the kernel's part for MulticastFilesystem without a mount: walks
+/// paths with lookups, keeps file handles, and records every reply, which
+/// tests can interrupt as a signal would.
+struct KernelDriver {
+    let fs: MulticastFilesystem
+    var caller = Caller(uid: 1000, gid: 1000)
+
+    init(defaults: GroupSettings = GroupSettings()) throws {
+        fs = try MulticastFilesystem(owner: Caller(uid: 1000, gid: 1000), defaults: defaults)
+    }
+
+    /// The inode of a path like "/g/alice".
+    func resolve(_ path: String) throws(FileSystemError) -> InodeNumber {
+        var ino = MulticastFilesystem.rootInode
+        for component in path.split(separator: "/") {
+            ino = try fs.lookup(parent: ino, name: String(component)).ino
+        }
+        return ino
+    }
+
+    private func split(_ path: String) throws(FileSystemError) -> (InodeNumber, String) {
+        var components = path.split(separator: "/").map(String.init)
+        let name = components.removeLast()
+        return (try resolve(components.joined(separator: "/")), name)
+    }
+
+    @discardableResult
+    func mkdir(_ path: String, mode: UInt32 = 0o755) throws(FileSystemError) -> Attributes {
+        let (parent, name) = try split(path)
+        return try fs.makeGroup(parent: parent, name: name, permissions: mode, caller: caller)
+    }
+
+    func rmdir(_ path: String) throws(FileSystemError) {
+        let (parent, name) = try split(path)
+        try fs.removeGroup(parent: parent, name: name)
+    }
+
+    func create(_ path: String, mode: UInt32 = 0o644, flags: Int32 = O_RDWR) throws(FileSystemError) -> UInt64 {
+        let (parent, name) = try split(path)
+        return try fs.createMember(parent: parent, name: name, permissions: mode, flags: O_CREAT | flags, caller: caller).1.handle
+    }
+
+    func unlink(_ path: String) throws(FileSystemError) {
+        let (parent, name) = try split(path)
+        try fs.removeMember(parent: parent, name: name)
+    }
+
+    func open(_ path: String, _ flags: Int32) throws(FileSystemError) -> UInt64 {
+        try fs.open(try resolve(path), flags: flags).handle
+    }
+
+    func stat(_ path: String) throws(FileSystemError) -> Attributes {
+        try fs.attributes(of: try resolve(path))
+    }
+
+    func list(_ path: String) throws(FileSystemError) -> [String] {
+        let handle = try fs.openDirectory(try resolve(path)).handle
+        defer { fs.release(handle: handle) }
+        return fs.readDirectory(handle: handle, from: 0).map(\.name)
+    }
+
+    func read(_ handle: UInt64, size: Int = 1 << 20, offset: Int64 = 0, nonBlocking: Bool = false) -> RecordedReply {
+        let reply = RecordedReply()
+        fs.read(handle: handle, size: size, offset: offset, nonBlocking: nonBlocking, reply: reply)
+        return reply
+    }
+
+    func write(_ handle: UInt64, _ text: String, offset: Int64 = 0, nonBlocking: Bool = false) -> RecordedReply {
+        write(handle, Array(text.utf8), offset: offset, nonBlocking: nonBlocking)
+    }
+
+    func write(_ handle: UInt64, _ bytes: [UInt8], offset: Int64 = 0, nonBlocking: Bool = false) -> RecordedReply {
+        let reply = RecordedReply()
+        bytes.withUnsafeBytes { fs.write(handle: handle, bytes: $0, offset: offset, nonBlocking: nonBlocking, reply: reply) }
+        return reply
+    }
+
+    /// Reads a whole file that does not wait (status).
+    func readAll(_ path: String) throws -> String {
+        let handle = try open(path, O_RDONLY)
+        defer { fs.release(handle: handle) }
+        var text: [UInt8] = []
+        while true {
+            guard case .data(let bytes) = read(handle, size: 7, offset: Int64(text.count)).outcome else { throw FileSystemError.io }
+            if bytes.isEmpty { return String(decoding: text, as: UTF8.self) }
+            text += bytes
+        }
+    }
+}
+
+extension FileSystemError {
+    static let io = FileSystemError(errno: EIO)
+}
+
+/// A reply as the kernel would see it: answered once, maybe later, and
+/// interruptible like a signalled process.
+final class RecordedReply: ReadReply, WriteReply {
+    enum Outcome: Equatable {
+        case data([UInt8])
+        case written(Int)
+        case error(Int32)
+    }
+
+    private struct State {
+        var outcome: Outcome?
+        var waited = false
+        var cancel: (@Sendable () -> Bool)?
+        var requesterGone = false
+        var answers = 0
+    }
+
+    private let state = Mutex(State())
+
+    var outcome: Outcome? { state.withLock { $0.outcome } }
+    var text: String? {
+        if case .data(let bytes) = outcome { return String(decoding: bytes, as: UTF8.self) }
+        return nil
+    }
+    var waited: Bool { state.withLock { $0.waited } }
+    var answers: Int { state.withLock { $0.answers } }
+
+    /// Makes the next data reply fail, as when the requester died.
+    func requesterDies() { state.withLock { $0.requesterGone = true } }
+
+    func reply(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        state.withLock { state in
+            state.answers += 1
+            if state.requesterGone { return false }
+            state.outcome = .data(Array(bytes))
+            return true
+        }
+    }
+
+    func reply(written: Int) { answer(.written(written)) }
+    func fail(_ error: FileSystemError) { answer(.error(error.errno)) }
+
+    func willWait() -> Bool {
+        state.withLock { $0.waited = true }
+        return true
+    }
+
+    func cancelOnInterrupt(_ cancel: @escaping @Sendable () -> Bool) {
+        state.withLock { $0.cancel = cancel }
+    }
+
+    /// A signal: cancels the wait; if that removed the waiter, answers EINTR.
+    func interrupt() {
+        guard let cancel = state.withLock({ $0.cancel }) else { return }
+        if cancel() { answer(.error(EINTR)) }
+    }
+
+    private func answer(_ outcome: Outcome) {
+        state.withLock { state in
+            state.answers += 1
+            state.outcome = outcome
+        }
+    }
+}
