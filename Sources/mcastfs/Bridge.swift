@@ -1,0 +1,218 @@
+import DeliveryCore
+import FUSELowLevel
+import Glibc
+import MulticastFS
+
+/// Routes each FUSE request to MulticastFilesystem: the whole FUSE side of
+/// mcastfs. Every method runs on a libfuse worker thread; all answer at once
+/// except read and write, whose replies may be stored and answered later by
+/// the thread that makes them possible (a sender, a reader).
+final class Bridge: FilesystemOperations {
+    let fs: MulticastFilesystem
+    /// How long the kernel may cache names and attributes. Every change goes
+    /// through this kernel, which updates its caches itself.
+    let cacheTimeout = 1.0
+
+    init(fs: MulticastFilesystem) { self.fs = fs }
+
+    // MARK: Names and attributes
+
+    func lookup(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEntry) {
+        answer(reply) { () throws(FileSystemError) in reply.entry(entry(try fs.lookup(parent: parent, name: name))) }
+    }
+
+    func forget(ino: UInt64, lookups: UInt64) {
+        fs.forget(ino, count: lookups)
+    }
+
+    func getattr(_ context: RequestContext, ino: UInt64, reply: ReplyAttributes) {
+        answer(reply) { () throws(FileSystemError) in
+            reply.attributes(fileAttributes(try fs.attributes(of: ino)), timeout: cacheTimeout)
+        }
+    }
+
+    func setattr(_ context: RequestContext, ino: UInt64, changes: FUSELowLevel.AttributeChanges, fh: UInt64?, reply: ReplyAttributes) {
+        let request = MulticastFS.AttributeChanges(
+            permissions: changes.mode.map { $0 & 0o7777 }, uid: changes.uid, gid: changes.gid, size: changes.size,
+            atime: changes.atime.map(timeChange), mtime: changes.mtime.map(timeChange))
+        answer(reply) { () throws(FileSystemError) in
+            reply.attributes(fileAttributes(try fs.setAttributes(of: ino, request)), timeout: cacheTimeout)
+        }
+    }
+
+    func mknod(_ context: RequestContext, parent: UInt64, name: String, mode: UInt32, device: UInt64, reply: ReplyEntry) {
+        answer(reply) { () throws(FileSystemError) in
+            reply.entry(entry(try fs.makeNode(parent: parent, name: name, mode: mode, caller: caller(context))))
+        }
+    }
+
+    func mkdir(_ context: RequestContext, parent: UInt64, name: String, mode: UInt32, reply: ReplyEntry) {
+        answer(reply) { () throws(FileSystemError) in
+            reply.entry(entry(try fs.makeGroup(parent: parent, name: name, permissions: mode & 0o7777, caller: caller(context))))
+        }
+    }
+
+    func unlink(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEmpty) {
+        answer(reply) { () throws(FileSystemError) in
+            try fs.removeMember(parent: parent, name: name)
+            reply.ok()
+        }
+    }
+
+    func rmdir(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEmpty) {
+        answer(reply) { () throws(FileSystemError) in
+            try fs.removeGroup(parent: parent, name: name)
+            reply.ok()
+        }
+    }
+
+    func symlink(_ context: RequestContext, target: String, parent: UInt64, name: String, reply: ReplyEntry) {
+        reply.error(errno(fs.refuseLinkOrRename()))
+    }
+
+    func rename(_ context: RequestContext, parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32, reply: ReplyEmpty) {
+        reply.error(errno(fs.refuseLinkOrRename()))
+    }
+
+    func link(_ context: RequestContext, ino: UInt64, newParent: UInt64, newName: String, reply: ReplyEntry) {
+        reply.error(errno(fs.refuseLinkOrRename()))
+    }
+
+    func statfs(_ context: RequestContext, ino: UInt64, reply: ReplyStatfs) {
+        let counts = fs.counts
+        reply.statfs(FilesystemStatistics(
+            blockSize: 4096, fragmentSize: 4096, blocks: 0, blocksFree: 0, blocksAvailable: 0,
+            files: UInt64(counts.inodes), filesFree: UInt64(Int32.max) - UInt64(counts.inodes), nameMax: 255))
+    }
+
+    // MARK: Open files
+
+    func open(_ context: RequestContext, ino: UInt64, flags: Int32, reply: ReplyOpen) {
+        answer(reply) { () throws(FileSystemError) in reply.opened(openParameters(try fs.open(ino, flags: flags))) }
+    }
+
+    func create(_ context: RequestContext, parent: UInt64, name: String, mode: UInt32, flags: Int32, reply: ReplyCreate) {
+        answer(reply) { () throws(FileSystemError) in
+            let (attributes, opened) = try fs.createMember(
+                parent: parent, name: name, permissions: mode & 0o7777, flags: flags, caller: caller(context))
+            if !reply.created(entry: entry(attributes), open: openParameters(opened)).delivered {
+                // The creator is gone: close what the kernel will never release.
+                fs.release(handle: opened.handle)
+                fs.forget(attributes.ino, count: 1)
+            }
+        }
+    }
+
+    func read(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, flags: Int32, reply: ReplyData) {
+        fs.read(handle: fh, size: size, offset: offset, nonBlocking: flags & O_NONBLOCK != 0, reply: KernelRead(reply: reply))
+    }
+
+    func write(_ context: RequestContext, ino: UInt64, fh: UInt64, data: UnsafeRawBufferPointer, offset: Int64, flags: Int32, reply: ReplyWrite) {
+        fs.write(handle: fh, bytes: data, offset: offset, nonBlocking: flags & O_NONBLOCK != 0, reply: KernelWrite(reply: reply))
+    }
+
+    func flush(_ context: RequestContext, ino: UInt64, fh: UInt64, reply: ReplyEmpty) {
+        reply.ok()
+    }
+
+    func fsync(_ context: RequestContext, ino: UInt64, fh: UInt64, dataOnly: Bool, reply: ReplyEmpty) {
+        reply.ok()
+    }
+
+    func release(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: Int32, reply: ReplyEmpty) {
+        fs.release(handle: fh)
+        reply.ok()
+    }
+
+    func poll(_ context: RequestContext, ino: UInt64, fh: UInt64, handle: PollHandle?, reply: ReplyPoll) {
+        var notify: (@Sendable () -> Void)?
+        if let handle { notify = { _ = handle.notify() } }
+        let readiness = fs.poll(handle: fh, notify: notify)
+        var events: PollEvents = []
+        if readiness.readable { events.insert(.readable) }
+        if readiness.writable { events.insert(.writable) }
+        reply.events(events)
+    }
+
+    // MARK: Directories
+
+    func opendir(_ context: RequestContext, ino: UInt64, flags: Int32, reply: ReplyOpen) {
+        answer(reply) { () throws(FileSystemError) in
+            let opened = try fs.openDirectory(ino)
+            reply.opened(OpenParameters(fh: opened.handle, directIO: false, nonseekable: false, stream: false, keepCache: false))
+        }
+    }
+
+    func readdir(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, reply: ReplyDirectory) {
+        var next = offset
+        for item in fs.readDirectory(handle: fh, from: Int(offset)) {
+            next += 1
+            let mode = item.kind.isDirectory ? UInt32(S_IFDIR) : UInt32(S_IFREG)
+            guard reply.add(name: item.name, ino: item.ino, mode: mode, nextOffset: next) else { break }
+        }
+        reply.send()
+    }
+
+    func releasedir(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: Int32, reply: ReplyEmpty) {
+        fs.release(handle: fh)
+        reply.ok()
+    }
+
+    // MARK: Conversions
+
+    private func answer(_ reply: Reply, _ body: () throws(FileSystemError) -> Void) {
+        do throws(FileSystemError) { try body() } catch { reply.error(errno(error)) }
+    }
+
+    private func caller(_ context: RequestContext) -> Caller { Caller(uid: context.uid, gid: context.gid) }
+
+    private func entry(_ attributes: Attributes) -> EntryParameters {
+        EntryParameters(ino: attributes.ino, generation: 0, attributes: fileAttributes(attributes),
+                        attributeTimeout: cacheTimeout, entryTimeout: cacheTimeout)
+    }
+
+    private func openParameters(_ opened: OpenedFile) -> OpenParameters {
+        // Direct I/O always: a message is not a page of a file, and `status`
+        // is made at open. Streams have no position (FOPEN_STREAM), so reads
+        // and writes on one open file do not wait for each other.
+        OpenParameters(fh: opened.handle, directIO: true, nonseekable: opened.isStream, stream: opened.isStream, keepCache: false)
+    }
+}
+
+func errno(_ error: FileSystemError) -> Errno { Errno(error.errno) }
+
+private func fileAttributes(_ attributes: Attributes) -> FileAttributes {
+    FileAttributes(
+        ino: attributes.ino, mode: attributes.mode, nlink: attributes.links, uid: attributes.uid, gid: attributes.gid,
+        size: attributes.size, atime: timestamp(attributes.atime), mtime: timestamp(attributes.mtime),
+        ctime: timestamp(attributes.ctime))
+}
+
+private func timestamp(_ time: MulticastFS.Timestamp) -> FUSELowLevel.Timestamp {
+    FUSELowLevel.Timestamp(seconds: time.seconds, nanoseconds: time.nanoseconds)
+}
+
+private func timeChange(_ change: TimeChange) -> MulticastFS.AttributeChanges.Time {
+    switch change {
+    case .now: .now
+    case .at(let time): .at(MulticastFS.Timestamp(seconds: time.seconds, nanoseconds: time.nanoseconds))
+    }
+}
+
+/// A read reply: stored while the reader waits, interruptible by a signal.
+struct KernelRead: ReadReply {
+    let reply: ReplyData
+    func reply(_ bytes: UnsafeRawBufferPointer) -> Bool { reply.data(bytes).delivered }
+    func fail(_ error: FileSystemError) { reply.error(errno(error)) }
+    func willWait() -> Bool { reply.armInterrupt() }
+    func cancelOnInterrupt(_ cancel: @escaping @Sendable () -> Bool) { reply.onInterrupt(cancel) }
+}
+
+/// A write reply: stored while the writer waits, interruptible by a signal.
+struct KernelWrite: WriteReply {
+    let reply: ReplyWrite
+    func reply(written: Int) { reply.written(written) }
+    func fail(_ error: FileSystemError) { reply.error(errno(error)) }
+    func willWait() -> Bool { reply.armInterrupt() }
+    func cancelOnInterrupt(_ cancel: @escaping @Sendable () -> Bool) { reply.onInterrupt(cancel) }
+}

@@ -1,0 +1,152 @@
+import ArgumentParser
+import DeliveryCore
+import FUSELowLevel
+import Glibc
+import Logging
+import MulticastFS
+
+/// `mcastfs MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]`, as libfuse
+/// filesystems are run: it returns once the mount is live and serves in the
+/// background, unless -f.
+@main
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mcastfs",
+        abstract: "Mount a multicast message bus: groups are directories, members are files.",
+        discussion: """
+            Each directory is a group (mkdir makes one); each file in it is a member
+            whose reads receive every message written to the group's `send` file or by
+            another member. See the README for the whole contract.
+
+            mcastfs options (-o): capacity=N, queue_bytes=N, max_message=N (defaults for
+            new groups). Other -o options go to FUSE (e.g. allow_other).
+            default_permissions is always on. SIGINT or SIGTERM unmounts and exits 0.
+            """,
+        version: "1.0.0"
+    )
+
+    @Argument(help: "An existing, empty directory to mount on.")
+    var mountPoint: String
+
+    @Flag(name: .customShort("f"), help: "Stay in the foreground.")
+    var foreground = false
+
+    @Flag(name: .customShort("d"), help: "Print every request (implies -f).")
+    var debug = false
+
+    @Flag(name: .customShort("s"), help: "Serve with one thread.")
+    var singleThreaded = false
+
+    @Option(name: .customShort("o"), help: ArgumentHelp("Mount options, comma-separated.", valueName: "OPTION[,OPTION...]"))
+    var options: [String] = []
+
+    /// libfuse accepts `-oallow_other`; ArgumentParser wants `-o allow_other`.
+    static func normalize(_ arguments: [String]) -> [String] {
+        arguments.flatMap { argument -> [String] in
+            if argument.hasPrefix("-o"), argument.count > 2, !argument.hasPrefix("-o=") {
+                return ["-o", String(argument.dropFirst(2))]
+            }
+            return [argument]
+        }
+    }
+
+    static func main() {
+        do {
+            var command = try parseAsRoot(normalize(Array(CommandLine.arguments.dropFirst())))
+            try command.run()
+        } catch let failure as StartupFailure {
+            fail(failure.message)
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    mutating func run() throws {
+        let settings = try MountSettings(options: options, debug: debug)
+        try checkMountPoint()
+        let logger = makeLogger()
+        let fs: MulticastFilesystem
+        do { fs = try MulticastFilesystem(owner: Caller(uid: getuid(), gid: getgid()), defaults: settings.groupDefaults) }
+        catch { throw StartupFailure(message: "invalid group defaults: \(error)") }
+
+        let session: FUSESession
+        do {
+            session = try FUSESession(operations: Bridge(fs: fs), options: settings.fuseArguments)
+            try session.mount(at: mountPoint)
+        } catch {
+            throw StartupFailure(message: "cannot mount on \(mountPoint): \(error.message)")
+        }
+        logger.info("mounted", metadata: ["mountpoint": "\(mountPoint)", "threads": "\(singleThreaded ? "one" : "many")"])
+        do {
+            // After the mount, so that the command returns once it is live.
+            try session.daemonize(foreground: foreground || debug)
+            try session.installSignalHandlers()
+        } catch {
+            session.destroy()
+            throw StartupFailure(message: error.message)
+        }
+
+        let status = session.run(singleThreaded: singleThreaded)
+
+        // Stop producing, answer everyone, then unmount: a client blocked at
+        // this moment gets ENOTCONN at once rather than a hang.
+        fs.shutDown()
+        session.failPending(with: .notConnected)
+        session.unmount()
+        session.destroy()
+        if let signal = session.receivedSignal {
+            logger.info("unmounted", metadata: ["signal": "\(signal)"])
+        } else if status < 0 {
+            logger.error("the FUSE loop ended with an error", metadata: ["errno": "\(-status)"])
+            throw ExitCode(1)
+        } else {
+            logger.info("unmounted")
+        }
+    }
+
+    /// The mount point must be an existing directory, not already a mount
+    /// point, and /dev/fuse must exist: say so in one line.
+    private func checkMountPoint() throws {
+        var info = stat()
+        guard stat(mountPoint, &info) == 0 else {
+            throw StartupFailure(message: "mount point \(mountPoint): \(String(cString: strerror(Glibc.errno)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw StartupFailure(message: "mount point \(mountPoint) is not a directory")
+        }
+        if let resolved = realpath(mountPoint, nil) {
+            defer { free(resolved) }
+            if MountTable.isMountPoint(String(cString: resolved)) {
+                throw StartupFailure(message: "\(mountPoint) is already a mount point (unmount it first: fusermount3 -u \(mountPoint))")
+            }
+        }
+        guard access("/dev/fuse", R_OK | W_OK) == 0 else {
+            throw StartupFailure(message: "/dev/fuse: \(String(cString: strerror(Glibc.errno))) (is the fuse module loaded, and is /dev/fuse in this container?)")
+        }
+    }
+
+    private func makeLogger() -> Logger {
+        let level: Logger.Level = debug ? .debug : .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "mcastfs")
+    }
+}
+
+/// A start-up error: one line on stderr, exit 1.
+struct StartupFailure: Error {
+    let message: String
+}
+
+func fail(_ message: String) -> Never {
+    let line = Array("mcastfs: \(message)\n".utf8)
+    _ = line.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    exit(1)
+}
+
+extension Error {
+    var message: String { (self as? FUSESessionError)?.message ?? "\(self)" }
+}
