@@ -59,6 +59,16 @@ public struct Attributes: Sendable, Equatable {
     }
 }
 
+/// What lookup, mkdir, create and mknod give the kernel.
+public struct Entry: Sendable, Equatable {
+    /// The kernel's handle for the entry (the FUSE node id). For `send` and
+    /// members it is new on every lookup: see `Namespace.reference`.
+    public var nodeID: InodeNumber
+    public var attributes: Attributes
+    /// False when the kernel must not cache the name (a new node id each time).
+    public var cacheable: Bool
+}
+
 /// What a `setattr` asks to change.
 public struct AttributeChanges: Sendable, Equatable {
     public enum Time: Sendable, Equatable {

@@ -18,6 +18,8 @@ public final class MulticastFilesystem: Sendable {
 
     struct Namespace: ~Copyable {
         var nodes: [InodeNumber: Node] = [:]
+        /// Kernel node ids of `send` and member entries, each for one lookup.
+        var aliases: [InodeNumber: Alias] = [:]
         /// Group directories by name, and the order they were made.
         var groups: [String: Node] = [:]
         var groupOrder: [String] = []
@@ -40,9 +42,35 @@ public final class MulticastFilesystem: Sendable {
             return node
         }
 
+        /// The node behind a kernel node id (an entry's own, or an alias).
         func node(_ ino: InodeNumber) throws(FileSystemError) -> Node {
-            guard let node = nodes[ino] else { throw .noEntry }
-            return node
+            if let node = nodes[ino] ?? aliases[ino]?.node { return node }
+            throw .noEntry
+        }
+
+        /// Counts one more kernel reference to `node`, and says how the kernel
+        /// may name it.
+        ///
+        /// `send` and members get a new node id on every lookup, and the kernel
+        /// is told not to cache the name, so that every open has an inode of its
+        /// own. The kernel serializes direct-I/O writes on one inode with an
+        /// exclusive, uninterruptible inode lock (fuse_dio_lock in fs/fuse/file.c;
+        /// it is shared only for writes below i_size, and these files are size
+        /// 0). With one inode per entry, a second writer on `send` would wait in
+        /// that lock, unkillable, for as long as the first writer is blocked on
+        /// a full queue. `st_ino` stays the entry's own. See docs/fuse-notes.md.
+        mutating func reference(_ node: Node) -> Entry {
+            let attributes = attributes(of: node)
+            switch node.content {
+            case .send, .member:
+                let alias = nextInode
+                nextInode += 1
+                aliases[alias] = Alias(node: node)
+                return Entry(nodeID: alias, attributes: attributes, cacheable: false)
+            case .root, .group, .control, .status:
+                node.lookups += 1
+                return Entry(nodeID: node.ino, attributes: attributes, cacheable: true)
+            }
         }
 
         func groupDirectory(_ ino: InodeNumber) throws(FileSystemError) -> GroupDirectory {
@@ -93,17 +121,20 @@ public final class MulticastFilesystem: Sendable {
     // MARK: - Names
 
     /// Finds `name` in directory `parent`, counting one more kernel reference.
-    public func lookup(parent: InodeNumber, name: String) throws(FileSystemError) -> Attributes {
+    public func lookup(parent: InodeNumber, name: String) throws(FileSystemError) -> Entry {
         try withNamespace { (namespace) throws(FileSystemError) in
-            let node = try Self.child(of: try namespace.node(parent), named: name, in: namespace)
-            node.lookups += 1
-            return namespace.attributes(of: node)
+            namespace.reference(try Self.child(of: try namespace.node(parent), named: name, in: namespace))
         }
     }
 
     /// The kernel dropped `count` references to `ino`.
     public func forget(_ ino: InodeNumber, count: UInt64) {
         namespace.withLock { namespace in
+            if let alias = namespace.aliases[ino] {
+                alias.lookups -= min(count, alias.lookups)
+                if alias.lookups == 0 { namespace.aliases[ino] = nil }
+                return
+            }
             guard let node = namespace.nodes[ino], ino != Self.rootInode else { return }
             node.lookups -= min(count, node.lookups)
             if node.lookups == 0 && !node.linked { namespace.nodes[ino] = nil }
@@ -171,7 +202,7 @@ public final class MulticastFilesystem: Sendable {
     /// (the kernel has applied the umask). `send`, `ctl` and `status` take
     /// their modes from it: send = mode & 0222, status = mode & 0444, ctl =
     /// mode & 0200.
-    public func makeGroup(parent: InodeNumber, name: String, permissions: UInt32, caller: Caller) throws(FileSystemError) -> Attributes {
+    public func makeGroup(parent: InodeNumber, name: String, permissions: UInt32, caller: Caller) throws(FileSystemError) -> Entry {
         try withNamespace { (namespace) throws(FileSystemError) in
             let parentNode = try namespace.node(parent)
             guard case .root = parentNode.content else {
@@ -190,8 +221,7 @@ public final class MulticastFilesystem: Sendable {
             namespace.groups[name] = directory.directory
             namespace.groupOrder.append(name)
             namespace.touch(namespace.root)
-            directory.directory.lookups += 1
-            return namespace.attributes(of: directory.directory)
+            return namespace.reference(directory.directory)
         }
     }
 
@@ -217,40 +247,36 @@ public final class MulticastFilesystem: Sendable {
     /// `touch G/NAME`, `open(O_CREAT)`: NAME joins G with the group's default
     /// settings, owned by the caller with the mode given. An existing member is
     /// opened, unless O_EXCL (EEXIST).
-    public func createMember(parent: InodeNumber, name: String, permissions: UInt32, flags: Int32, caller: Caller) throws(FileSystemError) -> (Attributes, OpenedFile) {
-        let node = try withNamespace { (namespace) throws(FileSystemError) -> Node in
+    public func createMember(parent: InodeNumber, name: String, permissions: UInt32, flags: Int32, caller: Caller) throws(FileSystemError) -> (Entry, OpenedFile) {
+        let (node, entry) = try withNamespace { (namespace) throws(FileSystemError) -> (Node, Entry) in
             let parentNode = try namespace.node(parent)
             if case .root = parentNode.content { throw .notPermitted }
             let directory = try namespace.groupDirectory(parent)
             if let existing = try? Self.child(of: parentNode, named: name, in: namespace) {
                 if flags & O_EXCL != 0 { throw .exists }
-                existing.lookups += 1
-                return existing
+                return (existing, namespace.reference(existing))
             }
             let node = try Self.join(directory, name: name, permissions: permissions, caller: caller, in: &namespace)
-            node.lookups += 1
-            return node
+            return (node, namespace.reference(node))
         }
         do throws(FileSystemError) {
-            let opened = try open(node, flags: flags)
-            return (try attributes(of: node.ino), opened)
+            return (entry, try open(node, flags: flags))
         } catch {
-            forget(node.ino, count: 1)
+            forget(entry.nodeID, count: 1)
             throw error
         }
     }
 
     /// mknod: a regular file in a group joins like create; FIFOs, devices and
     /// sockets are refused (EPERM), as is anything in the root.
-    public func makeNode(parent: InodeNumber, name: String, mode: UInt32, caller: Caller) throws(FileSystemError) -> Attributes {
+    public func makeNode(parent: InodeNumber, name: String, mode: UInt32, caller: Caller) throws(FileSystemError) -> Entry {
         guard mode & UInt32(S_IFMT) == UInt32(S_IFREG) else { throw .notPermitted }
         return try withNamespace { (namespace) throws(FileSystemError) in
             if case .root = try namespace.node(parent).content { throw .notPermitted }
             let directory = try namespace.groupDirectory(parent)
             if Names.reserved.contains(name) || directory.members[name] != nil { throw .exists }
             let node = try Self.join(directory, name: name, permissions: mode, caller: caller, in: &namespace)
-            node.lookups += 1
-            return namespace.attributes(of: node)
+            return namespace.reference(node)
         }
     }
 
@@ -423,13 +449,21 @@ public final class MulticastFilesystem: Sendable {
     /// write(2). On `send` or a member file: one message to every recipient,
     /// or to none; a full recipient makes it wait (EAGAIN when `nonBlocking`).
     /// On `ctl`: one command. `reply` may be answered now or later.
-    public func write(handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64, nonBlocking: Bool, reply: some WriteReply) {
+    /// `flags` are the request's open flags (O_NONBLOCK, O_APPEND).
+    public func write(handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32, reply: some WriteReply) {
         let file = OpenFile.of(handle)
+        let nonBlocking = flags & O_NONBLOCK != 0
+        // A stream's write(2) starts at offset 0, so a later offset is the
+        // rest of one write(2) that the kernel split (a writev of more than
+        // 256 segments): its first part went out as a message already, and
+        // this part cannot join it. O_APPEND writes are the exception: the
+        // kernel gives them its cached file size as the offset.
+        let continuation = offset != 0 && flags & O_APPEND == 0
         switch file.content {
         case .send(let group):
-            send(bytes, offset: offset, to: group, as: nil, nonBlocking: nonBlocking, reply: reply)
+            send(bytes, continuation: continuation, to: group, as: nil, nonBlocking: nonBlocking, reply: reply)
         case .member(let member, _, true):
-            send(bytes, offset: offset, to: member.group, as: member, nonBlocking: nonBlocking, reply: reply)
+            send(bytes, continuation: continuation, to: member.group, as: member, nonBlocking: nonBlocking, reply: reply)
         case .control(let group):
             do throws(FileSystemError) {
                 try ControlCommand(parsing: bytes).apply(to: group)
@@ -444,12 +478,9 @@ public final class MulticastFilesystem: Sendable {
         }
     }
 
-    private func send(_ bytes: UnsafeRawBufferPointer, offset: Int64, to group: Group, as sender: Member?,
+    private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, to group: Group, as sender: Member?,
                       nonBlocking: Bool, reply: some WriteReply) {
-        // A stream's write(2) starts at offset 0; a later offset is the rest of
-        // a write the kernel split, which only happens to writes longer than
-        // any message may be.
-        guard offset == 0 else { return reply.fail(.messageTooLong) }
+        guard !continuation else { return reply.fail(.messageTooLong) }
         let message = Message(copying: bytes)
         do throws(DeliveryError) {
             try group.trySend(message, as: sender)

@@ -29,6 +29,14 @@ final class Node: @unchecked Sendable {
     }
 }
 
+/// One kernel inode for a `send` or member entry: see `Namespace.reference`.
+final class Alias: @unchecked Sendable {
+    let node: Node
+    var lookups: UInt64 = 1
+
+    init(node: Node) { self.node = node }
+}
+
 /// A group's directory: the core's group and the entries beneath it.
 final class GroupDirectory: @unchecked Sendable {
     let group: Group

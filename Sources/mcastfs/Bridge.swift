@@ -93,12 +93,12 @@ final class Bridge: FilesystemOperations {
 
     func create(_ context: RequestContext, parent: UInt64, name: String, mode: UInt32, flags: Int32, reply: ReplyCreate) {
         answer(reply) { () throws(FileSystemError) in
-            let (attributes, opened) = try fs.createMember(
+            let (created, opened) = try fs.createMember(
                 parent: parent, name: name, permissions: mode & 0o7777, flags: flags, caller: caller(context))
-            if !reply.created(entry: entry(attributes), open: openParameters(opened)).delivered {
+            if !reply.created(entry: entry(created), open: openParameters(opened)).delivered {
                 // The creator is gone: close what the kernel will never release.
                 fs.release(handle: opened.handle)
-                fs.forget(attributes.ino, count: 1)
+                fs.forget(created.nodeID, count: 1)
             }
         }
     }
@@ -108,7 +108,7 @@ final class Bridge: FilesystemOperations {
     }
 
     func write(_ context: RequestContext, ino: UInt64, fh: UInt64, data: UnsafeRawBufferPointer, offset: Int64, flags: Int32, reply: ReplyWrite) {
-        fs.write(handle: fh, bytes: data, offset: offset, nonBlocking: flags & O_NONBLOCK != 0, reply: KernelWrite(reply: reply))
+        fs.write(handle: fh, bytes: data, offset: offset, flags: flags, reply: KernelWrite(reply: reply))
     }
 
     func flush(_ context: RequestContext, ino: UInt64, fh: UInt64, reply: ReplyEmpty) {
@@ -166,9 +166,11 @@ final class Bridge: FilesystemOperations {
 
     private func caller(_ context: RequestContext) -> Caller { Caller(uid: context.uid, gid: context.gid) }
 
-    private func entry(_ attributes: Attributes) -> EntryParameters {
-        EntryParameters(ino: attributes.ino, generation: 0, attributes: fileAttributes(attributes),
-                        attributeTimeout: cacheTimeout, entryTimeout: cacheTimeout)
+    private func entry(_ entry: Entry) -> EntryParameters {
+        // An uncacheable name gets a new node id on every lookup; the kernel
+        // must ask again each time (timeout 0 means "always revalidate").
+        EntryParameters(ino: entry.nodeID, generation: 0, attributes: fileAttributes(entry.attributes),
+                        attributeTimeout: cacheTimeout, entryTimeout: entry.cacheable ? cacheTimeout : 0)
     }
 
     private func openParameters(_ opened: OpenedFile) -> OpenParameters {

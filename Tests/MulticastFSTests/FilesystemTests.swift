@@ -66,12 +66,36 @@ import Testing
         let kernel = try KernelDriver()
         try kernel.mkdir("/g")
         kernel.fs.release(handle: try kernel.create("/g/m"))
-        let ino = try kernel.resolve("/g/m")  // lookups: create + resolve
+        let ino = try kernel.resolve("/g/m")
         try kernel.unlink("/g/m")
         #expect(try kernel.fs.attributes(of: ino).kind == .member)
         #expect(throws: FileSystemError.noEntry) { _ = try kernel.fs.open(ino, flags: O_RDONLY) }
-        kernel.fs.forget(ino, count: 2)
+        kernel.fs.forget(ino, count: 1)
         #expect(throws: FileSystemError.noEntry) { _ = try kernel.fs.attributes(of: ino) }
+
+        // Directories keep one node id and count references.
+        let group = try kernel.resolve("/g")
+        #expect(try kernel.resolve("/g") == group)
+        try kernel.rmdir("/g")
+        #expect(try kernel.fs.attributes(of: group).kind == .group)
+        kernel.fs.forget(group, count: 100)  // every path walk through /g counted one
+        #expect(throws: FileSystemError.noEntry) { _ = try kernel.fs.attributes(of: group) }
+    }
+
+    @Test func everyLookupOfSendOrAMemberIsItsOwnKernelInode() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/g")
+        kernel.fs.release(handle: try kernel.create("/g/m"))
+        for path in ["/g/send", "/g/m"] {
+            let first = try kernel.fs.lookup(parent: kernel.resolve("/g"), name: String(path.split(separator: "/").last!))
+            let second = try kernel.fs.lookup(parent: kernel.resolve("/g"), name: String(path.split(separator: "/").last!))
+            #expect(first.nodeID != second.nodeID && !first.cacheable)
+            #expect(first.attributes.ino == second.attributes.ino)
+            _ = try kernel.fs.setAttributes(of: first.nodeID, AttributeChanges(permissions: 0o640))
+            #expect(try kernel.fs.attributes(of: second.nodeID).permissions == 0o640)
+        }
+        let status = try kernel.fs.lookup(parent: kernel.resolve("/g"), name: "status")
+        #expect(status.cacheable && status.nodeID == status.attributes.ino)
     }
 
     @Test func setAttributes() throws {
@@ -190,7 +214,8 @@ import Testing
         guard case .data(let got) = kernel.read(member, size: 2 << 20).outcome else { Issue.record("no data"); return }
         #expect(got == biggest)
         #expect(kernel.write(send, biggest + [1]).outcome == .error(EMSGSIZE))
-        #expect(kernel.write(send, "x", offset: 4096).outcome == .error(EMSGSIZE))
+        #expect(kernel.write(send, "x", offset: 4096).outcome == .error(EMSGSIZE))  // a split write's rest
+        #expect(kernel.write(member, "ab", offset: 4096, append: true).outcome == .written(2))  // O_APPEND
         #expect(kernel.write(ctl, "set send=members max_message=3\n").outcome == .written(31))
         #expect(kernel.write(send, "x").outcome == .error(EPERM))
         #expect(kernel.write(member, "toolong").outcome == .error(EMSGSIZE))

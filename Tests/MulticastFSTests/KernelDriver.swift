@@ -18,7 +18,7 @@ struct KernelDriver {
     func resolve(_ path: String) throws(FileSystemError) -> InodeNumber {
         var ino = MulticastFilesystem.rootInode
         for component in path.split(separator: "/") {
-            ino = try fs.lookup(parent: ino, name: String(component)).ino
+            ino = try fs.lookup(parent: ino, name: String(component)).nodeID
         }
         return ino
     }
@@ -32,7 +32,7 @@ struct KernelDriver {
     @discardableResult
     func mkdir(_ path: String, mode: UInt32 = 0o755) throws(FileSystemError) -> Attributes {
         let (parent, name) = try split(path)
-        return try fs.makeGroup(parent: parent, name: name, permissions: mode, caller: caller)
+        return try fs.makeGroup(parent: parent, name: name, permissions: mode, caller: caller).attributes
     }
 
     func rmdir(_ path: String) throws(FileSystemError) {
@@ -70,13 +70,14 @@ struct KernelDriver {
         return reply
     }
 
-    func write(_ handle: UInt64, _ text: String, offset: Int64 = 0, nonBlocking: Bool = false) -> RecordedReply {
-        write(handle, Array(text.utf8), offset: offset, nonBlocking: nonBlocking)
+    func write(_ handle: UInt64, _ text: String, offset: Int64 = 0, nonBlocking: Bool = false, append: Bool = false) -> RecordedReply {
+        write(handle, Array(text.utf8), offset: offset, nonBlocking: nonBlocking, append: append)
     }
 
-    func write(_ handle: UInt64, _ bytes: [UInt8], offset: Int64 = 0, nonBlocking: Bool = false) -> RecordedReply {
+    func write(_ handle: UInt64, _ bytes: [UInt8], offset: Int64 = 0, nonBlocking: Bool = false, append: Bool = false) -> RecordedReply {
         let reply = RecordedReply()
-        bytes.withUnsafeBytes { fs.write(handle: handle, bytes: $0, offset: offset, nonBlocking: nonBlocking, reply: reply) }
+        let flags = O_WRONLY | (nonBlocking ? O_NONBLOCK : 0) | (append ? O_APPEND : 0)
+        bytes.withUnsafeBytes { fs.write(handle: handle, bytes: $0, offset: offset, flags: flags, reply: reply) }
         return reply
     }
 
