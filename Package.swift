@@ -18,6 +18,10 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+// MCASTFS_TSAN=1 in the environment: locks the thread sanitizer can see
+// (scripts/test sets it for its `--sanitize=thread` run; see LockedValue.swift).
+let sanitizerLocks: [SwiftSetting] = Context.environment["MCASTFS_TSAN"] != nil ? [.define("MCASTFS_TSAN")] : []
+
 let package = Package(
     name: "mcastfs",
     platforms: [.macOS(.v15)],
@@ -34,7 +38,7 @@ let package = Package(
         .target(
             name: "DeliveryCore",
             dependencies: [.product(name: "DequeModule", package: "swift-collections")],
-            swiftSettings: strict
+            swiftSettings: strict + sanitizerLocks
         ),
         .target(
             name: "MulticastFS",

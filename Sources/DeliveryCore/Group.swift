@@ -1,4 +1,4 @@
-import Synchronization
+
 
 /// What a completed send did.
 public struct SendReceipt: Sendable, Equatable {
@@ -27,12 +27,12 @@ public enum Blocking: Sendable {
 /// run after the lock is released, on the thread whose operation caused them.
 public final class Group: Sendable {
     public let name: String
-    let state: Mutex<GroupState>
+    let state: LockedValue<GroupState>
 
     public init(name: String, settings: GroupSettings = GroupSettings()) throws(DeliveryError) {
         try settings.validate()
         self.name = name
-        self.state = Mutex(GroupState(settings: settings))
+        self.state = LockedValue(GroupState(settings: settings))
     }
 
     /// Runs `body` under the lock, then the effects it recorded, unlocked.

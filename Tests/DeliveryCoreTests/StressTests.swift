@@ -1,6 +1,6 @@
 import DeliveryCore
-import Dispatch
 import Synchronization
+import Dispatch
 import Testing
 
 // Many threads sending (blocking, non-blocking, cancelled), receiving, joining,
@@ -22,7 +22,7 @@ private func decode(_ chunk: MessageChunk) -> String { String(decoding: chunk.by
 /// Blocking receive on a plain thread.
 private func receiveWaiting(_ reader: Reader) -> MessageChunk? {
     let semaphore = DispatchSemaphore(value: 0)
-    let result = Mutex<Result<MessageChunk?, DeliveryError>?>(nil)
+    let result = TestLock<Result<MessageChunk?, DeliveryError>?>(nil)
     reader.receive(maxBytes: 1 << 20, .blocking) { outcome in
         result.withLock { $0 = outcome }
         semaphore.signal()
@@ -39,10 +39,10 @@ private func drain(_ reader: Reader) -> [(UInt64, String)] {
 }
 
 private final class Log: Sendable {
-    let accepted = Mutex<[Sent]>([])
-    let refused = Mutex<Set<String>>([])
-    let received = Mutex<[String: [(UInt64, String)]]>([:])
-    let maxQueued = Mutex<[String: Int]>([:])
+    let accepted = TestLock<[Sent]>([])
+    let refused = TestLock<Set<String>>([])
+    let received = TestLock<[String: [(UInt64, String)]]>([:])
+    let maxQueued = TestLock<[String: Int]>([:])
 }
 
 @Suite struct StressTests {
@@ -106,7 +106,13 @@ private final class Log: Sendable {
             var generator = SeededGenerator(seed: seed &* 7)
             while !stop.load(ordering: .relaxed) {
                 let capacity = Int.random(in: 2...6, using: &generator)
-                try! group.configureMember(named: "steady2") { $0.capacity = capacity }
+                do {
+                    try group.configureMember(named: "steady2") { $0.capacity = capacity }
+                } catch {
+                    // Only once the test has made everyone leave.
+                    #expect((error as? DeliveryError) == .noSuchMember && stop.load(ordering: .relaxed))
+                    break
+                }
                 for member in group.snapshot().members {
                     log.maxQueued.withLock { $0[member.name] = max($0[member.name] ?? 0, member.queued) }
                 }
@@ -131,7 +137,7 @@ private final class Log: Sendable {
                         continue
                     }
                     let semaphore = DispatchSemaphore(value: 0)
-                    let outcome = Mutex<Result<SendReceipt, DeliveryError>?>(nil)
+                    let outcome = TestLock<Result<SendReceipt, DeliveryError>?>(nil)
                     let waiting = group.send(message, as: asMember, .blocking) { result in
                         outcome.withLock { $0 = result }
                         semaphore.signal()
@@ -234,7 +240,7 @@ private final class Log: Sendable {
         let group = try Group(name: "fifo")
         let slow = try group.join("slow", settings: MemberSettings(capacity: 1))
         try group.trySend(Message([0]))
-        let order = Mutex<[Int]>([])
+        let order = TestLock<[Int]>([])
         let all = DispatchGroup()
         for i in 1...50 {
             all.enter()

@@ -1,5 +1,4 @@
 import DeliveryCore
-import Synchronization
 
 func message(_ text: String) -> Message { Message(Array(text.utf8)) }
 
@@ -12,7 +11,7 @@ extension Reader {
 
 /// Collects results from completions that may run on any thread.
 final class Box<Value: Sendable>: Sendable {
-    private let storage: Mutex<[Value]> = Mutex([])
+    private let storage: TestLock<[Value]> = TestLock([])
     func append(_ value: Value) { storage.withLock { $0.append(value) } }
     var values: [Value] { storage.withLock { $0 } }
 }

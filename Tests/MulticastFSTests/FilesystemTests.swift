@@ -340,9 +340,8 @@ struct SplitMix: RandomNumberGenerator {
 }
 
 final class Counter: Sendable {
-    private let count = Mutex(0)
+    private let count = TestLock(0)
     func bump() { count.withLock { $0 += 1 } }
     var value: Int { count.withLock { $0 } }
 }
 
-import Synchronization

@@ -1,7 +1,6 @@
 import DeliveryCore
 import Glibc
 import MulticastFS
-import Synchronization
 
 /// Plays the kernel's part for MulticastFilesystem without a mount: walks
 /// paths with lookups, keeps file handles, and records every reply, which
@@ -115,7 +114,7 @@ final class RecordedReply: ReadReply, WriteReply {
         var answers = 0
     }
 
-    private let state = Mutex(State())
+    private let state = TestLock(State())
 
     var outcome: Outcome? { state.withLock { $0.outcome } }
     var text: String? {
