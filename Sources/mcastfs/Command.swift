@@ -64,6 +64,12 @@ struct MountCommand: ParsableCommand {
     mutating func run() throws {
         let settings = try MountSettings(options: options, debug: debug)
         try checkMountPoint()
+        // Absolute from here on: fuse_daemonize changes directory to / (even
+        // in the foreground), and the unmount at exit must still find it.
+        if let resolved = realpath(mountPoint, nil) {
+            mountPoint = String(cString: resolved)
+            free(resolved)
+        }
         let logger = makeLogger()
         let fs: MulticastFilesystem
         do { fs = try MulticastFilesystem(owner: Caller(uid: getuid(), gid: getgid()), defaults: settings.groupDefaults) }
