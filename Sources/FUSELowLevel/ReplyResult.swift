@@ -1,0 +1,65 @@
+import Glibc
+
+/// What became of an answer. Anything but `.sent` means the caller's data did
+/// not reach the requester: undo whatever the answer consumed (for example,
+/// put a message back).
+public enum ReplyResult: Sendable, Equatable {
+    /// The kernel accepted the reply.
+    case sent
+    /// The kernel no longer knows the request (`fuse_reply_*` returned
+    /// -ENOENT): it was interrupted and abandoned, or its caller died.
+    case requestGone
+    /// The request had already been answered — usually by this layer (EINTR
+    /// after an interrupt, or `FUSESession.failPending`).
+    case alreadyAnswered
+    /// The session is unmounting or destroyed; nothing was sent.
+    case sessionClosed
+    /// The kernel refused the reply for another reason (e.g. EINVAL: a read
+    /// reply longer than asked).
+    case failed(Errno)
+
+    public var delivered: Bool { self == .sent }
+
+    init(returnCode rc: Int32) {
+        switch rc {
+        case 0: self = .sent
+        case -ENOENT: self = .requestGone
+        default: self = .failed(Errno(rc < 0 ? -rc : rc))
+        }
+    }
+}
+
+/// A directory entry as a `ReplyDirectory` collected it (for tests).
+public struct DirectoryEntry: Sendable, Equatable {
+    public var name: String
+    public var ino: UInt64
+    public var mode: UInt32
+    public var nextOffset: Int64
+
+    public init(name: String, ino: UInt64, mode: UInt32, nextOffset: Int64) {
+        self.name = name
+        self.ino = ino
+        self.mode = mode
+        self.nextOffset = nextOffset
+    }
+}
+
+/// A reply as it would have gone to the kernel: what `ReplyRecorder` keeps,
+/// so code above this layer can be tested without a mount.
+public enum RecordedReply: Sendable, Equatable {
+    case error(Errno)
+    case ok
+    case entry(EntryParameters)
+    case attributes(FileAttributes, timeout: Double)
+    case opened(OpenParameters)
+    case created(entry: EntryParameters, open: OpenParameters)
+    case data([UInt8])
+    case written(Int)
+    case directory([DirectoryEntry])
+    case statfs(FilesystemStatistics)
+    case poll(PollEvents)
+    case xattrSize(Int)
+    case xattrData([UInt8])
+    case offset(Int64)
+    case readlink(String)
+}
