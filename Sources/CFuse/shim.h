@@ -206,11 +206,12 @@ static inline cfuse_log_text_func *cfuse_log_text_slot(void) {
     return &target;
 }
 
+/* Formats one libfuse log call and hands the text to the Swift sink, which
+ * records it and echoes it to stderr (LibfuseLog.swift decides when). */
 static inline void cfuse_log_forward(enum fuse_log_level level, const char *fmt, va_list ap) {
     char text[1024];
     int n = vsnprintf(text, sizeof text, fmt, ap);
     if (n < 0) return;
-    fputs(text, stderr);
     cfuse_log_text_func target = __atomic_load_n(cfuse_log_text_slot(), __ATOMIC_ACQUIRE);
     if (target) target((int)level, text);
 }

@@ -3,8 +3,8 @@ import Glibc
 import Synchronization
 
 /// libfuse reports its errors only as log lines (fuse_log → stderr). To give
-/// `FUSESessionError` a precise message we install a log function that still
-/// prints everything to stderr, and also remembers the last few lines.
+/// `FUSESessionError` a precise message we install a log function that prints
+/// to stderr (except while `holdingBack`) and remembers the last few lines.
 /// Only this file may call the cfuse_log_* helpers (shim.h).
 enum LibfuseLog {
     private struct Lines {
@@ -14,6 +14,8 @@ enum LibfuseLog {
     }
 
     private static let lines = Mutex(Lines())
+    /// Whether libfuse's lines go to stderr as they come (see `holdingBack`).
+    static let echo = Atomic(true)
 
     static let installed: Void = {
         cfuse_log_install(sink)
@@ -23,6 +25,29 @@ enum LibfuseLog {
     static var marker: Int {
         _ = installed
         return lines.withLock { $0.count }
+    }
+
+    /// Runs `body` with libfuse's lines kept off stderr. If it failed (as
+    /// `succeeded` judges its result), they are dropped: the caller's error
+    /// carries the line that matters, so a start-up error stays one line. If
+    /// it succeeded, they are printed after all.
+    static func holdingBack<T>(_ body: () -> T, succeeded: (T) -> Bool) -> T {
+        let start = marker
+        echo.store(false, ordering: .releasing)
+        let result = body()
+        echo.store(true, ordering: .releasing)
+        if succeeded(result) {
+            for line in lines(since: start) {
+                let bytes = Array((line + "\n").utf8)
+                _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            }
+        }
+        return result
+    }
+
+    /// The complete lines logged after `marker` (the last 16 at most).
+    private static func lines(since marker: Int) -> [String] {
+        lines.withLock { l in Array(l.recent.suffix(max(0, min(l.count - marker, l.recent.count)))) }
     }
 
     /// The last complete line logged after `marker`, if any.
@@ -50,5 +75,6 @@ enum LibfuseLog {
 
 private let sink: @convention(c) (Int32, UnsafePointer<CChar>?) -> Void = { _, text in
     guard let text else { return }
+    if LibfuseLog.echo.load(ordering: .acquiring) { _ = Glibc.write(STDERR_FILENO, text, strlen(text)) }
     LibfuseLog.record(String(cString: text))
 }

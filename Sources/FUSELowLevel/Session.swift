@@ -74,7 +74,9 @@ public final class FUSESession: @unchecked Sendable {
             // fuse_session_new replaces `args` with a copy it allocates
             // (fuse_opt_parse) and never frees our strings.
             defer { fuse_opt_free_args(&args) }
-            return fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, userdata.toOpaque())
+            return LibfuseLog.holdingBack({
+                fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, userdata.toOpaque())
+            }, succeeded: { $0 != nil })
         }
         guard let created else {
             userdata.release()
@@ -106,7 +108,7 @@ public final class FUSESession: @unchecked Sendable {
                 return .failure(FUSESessionError(.state, "cannot mount at \(path): already mounted at \(s.mountpoint!)"))
             }
             errno = 0
-            guard fuse_session_mount(session.raw, path) == 0 else {
+            guard LibfuseLog.holdingBack({ fuse_session_mount(session.raw, path) }, succeeded: { $0 == 0 }) == 0 else {
                 let reason = LibfuseLog.lastLine(since: marker)
                     ?? (errno != 0 ? Errno(errno).description : "fuse_session_mount failed")
                 return .failure(FUSESessionError(.mount, "cannot mount at \(path): \(reason)"))

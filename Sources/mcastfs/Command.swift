@@ -79,6 +79,8 @@ struct MountCommand: ParsableCommand {
         do {
             session = try FUSESession(operations: Bridge(fs: fs), options: settings.fuseArguments)
             try session.mount(at: mountPoint)
+        } catch where error.kind == .options {
+            throw StartupFailure(message: error.message)
         } catch {
             throw StartupFailure(message: "cannot mount on \(mountPoint): \(error.message)")
         }
