@@ -152,8 +152,7 @@ public final class Group: Sendable {
         _ blocking: Blocking,
         completion: @escaping @Sendable (Result<SendReceipt, DeliveryError>) -> Void
     ) -> Waiting? {
-        enum Step { case done(Result<SendReceipt, DeliveryError>), parked(Waiting) }
-        let step: Step = locked { state, effects in
+        let step: Step<SendReceipt> = locked { state, effects in
             let senderState = sender.map { $0.state(&state) }
             if let refusal = refusal(of: message, from: senderState, in: state) { return .done(.failure(refusal)) }
             if state.canSendNow(from: senderState) {
@@ -164,13 +163,7 @@ public final class Group: Sendable {
             state.parkedSends.append(ParkedSend(id: id, message: message, sender: senderState, completion: completion))
             return .parked(Waiting(group: self, id: id, member: nil))
         }
-        switch step {
-        case .done(let result):
-            completion(result)
-            return nil
-        case .parked(let waiting):
-            return waiting
-        }
+        return step.finish(completion)
     }
 
     private func refusal(of message: Message, from sender: MemberState?, in state: borrowing GroupState) -> DeliveryError? {
@@ -279,6 +272,23 @@ public struct Readiness: Sendable, Equatable {
     public init(readable: Bool, writable: Bool) {
         self.readable = readable
         self.writable = writable
+    }
+}
+
+/// How a send or receive that may wait went: done under the lock (its
+/// completion runs now, unlocked), or parked.
+enum Step<T: Sendable>: Sendable {
+    case done(Result<T, DeliveryError>)
+    case parked(Waiting)
+
+    func finish(_ completion: (Result<T, DeliveryError>) -> Void) -> Waiting? {
+        switch self {
+        case .done(let result):
+            completion(result)
+            return nil
+        case .parked(let waiting):
+            return waiting
+        }
     }
 }
 

@@ -128,8 +128,7 @@ public final class Reader: Sendable {
         _ blocking: Blocking,
         completion: @escaping @Sendable (Result<Received, DeliveryError>) -> Void
     ) -> Waiting? {
-        enum Step { case done(Result<Received, DeliveryError>), parked(Waiting) }
-        let step: Step = group.locked { groupState, effects in
+        let step: Step<Received> = group.locked { groupState, effects in
             if groupState.shutDown { return .done(.failure(.shutDown)) }
             let readerState = state(&groupState)
             if let received = groupState.receiveNow(readerState, limit: limit, effects: &effects) {
@@ -141,12 +140,6 @@ public final class Reader: Sendable {
                 ParkedReceive(id: id, reader: readerState, limit: limit, completion: completion))
             return .parked(Waiting(group: group, id: id, member: Guarded(readerState.member)))
         }
-        switch step {
-        case .done(let result):
-            completion(result)
-            return nil
-        case .parked(let waiting):
-            return waiting
-        }
+        return step.finish(completion)
     }
 }

@@ -506,19 +506,17 @@ public final class MulticastFilesystem: Sendable {
     /// is queued or the member left; member files and `send` are writable when
     /// a write would not wait. `notify`, if given, runs once when that may
     /// have changed. Other files are always ready, as regular files are.
-    public func poll(handle: UInt64, notify: (@Sendable () -> Void)?) -> PollResult {
+    public func poll(handle: UInt64, notify: (@Sendable () -> Void)?) -> Readiness {
         let file = OpenFile.of(handle)
         let watch = notify.map { Watch(id: file.watchID, notify: $0) }
-        let readiness: Readiness
         switch file.content {
         case .member(let member, let reader, let writable):
-            readiness = member.group.poll(reader: reader, writer: writable ? .member(member) : nil, watch: watch)
+            return member.group.poll(reader: reader, writer: writable ? .member(member) : nil, watch: watch)
         case .send(let group):
-            readiness = group.poll(reader: nil, writer: .anonymous, watch: watch)
+            return group.poll(reader: nil, writer: .anonymous, watch: watch)
         case .control, .status, .directory:
-            readiness = Readiness(readable: true, writable: true)
+            return Readiness(readable: true, writable: true)
         }
-        return PollResult(readable: readiness.readable, writable: readiness.writable)
     }
 
     // MARK: - Lifetime

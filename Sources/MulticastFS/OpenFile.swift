@@ -48,17 +48,6 @@ public struct OpenedFile: Sendable, Equatable {
     public let isStream: Bool
 }
 
-/// What `poll` reports.
-public struct PollResult: Sendable, Equatable {
-    public var readable: Bool
-    public var writable: Bool
-
-    public init(readable: Bool, writable: Bool) {
-        self.readable = readable
-        self.writable = writable
-    }
-}
-
 /// The access mode of open flags.
 struct AccessMode {
     let reads: Bool
