@@ -18,9 +18,12 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
-// MCASTFS_TSAN=1 in the environment: locks the thread sanitizer can see
-// (scripts/test sets it for its `--sanitize=thread` run; see LockedValue.swift).
-let sanitizerLocks: [SwiftSetting] = Context.environment["MCASTFS_TSAN"] != nil ? [.define("MCASTFS_TSAN")] : []
+// MCASTFS_TSAN=1 in the environment: Mutex becomes a pthread mutex that the
+// thread sanitizer can see (Sources/SanitizerLocks). scripts/test sets it for
+// its `--sanitize=thread` run; other builds neither define nor link it.
+let underSanitizer = Context.environment["MCASTFS_TSAN"] != nil
+let sanitizerLocks: [SwiftSetting] = underSanitizer ? [.define("MCASTFS_TSAN")] : []
+let sanitizerTarget: [Target.Dependency] = underSanitizer ? ["SanitizerLocks"] : []
 
 let package = Package(
     name: "mcastfs",
@@ -37,7 +40,7 @@ let package = Package(
     targets: [
         .target(
             name: "DeliveryCore",
-            dependencies: [.product(name: "DequeModule", package: "swift-collections")],
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")] + sanitizerTarget,
             swiftSettings: strict + sanitizerLocks
         ),
         .target(
@@ -52,9 +55,10 @@ let package = Package(
         ),
         .target(
             name: "FUSELowLevel",
-            dependencies: ["CFuse"],
-            swiftSettings: strict
+            dependencies: ["CFuse"] + sanitizerTarget,
+            swiftSettings: strict + sanitizerLocks
         ),
+        .target(name: "SanitizerLocks", swiftSettings: strict),
         .executableTarget(
             name: "mcastfs",
             dependencies: [
@@ -72,7 +76,7 @@ let package = Package(
         ),
         .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore"], swiftSettings: strict),
         .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "DeliveryCore"], swiftSettings: strict),
-        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel"], swiftSettings: strict),
+        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel"] + sanitizerTarget, swiftSettings: strict + sanitizerLocks),
     ],
     swiftLanguageModes: [.v6]
 )
