@@ -1,0 +1,79 @@
+/*
+ * The self-describing payload shared by the reliability helpers (mcw writes
+ * it, mcr checks it). The Python checker (tests/reliability/checker.py)
+ * decodes the same format.
+ *
+ * A message of 16 bytes or more ("full"):
+ *   [0..4)   u32 LE  total length of the message
+ *   [4..6)   u16 LE  writer id
+ *   [6..8)   u16 LE  MAGIC (0xC0DE)
+ *   [8..12)  u32 LE  the writer's counter (one per write attempt)
+ *   [12..16) u32 LE  CRC-32 (zlib's) of bytes [16..length)
+ *   [16..)           pseudo-random bytes, a function of (writer, counter)
+ *
+ * A message shorter than 16 bytes ("tiny") is the little-endian encoding of
+ * counter * WSPAN + writer in exactly its length (the writer makes a tiny
+ * message only when that value fits), so tiny messages are unique too.
+ */
+#ifndef MCASTFS_RELIABILITY_PAYLOAD_H
+#define MCASTFS_RELIABILITY_PAYLOAD_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+
+#define HDR 16
+#define MAGIC 0xC0DEu
+
+static uint32_t crc_table[256];
+
+static inline void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+static inline uint32_t crc32_buf(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++)
+        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static inline void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = v & 0xFF; p[1] = (v >> 8) & 0xFF; p[2] = (v >> 16) & 0xFF; p[3] = (v >> 24) & 0xFF;
+}
+
+static inline uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void fill_body(unsigned char *p, size_t n, uint32_t wid, uint32_t counter)
+{
+    uint32_t x = (wid * 2654435761u) ^ (counter * 40503u) ^ 0x9E3779B9u;
+    if (x == 0)
+        x = 1;
+    size_t i = 0;
+    while (i < n) {
+        x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+        for (int k = 0; k < 4 && i < n; k++, i++)
+            p[i] = (unsigned char)(x >> (8 * k));
+    }
+}
+
+static inline long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+#endif
