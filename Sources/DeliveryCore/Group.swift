@@ -67,30 +67,30 @@ public final class Group: Sendable {
         if let memberSettings { try memberSettings.validate() }
         let result: Result<Member, DeliveryError> = locked { state, _ in
             guard !state.closed else { return .failure(.groupClosed) }
-            guard state.membersByName[memberName] == nil else { return .failure(.memberExists) }
+            guard state.membersByName[ExactName(memberName)] == nil else { return .failure(.memberExists) }
             let defaults = MemberSettings(capacity: state.settings.capacity, queueBytes: state.settings.queueBytes)
             let memberState = MemberState(id: state.makeID(), name: memberName, settings: memberSettings ?? defaults)
             let member = Member(group: self, state: memberState)
             state.members.append(memberState)
-            state.membersByName[memberName] = member
+            state.membersByName[ExactName(memberName)] = member
             return .success(member)
         }
         return try result.get()
     }
 
     public func member(named memberName: String) -> Member? {
-        state.withLock { $0.membersByName[memberName] }
+        state.withLock { $0.membersByName[ExactName(memberName)] }
     }
 
     /// The current members, in the order they joined.
     public var members: [Member] {
-        state.withLock { state in state.members.compactMap { state.membersByName[$0.name] } }
+        state.withLock { state in state.members.compactMap { state.membersByName[ExactName($0.name)] } }
     }
 
     /// Changes one member's settings all at once, or not at all.
     public func configureMember(named memberName: String, _ change: (inout MemberSettings) -> Void) throws(DeliveryError) {
         let result: Result<Void, DeliveryError> = locked { state, effects in
-            guard let member = state.membersByName[memberName] else { return .failure(.noSuchMember) }
+            guard let member = state.membersByName[ExactName(memberName)] else { return .failure(.noSuchMember) }
             let memberState = member.state(&state)
             var candidate = memberState.settings
             change(&candidate)
@@ -203,7 +203,8 @@ public final class Group: Sendable {
                 case .member(let member): sender = member.state(&state)
                 }
                 // A send that would fail at once does not wait either.
-                let fails = state.closed || state.shutDown || sender.map { !$0.present } ?? false
+                let refused = sender.map { !$0.present } ?? (state.settings.sendPolicy == .members)
+                let fails = state.closed || state.shutDown || refused
                 readiness.writable = fails || state.canSendNow(from: sender)
                 if !readiness.writable, let watch {
                     state.writeWatches[watch.id] = watch.notify

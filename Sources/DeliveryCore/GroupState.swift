@@ -96,7 +96,7 @@ struct GroupState: ~Copyable, Sendable {
     var settings: GroupSettings
     /// In the order they joined.
     var members: [MemberState] = []
-    var membersByName: [String: Member] = [:]
+    var membersByName: [ExactName: Member] = [:]
     /// Blocked sends, in the order they began: only the oldest may complete.
     var parkedSends = Deque<ParkedSend>()
     /// Poll watches waiting for a sender to become writable, keyed by watch id.
@@ -269,7 +269,7 @@ struct GroupState: ~Copyable, Sendable {
         guard member.present else { return }
         member.present = false
         members.removeAll { $0 === member }
-        membersByName[member.name] = nil
+        membersByName[ExactName(member.name)] = nil
         // Parked receives imply an empty queue: they reach the end of the stream.
         while let receive = member.parkedReceives.popFirst() {
             effects.append { receive.completion(.success(.endOfStream)) }

@@ -80,42 +80,42 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.mknod = { req, parent, name, mode, rdev in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEntry.self)
-        guard let name = decode(name) else { reply.error(.invalid); return }
+        guard let name = decode(name) else { reply.error(undecodable(name)); return }
         core.operations.mknod(RequestContext(req), parent: parent, name: name, mode: mode, device: UInt64(rdev), reply: reply)
     }
 
     ops.mkdir = { req, parent, name, mode in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEntry.self)
-        guard let name = decode(name) else { reply.error(.invalid); return }
+        guard let name = decode(name) else { reply.error(undecodable(name)); return }
         core.operations.mkdir(RequestContext(req), parent: parent, name: name, mode: mode, reply: reply)
     }
 
     ops.unlink = { req, parent, name in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEmpty.self)
-        guard let name = decode(name) else { reply.error(.invalid); return }
+        guard let name = decode(name) else { reply.error(undecodable(name)); return }
         core.operations.unlink(RequestContext(req), parent: parent, name: name, reply: reply)
     }
 
     ops.rmdir = { req, parent, name in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEmpty.self)
-        guard let name = decode(name) else { reply.error(.invalid); return }
+        guard let name = decode(name) else { reply.error(undecodable(name)); return }
         core.operations.rmdir(RequestContext(req), parent: parent, name: name, reply: reply)
     }
 
     ops.symlink = { req, link, parent, name in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEntry.self)
-        guard let target = decode(link), let name = decode(name) else { reply.error(.invalid); return }
+        guard let target = decode(link), let name = decode(name) else { reply.error(undecodable(name, link)); return }
         core.operations.symlink(RequestContext(req), target: target, parent: parent, name: name, reply: reply)
     }
 
     ops.rename = { req, parent, name, newParent, newName, flags in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEmpty.self)
-        guard let name = decode(name), let newName = decode(newName) else { reply.error(.invalid); return }
+        guard let name = decode(name), let newName = decode(newName) else { reply.error(undecodable(name, newName)); return }
         core.operations.rename(
             RequestContext(req), parent: parent, name: name, newParent: newParent, newName: newName,
             flags: flags, reply: reply)
@@ -124,7 +124,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.link = { req, ino, newParent, newName in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEntry.self)
-        guard let newName = decode(newName) else { reply.error(.invalid); return }
+        guard let newName = decode(newName) else { reply.error(undecodable(newName)); return }
         core.operations.link(RequestContext(req), ino: ino, newParent: newParent, newName: newName, reply: reply)
     }
 
@@ -137,7 +137,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.create = { req, parent, name, mode, fi in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyCreate.self)
-        guard let name = decode(name) else { reply.error(.invalid); return }
+        guard let name = decode(name) else { reply.error(undecodable(name)); return }
         core.operations.create(
             RequestContext(req), parent: parent, name: name, mode: mode, flags: fi?.pointee.flags ?? 0, reply: reply)
     }
@@ -217,7 +217,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.setxattr = { req, ino, name, value, size, flags in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEmpty.self)
-        guard let name = decode(name) else { reply.error(.invalid); return }
+        guard let name = decode(name) else { reply.error(undecodable(name)); return }
         core.operations.setxattr(
             RequestContext(req), ino: ino, name: name,
             value: UnsafeRawBufferPointer(start: value, count: value == nil ? 0 : size), flags: flags, reply: reply)
@@ -226,7 +226,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.getxattr = { req, ino, name, size in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyXattr.self)
-        guard let name = decode(name) else { reply.error(.invalid); return }
+        guard let name = decode(name) else { reply.error(undecodable(name)); return }
         core.operations.getxattr(RequestContext(req), ino: ino, name: name, size: size, reply: reply)
     }
 
@@ -239,7 +239,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.removexattr = { req, ino, name in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEmpty.self)
-        guard let name = decode(name) else { reply.error(.invalid); return }
+        guard let name = decode(name) else { reply.error(undecodable(name)); return }
         core.operations.removexattr(RequestContext(req), ino: ino, name: name, reply: reply)
     }
 
@@ -280,6 +280,13 @@ func makeOperationTable() -> fuse_lowlevel_ops {
 private func prepare<R: Reply>(_ req: fuse_req_t, _ type: R.Type) -> (SessionCore, R) {
     let core = SessionCore.of(req)
     return (core, R(transport: .kernel(RequestHandle(raw: req)), session: core))
+}
+
+/// Why names could not be decoded: a name longer than NAME_MAX (255 bytes) is
+/// ENAMETOOLONG whatever its bytes, as the length is checked first on Linux;
+/// otherwise it is not UTF-8 (or absent): EINVAL.
+private func undecodable(_ names: UnsafePointer<CChar>?...) -> Errno {
+    names.contains { $0.map { strlen($0) > Int(NAME_MAX) } ?? false } ? .nameTooLong : .invalid
 }
 
 /// A name from the kernel as a String; nil if absent or not valid UTF-8.

@@ -6,6 +6,10 @@ public import DeliveryCore
 ///     set KEY=VALUE ...              capacity queue_bytes max_message send
 ///     member NAME KEY=VALUE ...      capacity queue_bytes loopback drop_when_full
 public enum ControlCommand: Equatable, Sendable {
+    /// The longest command, in bytes (with every key, a 255-byte name and
+    /// generous spacing, a command stays far below it).
+    public static let maxLength = 4096
+
     case group([GroupKey])
     case member(name: String, [MemberKey])
 

@@ -21,8 +21,8 @@ public final class MulticastFilesystem: Sendable {
         /// Kernel node ids of `send` and member entries, each for one lookup.
         var aliases: [InodeNumber: Alias] = [:]
         /// Group directories by name, and the order they were made.
-        var groups: [String: Node] = [:]
-        var groupOrder: [String] = []
+        var groups: [ExactName: Node] = [:]
+        var groupOrder: [ExactName] = []
         var nextInode: InodeNumber = MulticastFilesystem.rootInode + 1
         let root: Node
 
@@ -144,7 +144,7 @@ public final class MulticastFilesystem: Sendable {
     private static func child(of parent: Node, named name: String, in namespace: borrowing Namespace) throws(FileSystemError) -> Node {
         switch parent.content {
         case .root:
-            guard let node = namespace.groups[name] else { throw .noEntry }
+            guard let node = namespace.groups[ExactName(name)] else { throw .noEntry }
             return node
         case .group(let directory):
             guard parent.linked else { throw .noEntry }
@@ -153,7 +153,7 @@ public final class MulticastFilesystem: Sendable {
             case "ctl": return directory.control
             case "status": return directory.status
             default:
-                guard let node = directory.members[name] else { throw .noEntry }
+                guard let node = directory.members[ExactName(name)] else { throw .noEntry }
                 return node
             }
         case .send, .control, .status, .member:
@@ -209,7 +209,7 @@ public final class MulticastFilesystem: Sendable {
                 throw parentNode.attributes.kind.isDirectory ? .notPermitted : .notDirectory
             }
             try Names.validate(name)
-            guard namespace.groups[name] == nil else { throw .exists }
+            guard namespace.groups[ExactName(name)] == nil else { throw .exists }
             let group: Group
             do throws(DeliveryError) { group = try Group(name: name, settings: defaults) } catch { throw FileSystemError(error) }
             let directory = GroupDirectory(group: group)
@@ -218,8 +218,8 @@ public final class MulticastFilesystem: Sendable {
             directory.send = namespace.makeNode(.send, permissions: mode & 0o222, owner: caller, content: .send(directory))
             directory.control = namespace.makeNode(.control, permissions: mode & 0o200, owner: caller, content: .control(directory))
             directory.status = namespace.makeNode(.status, permissions: mode & 0o444, owner: caller, content: .status(directory))
-            namespace.groups[name] = directory.directory
-            namespace.groupOrder.append(name)
+            namespace.groups[ExactName(name)] = directory.directory
+            namespace.groupOrder.append(ExactName(name))
             namespace.touch(namespace.root)
             return namespace.reference(directory.directory)
         }
@@ -233,10 +233,10 @@ public final class MulticastFilesystem: Sendable {
                 // Nothing inside a group is a directory.
                 throw parentNode.attributes.kind.isDirectory ? .notDirectory : .notDirectory
             }
-            guard let node = namespace.groups[name], case .group(let directory) = node.content else { throw .noEntry }
+            guard let node = namespace.groups[ExactName(name)], case .group(let directory) = node.content else { throw .noEntry }
             do throws(DeliveryError) { try directory.group.close() } catch { throw FileSystemError(error) }
-            namespace.groups[name] = nil
-            namespace.groupOrder.removeAll { $0 == name }
+            namespace.groups[ExactName(name)] = nil
+            namespace.groupOrder.removeAll { $0 == ExactName(name) }
             for entry in [directory.send, directory.control, directory.status, node] { namespace.unlink(entry!) }
             namespace.touch(namespace.root)
         }
@@ -274,7 +274,7 @@ public final class MulticastFilesystem: Sendable {
         return try withNamespace { (namespace) throws(FileSystemError) in
             if case .root = try namespace.node(parent).content { throw .notPermitted }
             let directory = try namespace.groupDirectory(parent)
-            if Names.reserved.contains(name) || directory.members[name] != nil { throw .exists }
+            if Names.reserved.contains(name) || directory.members[ExactName(name)] != nil { throw .exists }
             let node = try Self.join(directory, name: name, permissions: mode, caller: caller, in: &namespace)
             return namespace.reference(node)
         }
@@ -286,8 +286,8 @@ public final class MulticastFilesystem: Sendable {
         let member: Member
         do throws(DeliveryError) { member = try directory.group.join(name) } catch { throw FileSystemError(error) }
         let node = namespace.makeNode(.member, permissions: permissions, owner: caller, content: .member(directory, member))
-        directory.members[name] = node
-        directory.memberOrder.append(name)
+        directory.members[ExactName(name)] = node
+        directory.memberOrder.append(ExactName(name))
         namespace.touch(directory.directory)
         return node
     }
@@ -300,10 +300,10 @@ public final class MulticastFilesystem: Sendable {
             if case .root = try namespace.node(parent).content { throw .isDirectory }
             let directory = try namespace.groupDirectory(parent)
             if Names.reserved.contains(name) { throw .notPermitted }
-            guard let node = directory.members.removeValue(forKey: name), case .member(_, let member) = node.content else {
+            guard let node = directory.members.removeValue(forKey: ExactName(name)), case .member(_, let member) = node.content else {
                 throw .noEntry
             }
-            directory.memberOrder.removeAll { $0 == name }
+            directory.memberOrder.removeAll { $0 == ExactName(name) }
             member.leave()
             namespace.unlink(node)
             namespace.touch(directory.directory)
@@ -361,7 +361,7 @@ public final class MulticastFilesystem: Sendable {
             case .root:
                 entries.append(DirectoryEntry(name: "..", ino: node.ino, kind: .root))
                 for name in namespace.groupOrder {
-                    entries.append(DirectoryEntry(name: name, ino: namespace.groups[name]!.ino, kind: .group))
+                    entries.append(DirectoryEntry(name: name.string, ino: namespace.groups[name]!.ino, kind: .group))
                 }
             case .group(let directory):
                 entries.append(DirectoryEntry(name: "..", ino: Self.rootInode, kind: .root))
@@ -466,6 +466,9 @@ public final class MulticastFilesystem: Sendable {
             send(bytes, continuation: continuation, to: member.group, as: member, nonBlocking: nonBlocking, reply: reply)
         case .control(let group):
             do throws(FileSystemError) {
+                // A longer write reaches us in parts, each of which would be
+                // parsed alone: refusing the first part ends the write(2).
+                guard !continuation, bytes.count <= ControlCommand.maxLength else { throw .invalid }
                 try ControlCommand(parsing: bytes).apply(to: group)
                 reply.reply(written: bytes.count)
             } catch {

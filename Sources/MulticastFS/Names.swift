@@ -10,7 +10,9 @@ enum Names {
         let length = name.utf8.count
         guard length > 0 else { throw .invalid }
         guard length <= maxBytes else { throw .nameTooLong }
-        guard !name.hasPrefix(".") else { throw .invalid }
+        // By byte: `hasPrefix` compares characters, and "." followed by a
+        // combining mark is one character that is not ".".
+        guard name.utf8.first != UInt8(ascii: ".") else { throw .invalid }
         for scalar in name.unicodeScalars {
             if scalar == "/" || scalar == "\0" || scalar.properties.isWhitespace
                 || scalar.properties.generalCategory == .control {

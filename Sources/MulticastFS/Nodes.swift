@@ -45,15 +45,15 @@ final class GroupDirectory: @unchecked Sendable {
     var control: Node!
     var status: Node!
     /// Members by name, in the order they joined.
-    var members: [String: Node] = [:]
-    var memberOrder: [String] = []
+    var members: [ExactName: Node] = [:]
+    var memberOrder: [ExactName] = []
 
     init(group: Group) { self.group = group }
 
     /// The fixed entries, then the members.
     var entries: [(String, Node)] {
         [("send", send), ("ctl", control), ("status", status)] + memberOrder.compactMap { name in
-            members[name].map { (name, $0) }
+            members[name].map { (name.string, $0) }
         }
     }
 }

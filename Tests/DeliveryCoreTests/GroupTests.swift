@@ -423,6 +423,25 @@ import Testing
         #expect(group.poll(reader: nil, writer: .anonymous).writable)
     }
 
+    @Test func membersOnlyGroupIsWritableForAnonymousSendersBecauseTheyFailAtOnce() throws {
+        let group = try Group(name: "g", settings: GroupSettings(sendPolicy: .members))
+        let full = try group.join("full", settings: MemberSettings(capacity: 1))
+        let other = try group.join("other")
+        try other.trySend(message("x"))
+        #expect(group.poll(reader: nil, writer: .member(other)).writable == false)
+        #expect(group.poll(reader: nil, writer: .anonymous).writable)
+        _ = full
+    }
+
+    @Test func memberNamesAreExactBytes() throws {
+        let group = try Group(name: "g")
+        _ = try group.join("\u{C5}")
+        _ = try group.join("A\u{30A}")
+        #expect(group.members.count == 2)
+        try group.configureMember(named: "A\u{30A}") { $0.loopback = true }
+        #expect(group.member(named: "\u{C5}")!.settings.loopback == false)
+    }
+
     @Test func leavingMakesReadableAndWatchCanBeCancelled() throws {
         let group = try Group(name: "g")
         let member = try group.join("m")

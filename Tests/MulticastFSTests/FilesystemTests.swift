@@ -30,6 +30,19 @@ import Testing
         #expect(throws: FileSystemError.exists) { _ = try kernel.fs.makeNode(parent: kernel.resolve("/g"), name: "ctl", mode: UInt32(S_IFREG) | 0o644, caller: kernel.caller) }
     }
 
+    @Test func namesAreComparedByteForByte() throws {
+        let kernel = try KernelDriver()
+        try kernel.mkdir("/caf\u{E9}")       // é, one code point
+        try kernel.mkdir("/cafe\u{301}")     // e and a combining accent: canonically equal, other bytes
+        #expect(try kernel.list("/") == [".", "..", "caf\u{E9}", "cafe\u{301}"])
+        _ = try kernel.create("/caf\u{E9}/\u{C5}")
+        _ = try kernel.create("/caf\u{E9}/A\u{30A}")
+        #expect(try kernel.list("/caf\u{E9}").suffix(2) == ["\u{C5}", "A\u{30A}"])
+        for bad in [".\u{301}x", ".\u{308}hidden"] {
+            #expect(throws: FileSystemError.invalid) { try kernel.mkdir("/" + bad) }
+        }
+    }
+
     @Test func onlyGroupsInTheRootAndOnlyMembersInGroups() throws {
         let kernel = try KernelDriver()
         try kernel.mkdir("/g")
@@ -217,6 +230,7 @@ import Testing
         #expect(kernel.write(send, "x", offset: 4096).outcome == .error(EMSGSIZE))  // a split write's rest
         #expect(kernel.write(member, "ab", offset: 4096, append: true).outcome == .written(2))  // O_APPEND
         #expect(kernel.write(ctl, "set send=members max_message=3\n").outcome == .written(31))
+        #expect(kernel.fs.poll(handle: send, notify: nil).writable)  // a write fails at once: it would not wait
         #expect(kernel.write(send, "x").outcome == .error(EPERM))
         #expect(kernel.write(member, "toolong").outcome == .error(EMSGSIZE))
         #expect(kernel.write(member, "ok").outcome == .written(2))
@@ -285,6 +299,11 @@ import Testing
             #expect(kernel.write(ctl, bad).outcome == .error(EINVAL), "\(bad.debugDescription)")
         }
         #expect(try kernel.readAll("/g/status").hasPrefix("group g send=anyone capacity=256 "))
+        // A command longer than one request would be parsed in parts: refused whole.
+        #expect(kernel.write(ctl, "set capacity=7" + String(repeating: " ", count: 5000)).outcome == .error(EINVAL))
+        #expect(kernel.write(ctl, "set capacity=7", offset: 4096).outcome == .error(EINVAL))
+        #expect(kernel.write(ctl, "set capacity=7", offset: 4096, append: true).outcome == .written(14))
+        #expect(kernel.write(ctl, "set capacity=256").outcome == .written(16))
         let memberCommand = "member m capacity=10 loopback=1 drop_when_full=1 queue_bytes=100\n"
         #expect(kernel.write(ctl, memberCommand).outcome == .written(memberCommand.utf8.count))
         #expect(try kernel.readAll("/g/status").contains("member m queued=0 queued_bytes=0 capacity=10 queue_bytes=100 loopback=1 drop_when_full=1"))
