@@ -1,0 +1,473 @@
+"""A reference model of the mcastfs contract (/work/shared/interface.md, v1),
+written from the contract alone, in plain Python.
+
+It knows nothing about FUSE or the daemon's code. The conformance tests run
+the same operations on a real mount and on this model and compare results and
+errno values.
+
+Where the contract is silent, the model follows the README's *choices*, or
+says explicitly that more than one answer is acceptable (`Ambiguous` verdicts
+of the ctl parser). Kernel behaviour that mcastfs never sees (a zero-length
+read or write never reaches a FUSE daemon; a write on a read-only fd is EBADF
+in the VFS) is modelled as the kernel does it.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import unicodedata
+from collections import deque
+from dataclasses import dataclass, field
+
+# --- numbers from the contract ------------------------------------------------
+
+MAX_MESSAGE = 1_044_480
+DEFAULT_CAPACITY = 256
+DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
+CAPACITY_RANGE = (1, 1_000_000)
+QUEUE_BYTES_RANGE = (1, 1 << 30)
+MAX_MESSAGE_RANGE = (1, MAX_MESSAGE)
+RESERVED = ("send", "ctl", "status")
+NAME_MAX = 255
+
+# --- names ----------------------------------------------------------------------
+
+# Unicode White_Space (PropList.txt): the contract's "whitespace".
+WHITE_SPACE = frozenset(
+    [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]
+)
+
+
+def name_faults(name: bytes) -> set:
+    """The contract's rules a name breaks: "long" (more than 255 bytes),
+    "invalid" (empty, not UTF-8, '/', NUL, whitespace, control, leading '.')."""
+    faults = set()
+    if len(name) > NAME_MAX:
+        faults.add("long")
+    try:
+        text = name.decode("utf-8", errors="strict")  # rejects surrogates too
+    except UnicodeDecodeError:
+        return faults | {"invalid"}
+    if not text or text.startswith("."):
+        faults.add("invalid")
+    for ch in text:
+        if ch in "/\0" or ord(ch) in WHITE_SPACE or unicodedata.category(ch) == "Cc":
+            faults.add("invalid")
+            break
+    return faults
+
+
+def name_error(name: bytes) -> int:
+    """0 when `name` is a valid group or member name, else the errno the
+    contract gives: "A longer name is ENAMETOOLONG; anything else that breaks
+    these rules is EINVAL"."""
+    faults = name_faults(name)
+    return errno.ENAMETOOLONG if "long" in faults else errno.EINVAL if faults else 0
+
+
+def name_errors(name: bytes) -> frozenset:
+    """The errno values the name fuzz accepts: a name that is too long and
+    breaks another rule too may get either (a dedicated test holds mcastfs to
+    the contract's ENAMETOOLONG)."""
+    faults = name_faults(name)
+    if faults == {"long", "invalid"}:
+        return frozenset({errno.ENAMETOOLONG, errno.EINVAL})
+    return frozenset({name_error(name)})
+
+
+# --- the ctl grammar -------------------------------------------------------------
+
+GROUP_KEYS = {"capacity": CAPACITY_RANGE, "queue_bytes": QUEUE_BYTES_RANGE, "max_message": MAX_MESSAGE_RANGE}
+MEMBER_KEYS = {"capacity": CAPACITY_RANGE, "queue_bytes": QUEUE_BYTES_RANGE}
+FLAGS = ("loopback", "drop_when_full")
+
+
+class CtlError(Exception):
+    pass
+
+
+@dataclass
+class CtlCommand:
+    """A parsed command: target is None for `set`, else the member name."""
+
+    target: str | None
+    changes: dict
+
+
+def _number(text: str, bounds, lenient: bool) -> int:
+    if not text or not all("0" <= c <= "9" for c in text):
+        raise CtlError(f"not a decimal number: {text[:40]!r}")
+    if not lenient and len(text) > 1 and text[0] == "0":
+        raise CtlError(f"leading zero: {text[:40]!r}")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 18:
+        raise CtlError(f"out of range: {len(digits)} digits")
+    value = int(digits)
+    if not bounds[0] <= value <= bounds[1]:
+        raise CtlError(f"out of range: {value}")
+    return value
+
+
+def parse_ctl(data: bytes, members, lenient: bool = False) -> CtlCommand:
+    """Parse one ctl write. Strict: words separated by exactly one space, no
+    leading or trailing space, no repeated key, no leading zeros. Lenient: runs
+    of spaces, repeated keys (the last wins) and leading zeros allowed. Raises
+    CtlError for anything the contract calls not understood / bad value /
+    missing member."""
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    try:
+        line = data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise CtlError("not UTF-8") from None
+    if "\n" in line:
+        raise CtlError("more than one line")
+    if lenient:
+        words = [w for w in line.split(" ") if w]
+    else:
+        words = line.split(" ")
+        if any(w == "" for w in words):
+            raise CtlError("empty word (extra space)")
+    if not words:
+        raise CtlError("empty")
+    verb = words[0]
+    if verb == "set":
+        target, pairs = None, words[1:]
+    elif verb == "member":
+        if len(words) < 2:
+            raise CtlError("member without a name")
+        target, pairs = words[1], words[2:]
+        if target not in members:
+            raise CtlError(f"no member {target!r}")
+    else:
+        raise CtlError(f"unknown verb {verb!r}")
+    if not pairs:
+        raise CtlError("no KEY=VALUE")
+    changes = {}
+    for word in pairs:
+        key, eq, value = word.partition("=")
+        if not eq:
+            raise CtlError(f"not KEY=VALUE: {word!r}")
+        if key in changes and not lenient:
+            raise CtlError(f"repeated key {key!r}")
+        if target is None:
+            if key in GROUP_KEYS:
+                changes[key] = _number(value, GROUP_KEYS[key], lenient)
+            elif key == "send":
+                if value not in ("anyone", "members"):
+                    raise CtlError(f"send={value!r}")
+                changes[key] = value
+            else:
+                raise CtlError(f"unknown group key {key!r}")
+        else:
+            if key in MEMBER_KEYS:
+                changes[key] = _number(value, MEMBER_KEYS[key], lenient)
+            elif key in FLAGS:
+                if value not in ("0", "1"):
+                    raise CtlError(f"{key}={value!r}")
+                changes[key] = value == "1"
+            else:
+                raise CtlError(f"unknown member key {key!r}")
+    return CtlCommand(target, changes)
+
+
+@dataclass
+class CtlVerdict:
+    """What the contract allows for one ctl write: `valid` (must succeed and
+    apply `command`), `invalid` (must fail with EINVAL and change nothing), or
+    `ambiguous` (the contract is silent: EINVAL, or success applying
+    `command`, the lenient reading)."""
+
+    kind: str
+    command: CtlCommand | None = None
+    reason: str = ""
+
+
+def silent_features(data: bytes) -> str:
+    """Which contract-silent liberties a command takes (for reports)."""
+    line = data[:-1] if data.endswith(b"\n") else data
+    words = [w for w in line.split(b" ") if w]
+    found = []
+    if line != b" ".join(words):
+        found.append("extra spaces")
+    if any(re.fullmatch(rb"[^=]*=0[0-9]+", w) for w in words):
+        found.append("leading zeros")
+    keys = [w.partition(b"=")[0] for w in words if b"=" in w]
+    if len(keys) != len(set(keys)):
+        found.append("repeated key")
+    return "+".join(found) or "?"
+
+
+def ctl_verdict(data: bytes, members) -> CtlVerdict:
+    try:
+        return CtlVerdict("valid", parse_ctl(data, members, lenient=False))
+    except CtlError:
+        try:
+            return CtlVerdict("ambiguous", parse_ctl(data, members, lenient=True), silent_features(data))
+        except CtlError as e:
+            return CtlVerdict("invalid", None, str(e))
+
+
+# --- groups, members, queues --------------------------------------------------------
+
+# What the model saw happen (for reports): drops, loopback deliveries, partial reads, ...
+EVENTS: dict[str, int] = {}
+
+
+def _event(name: str):
+    EVENTS[name] = EVENTS.get(name, 0) + 1
+
+
+class ModelError(Exception):
+    """An operation the model says fails; `allowed` is the set of errno values
+    the contract permits (several when more than one rule applies and the
+    contract does not rank them)."""
+
+    def __init__(self, *codes: int):
+        super().__init__("/".join(errno.errorcode[c] for c in codes))
+        self.allowed = frozenset(codes)
+
+
+@dataclass(eq=False)
+class Member:
+    name: str
+    capacity: int
+    queue_bytes: int
+    loopback: bool = False
+    drop_when_full: bool = False
+    queue: deque = field(default_factory=deque)
+    queued_bytes: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    present: bool = True
+
+    @property
+    def full(self) -> bool:
+        return len(self.queue) >= self.capacity or self.queued_bytes >= self.queue_bytes
+
+    def status(self) -> dict:
+        return {
+            "queued": len(self.queue),
+            "queued_bytes": self.queued_bytes,
+            "capacity": self.capacity,
+            "queue_bytes": self.queue_bytes,
+            "loopback": int(self.loopback),
+            "drop_when_full": int(self.drop_when_full),
+            "full": int(self.full),
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+        }
+
+
+@dataclass(eq=False)
+class Group:
+    name: str
+    mode: int
+    capacity: int = DEFAULT_CAPACITY
+    queue_bytes: int = DEFAULT_QUEUE_BYTES
+    max_message: int = MAX_MESSAGE
+    send_policy: str = "anyone"
+    members: dict = field(default_factory=dict)  # name -> Member, in join order
+    sent: int = 0
+    closed: bool = False
+
+    def status(self) -> dict:
+        return {
+            "send": self.send_policy,
+            "capacity": self.capacity,
+            "queue_bytes": self.queue_bytes,
+            "max_message": self.max_message,
+            "members": len(self.members),
+            "sent": self.sent,
+            "blocked_writers": 0,  # the model never blocks
+        }
+
+    # sending
+    def check_send(self, size: int, sender: Member | None) -> list:
+        """Raises ModelError when a message of `size` bytes from `sender` (None:
+        through `send`) would fail now; else its recipients."""
+        refusals = []
+        if self.closed:
+            refusals.append(errno.EPIPE)  # README choice: send of a removed group
+        if size > self.max_message:
+            refusals.append(errno.EMSGSIZE)
+        if sender is not None and not sender.present:
+            refusals.append(errno.EPIPE)  # README choice: a member that has left
+        if sender is None and self.send_policy == "members":
+            refusals.append(errno.EPERM)
+        if refusals:
+            raise ModelError(*refusals)
+        recipients = [m for m in self.members.values() if m is not sender or m.loopback]
+        if any(m.full and not m.drop_when_full for m in recipients):
+            raise ModelError(errno.EAGAIN)
+        return recipients
+
+    def would_block(self, sender: Member | None) -> bool:
+        return any(m.full and not m.drop_when_full for m in self.members.values() if m is not sender or m.loopback)
+
+    def send(self, data: bytes, sender: Member | None) -> None:
+        """One non-blocking message; raises ModelError, else delivers."""
+        recipients = self.check_send(len(data), sender)
+        self.sent += 1
+        for m in recipients:
+            if m is sender:
+                _event("loopback delivery")
+            if m.full:
+                m.dropped += 1
+                _event("drop (drop_when_full member full)")
+            else:
+                m.queue.append(data)
+                m.queued_bytes += len(data)
+                m.delivered += 1
+
+    def apply(self, command: CtlCommand) -> None:
+        if command.target is None:
+            for key, value in command.changes.items():
+                setattr(self, "send_policy" if key == "send" else key, value)
+        else:
+            member = self.members[command.target]
+            for key, value in command.changes.items():
+                setattr(member, key, value)
+
+
+@dataclass(eq=False)
+class Handle:
+    """One open file: `send` (member None) or a member file."""
+
+    fd: int
+    group: Group
+    member: Member | None
+    reads: bool
+    writes: bool
+    remainder: bytes | None = None
+
+    def write(self, data: bytes) -> int:
+        if not self.writes:
+            raise ModelError(errno.EBADF)  # the VFS, before the daemon
+        if len(data) == 0:
+            return 0  # the kernel never forwards a zero-length write
+        self.group.send(data, self.member)
+        return len(data)
+
+    def readiness(self) -> tuple[bool, bool]:
+        """(POLLIN, POLLOUT) as the contract and the README's choices say: a
+        member file is readable when a message (or the rest of one this file
+        began) waits, or the member left; a writer is writable when a write
+        would not block (a write that fails at once does not block). A file
+        opened read-only is never writable, write-only never readable."""
+        readable = self.reads and self.member is not None and (
+            self.remainder is not None or bool(self.member.queue) or not self.member.present)
+        writable = False
+        if self.writes:
+            try:
+                self.group.check_send(1, self.member)
+                writable = True
+            except ModelError as e:
+                writable = e.allowed != {errno.EAGAIN}
+        return readable, writable
+
+    def tolerated_readiness(self) -> set:
+        """The readiness the model test accepts: exactly readiness()."""
+        return {self.readiness()}
+
+    def read(self, size: int) -> bytes:
+        if not self.reads or self.member is None:
+            raise ModelError(errno.EBADF)  # the VFS (or the daemon, for send)
+        if size == 0:
+            return b""  # the kernel answers a zero-length read itself
+        if self.remainder is not None:
+            _event("read of the rest of a message")
+            chunk, rest = self.remainder[:size], self.remainder[size:]
+            self.remainder = rest or None
+            return chunk
+        member = self.member
+        if not member.queue:
+            if member.present:
+                raise ModelError(errno.EAGAIN)
+            _event("end of file")
+            return b""  # left and drained: end of file
+        message = member.queue.popleft()
+        member.queued_bytes -= len(message)
+        chunk, rest = message[:size], message[size:]
+        self.remainder = rest or None
+        if rest:
+            _event("partial read")
+        if not member.present:
+            _event("read of a member that left")
+        return chunk
+
+
+class Filesystem:
+    """The whole mount: groups by name, in the order they were made."""
+
+    def __init__(self, capacity=DEFAULT_CAPACITY, queue_bytes=DEFAULT_QUEUE_BYTES, max_message=MAX_MESSAGE):
+        self.groups: dict[str, Group] = {}
+        self.defaults = dict(capacity=capacity, queue_bytes=queue_bytes, max_message=max_message)
+
+    def group(self, name: str) -> Group:
+        g = self.groups.get(name)
+        if g is None:
+            raise ModelError(errno.ENOENT)
+        return g
+
+    def mkdir(self, name: bytes, mode: int) -> Group:
+        code = name_error(name)
+        if code:
+            raise ModelError(code)
+        text = name.decode()
+        if text in self.groups:
+            raise ModelError(errno.EEXIST)
+        g = Group(text, mode, **self.defaults)
+        self.groups[text] = g
+        return g
+
+    def rmdir(self, name: str) -> None:
+        g = self.group(name)
+        if g.members:
+            raise ModelError(errno.ENOTEMPTY)
+        g.closed = True
+        del self.groups[name]
+
+    def create(self, group: str, name: bytes, excl: bool, writes: bool) -> Member | None:
+        """open(G/NAME, O_CREAT [|O_EXCL]); the new member, or None when an
+        existing entry was opened."""
+        g = self.group(group)
+        text = name.decode("utf-8", errors="surrogateescape")
+        if text in RESERVED or text in g.members:
+            if excl:
+                raise ModelError(errno.EEXIST)
+            if (text in ("send", "ctl") and not writes) or (text == "status" and writes):
+                raise ModelError(errno.EACCES)  # README choice, even for root
+            return None
+        code = name_error(name)
+        if code:
+            raise ModelError(code)
+        m = Member(text, g.capacity, g.queue_bytes)
+        g.members[text] = m
+        return m
+
+    def unlink(self, group: str, name: str) -> None:
+        g = self.group(group)
+        if name in RESERVED:
+            raise ModelError(errno.EPERM)
+        m = g.members.pop(name, None)
+        if m is None:
+            raise ModelError(errno.ENOENT)
+        m.present = False
+
+    def member(self, group: str, name: str) -> Member:
+        g = self.group(group)
+        m = g.members.get(name)
+        if m is None:
+            raise ModelError(errno.ENOENT)
+        return m
+
+    def ctl(self, group: str, data: bytes, actual_ok: bool | None = None) -> CtlVerdict:
+        """Apply a ctl write. With actual_ok given (what mcastfs answered), an
+        ambiguous command follows it; the verdict is returned either way."""
+        g = self.group(group)
+        verdict = ctl_verdict(data, g.members)
+        if verdict.kind == "valid" or (verdict.kind == "ambiguous" and actual_ok):
+            g.apply(verdict.command)
+        return verdict
