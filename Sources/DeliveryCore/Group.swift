@@ -70,28 +70,26 @@ public final class Group: Sendable {
             guard state.membersByName[ExactName(memberName)] == nil else { return .failure(.memberExists) }
             let defaults = MemberSettings(capacity: state.settings.capacity, queueBytes: state.settings.queueBytes)
             let memberState = MemberState(id: state.makeID(), name: memberName, settings: memberSettings ?? defaults)
-            let member = Member(group: self, state: memberState)
             state.members.append(memberState)
-            state.membersByName[ExactName(memberName)] = member
-            return .success(member)
+            state.membersByName[ExactName(memberName)] = memberState
+            return .success(Member(group: self, state: memberState))
         }
         return try result.get()
     }
 
     public func member(named memberName: String) -> Member? {
-        state.withLock { $0.membersByName[ExactName(memberName)] }
+        state.withLock { $0.membersByName[ExactName(memberName)] }.map { Member(group: self, state: $0) }
     }
 
     /// The current members, in the order they joined.
     public var members: [Member] {
-        state.withLock { state in state.members.compactMap { state.membersByName[ExactName($0.name)] } }
+        state.withLock { state in state.members }.map { Member(group: self, state: $0) }
     }
 
     /// Changes one member's settings all at once, or not at all.
     public func configureMember(named memberName: String, _ change: (inout MemberSettings) -> Void) throws(DeliveryError) {
         let result: Result<Void, DeliveryError> = locked { state, effects in
-            guard let member = state.membersByName[ExactName(memberName)] else { return .failure(.noSuchMember) }
-            let memberState = member.state(&state)
+            guard let memberState = state.membersByName[ExactName(memberName)] else { return .failure(.noSuchMember) }
             var candidate = memberState.settings
             change(&candidate)
             do throws(DeliveryError) { try candidate.validate() } catch { return .failure(error) }

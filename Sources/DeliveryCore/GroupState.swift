@@ -96,7 +96,9 @@ struct GroupState: ~Copyable, Sendable {
     var settings: GroupSettings
     /// In the order they joined.
     var members: [MemberState] = []
-    var membersByName: [ExactName: Member] = [:]
+    /// Member states, not handles: a handle refers to its group, so the
+    /// group must not hold handles (a cycle). Handles are made on demand.
+    var membersByName: [ExactName: MemberState] = [:]
     /// Blocked sends, in the order they began: only the oldest may complete.
     var parkedSends = Deque<ParkedSend>()
     /// Poll watches waiting for a sender to become writable, keyed by watch id.

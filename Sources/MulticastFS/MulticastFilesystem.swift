@@ -15,6 +15,10 @@ public final class MulticastFilesystem: Sendable {
     private let namespace: Mutex<Namespace>
     private let defaults: GroupSettings
     private let nextWatchID = Atomic<UInt64>(1)
+    /// Every open file, from open to release: they are owned here (handles
+    /// are unretained pointers to them), so a file the kernel never released,
+    /// because it went away, is still freed with the filesystem.
+    private let openFiles = Mutex<[UInt64: OpenFile]>([:])
 
     struct Namespace: ~Copyable {
         var nodes: [InodeNumber: Node] = [:]
@@ -47,6 +51,9 @@ public final class MulticastFilesystem: Sendable {
             if let node = nodes[ino] ?? aliases[ino]?.node { return node }
             throw .noEntry
         }
+
+        /// An entry of a linked group directory (always in `nodes`).
+        func entry(_ ino: InodeNumber) -> Node { nodes[ino]! }
 
         /// Counts one more kernel reference to `node`, and says how the kernel
         /// may name it.
@@ -149,12 +156,12 @@ public final class MulticastFilesystem: Sendable {
         case .group(let directory):
             guard parent.linked else { throw .noEntry }
             switch name {
-            case "send": return directory.send
-            case "ctl": return directory.control
-            case "status": return directory.status
+            case "send": return namespace.entry(directory.send)
+            case "ctl": return namespace.entry(directory.control)
+            case "status": return namespace.entry(directory.status)
             default:
-                guard let node = directory.members[ExactName(name)] else { throw .noEntry }
-                return node
+                guard let ino = directory.members[ExactName(name)] else { throw .noEntry }
+                return namespace.entry(ino)
             }
         case .send, .control, .status, .member:
             throw .notDirectory
@@ -214,14 +221,15 @@ public final class MulticastFilesystem: Sendable {
             do throws(DeliveryError) { group = try Group(name: name, settings: defaults) } catch { throw FileSystemError(error) }
             let directory = GroupDirectory(group: group)
             let mode = permissions & 0o7777
-            directory.directory = namespace.makeNode(.group, permissions: mode, owner: caller, content: .group(directory))
-            directory.send = namespace.makeNode(.send, permissions: mode & 0o222, owner: caller, content: .send(directory))
-            directory.control = namespace.makeNode(.control, permissions: mode & 0o200, owner: caller, content: .control(directory))
-            directory.status = namespace.makeNode(.status, permissions: mode & 0o444, owner: caller, content: .status(directory))
-            namespace.groups[ExactName(name)] = directory.directory
+            let node = namespace.makeNode(.group, permissions: mode, owner: caller, content: .group(directory))
+            directory.directory = node.ino
+            directory.send = namespace.makeNode(.send, permissions: mode & 0o222, owner: caller, content: .send(directory)).ino
+            directory.control = namespace.makeNode(.control, permissions: mode & 0o200, owner: caller, content: .control(directory)).ino
+            directory.status = namespace.makeNode(.status, permissions: mode & 0o444, owner: caller, content: .status(directory)).ino
+            namespace.groups[ExactName(name)] = node
             namespace.groupOrder.append(ExactName(name))
             namespace.touch(namespace.root)
-            return namespace.reference(directory.directory)
+            return namespace.reference(node)
         }
     }
 
@@ -237,7 +245,8 @@ public final class MulticastFilesystem: Sendable {
             do throws(DeliveryError) { try directory.group.close() } catch { throw FileSystemError(error) }
             namespace.groups[ExactName(name)] = nil
             namespace.groupOrder.removeAll { $0 == ExactName(name) }
-            for entry in [directory.send, directory.control, directory.status, node] { namespace.unlink(entry!) }
+            for ino in [directory.send, directory.control, directory.status] { namespace.unlink(namespace.entry(ino)) }
+            namespace.unlink(node)
             namespace.touch(namespace.root)
         }
     }
@@ -286,9 +295,9 @@ public final class MulticastFilesystem: Sendable {
         let member: Member
         do throws(DeliveryError) { member = try directory.group.join(name) } catch { throw FileSystemError(error) }
         let node = namespace.makeNode(.member, permissions: permissions, owner: caller, content: .member(directory, member))
-        directory.members[ExactName(name)] = node
+        directory.members[ExactName(name)] = node.ino
         directory.memberOrder.append(ExactName(name))
-        namespace.touch(directory.directory)
+        namespace.touch(namespace.entry(directory.directory))
         return node
     }
 
@@ -300,13 +309,14 @@ public final class MulticastFilesystem: Sendable {
             if case .root = try namespace.node(parent).content { throw .isDirectory }
             let directory = try namespace.groupDirectory(parent)
             if Names.reserved.contains(name) { throw .notPermitted }
-            guard let node = directory.members.removeValue(forKey: ExactName(name)), case .member(_, let member) = node.content else {
+            guard let ino = directory.members.removeValue(forKey: ExactName(name)),
+                  let node = namespace.nodes[ino], case .member(_, let member) = node.content else {
                 throw .noEntry
             }
             directory.memberOrder.removeAll { $0 == ExactName(name) }
             member.leave()
             namespace.unlink(node)
-            namespace.touch(directory.directory)
+            namespace.touch(namespace.entry(directory.directory))
         }
     }
 
@@ -348,7 +358,7 @@ public final class MulticastFilesystem: Sendable {
         }
         let file = OpenFile(content: content, watchID: nextWatchID.add(1, ordering: .relaxed).newValue)
         let isStream = if case .status = content { false } else { true }
-        return OpenedFile(handle: file.handle, isStream: isStream)
+        return OpenedFile(handle: keep(file), isStream: isStream)
     }
 
     /// opendir: lists the entries now, so that readdir offsets stay stable.
@@ -365,16 +375,21 @@ public final class MulticastFilesystem: Sendable {
                 }
             case .group(let directory):
                 entries.append(DirectoryEntry(name: "..", ino: Self.rootInode, kind: .root))
-                for (name, child) in directory.entries {
-                    entries.append(DirectoryEntry(name: name, ino: child.ino, kind: child.attributes.kind))
+                for (name, ino) in directory.entries {
+                    entries.append(DirectoryEntry(name: name, ino: ino, kind: namespace.entry(ino).attributes.kind))
                 }
             case .send, .control, .status, .member:
                 throw .notDirectory
             }
             return entries
         }
-        let file = OpenFile(content: .directory(entries), watchID: 0)
-        return OpenedFile(handle: file.handle, isStream: false)
+        return OpenedFile(handle: keep(OpenFile(content: .directory(entries), watchID: 0)), isStream: false)
+    }
+
+    private func keep(_ file: OpenFile) -> UInt64 {
+        let handle = file.handle
+        openFiles.withLock { $0[handle] = file }
+        return handle
     }
 
     /// The entries of an open directory from `offset` on; entry i has offset
@@ -392,7 +407,7 @@ public final class MulticastFilesystem: Sendable {
         case .send(let group): group.cancelWatch(id: file.watchID, reader: nil)
         case .control, .status, .directory: break
         }
-        OpenFile.release(handle)
+        _ = openFiles.withLock { $0.removeValue(forKey: handle) }
     }
 
     // MARK: - Reading and writing
@@ -540,6 +555,9 @@ public final class MulticastFilesystem: Sendable {
     public var counts: (groups: Int, inodes: Int) {
         namespace.withLock { ($0.groups.count, $0.nodes.count) }
     }
+
+    /// Files open now (opened and not yet released).
+    public var openFileCount: Int { openFiles.withLock { $0.count } }
 
     private func withNamespace<R>(_ body: (inout Namespace) throws(FileSystemError) -> R) throws(FileSystemError) -> R {
         try namespace.withLock { (namespace) throws(FileSystemError) -> R in try body(&namespace) }

@@ -37,21 +37,23 @@ final class Alias: @unchecked Sendable {
     init(node: Node) { self.node = node }
 }
 
-/// A group's directory: the core's group and the entries beneath it.
+/// A group's directory: the core's group and the entries beneath it, by
+/// inode number (looked up in the namespace). Its nodes refer to it, so it
+/// must not refer to them: a cycle would keep every removed group alive.
 final class GroupDirectory: @unchecked Sendable {
     let group: Group
-    var directory: Node!
-    var send: Node!
-    var control: Node!
-    var status: Node!
+    var directory: InodeNumber = 0
+    var send: InodeNumber = 0
+    var control: InodeNumber = 0
+    var status: InodeNumber = 0
     /// Members by name, in the order they joined.
-    var members: [ExactName: Node] = [:]
+    var members: [ExactName: InodeNumber] = [:]
     var memberOrder: [ExactName] = []
 
     init(group: Group) { self.group = group }
 
     /// The fixed entries, then the members.
-    var entries: [(String, Node)] {
+    var entries: [(String, InodeNumber)] {
         [("send", send), ("ctl", control), ("status", status)] + memberOrder.compactMap { name in
             members[name].map { (name.string, $0) }
         }

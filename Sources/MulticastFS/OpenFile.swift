@@ -1,9 +1,10 @@
 import DeliveryCore
 import Glibc
 
-/// One open file (a kernel file handle). The handle number given to the
-/// kernel is this object's address, retained from open to release, so a read
-/// or write finds its file without a table or a lock.
+/// One open file (a kernel file handle). The filesystem owns it, in its table
+/// of open files, from open to release; the handle number given to the
+/// kernel is its address, so a read or write finds it without a lookup or a
+/// lock.
 final class OpenFile: Sendable {
     enum Content: Sendable {
         /// A member file: reads receive (if opened for reading), writes send
@@ -26,16 +27,12 @@ final class OpenFile: Sendable {
         self.watchID = watchID
     }
 
-    var handle: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passRetained(self).toOpaque())) }
+    var handle: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())) }
 
-    /// The open file behind a handle, which must be live (between open and release).
+    /// The open file behind a handle, which must be live (between open and
+    /// release, while the table of open files holds it).
     static func of(_ handle: UInt64) -> OpenFile {
         Unmanaged<OpenFile>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(handle))!).takeUnretainedValue()
-    }
-
-    /// Ends the handle's life; the object goes when the last user lets go.
-    static func release(_ handle: UInt64) {
-        Unmanaged<OpenFile>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(handle))!).release()
     }
 }
 

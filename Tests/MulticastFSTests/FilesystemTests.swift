@@ -69,8 +69,10 @@ import Testing
         try kernel.unlink("/g/alice")
         #expect(throws: FileSystemError.noEntry) { _ = try kernel.resolve("/g/alice") }
         #expect(throws: FileSystemError.noEntry) { try kernel.unlink("/g/alice") }
+        #expect(kernel.fs.openFileCount == 2)
         kernel.fs.release(handle: handle)
         kernel.fs.release(handle: again)
+        #expect(kernel.fs.openFileCount == 0)
         try kernel.rmdir("/g")
         #expect(try kernel.list("/") == [".", ".."])
     }
