@@ -2,13 +2,22 @@
  * bare_fuse: the anchor for the record-path benchmark.
  *
  * A filesystem on libfuse's low-level API that answers every request at once
- * and does no work: a root directory holding one file `f`. Opens of `f` are
- * direct I/O and nonseekable (the flags mcastfs gives its member files), so
- * every write(2) and read(2) is exactly one FUSE request.
+ * and does no work: a root directory holding the file `f` and, for the
+ * fan-out benchmarks (Benchmarks/suite), the files `r0` .. `r63`. All of them
+ * share one buffer. Opens are direct I/O and nonseekable (the flags mcastfs
+ * gives its member files), so every write(2) and read(2) is exactly one FUSE
+ * request.
  *
- *   write  keeps a copy of the data (at most 1 MiB) and answers the full size
- *   read   answers min(requested, length of the last write) bytes of that copy
- *          (64 zero bytes before the first write)
+ *   write  (any file) keeps a copy of the data (at most 1 MiB) and answers
+ *          the full size
+ *   read   (any file) answers min(requested, length of the last write) bytes
+ *          of that copy (64 zero bytes before the first write)
+ *
+ * (readdir lists only `f`; the others are found by lookup.)
+ *
+ * So a writer on `f` and 16 readers each on its own `rK` cost the daemon one
+ * write request and 16 read requests per message, on 17 distinct inodes: the
+ * request pattern of mcastfs's `G/send` and 16 members.
  *
  * Keeping the data costs one memcpy of the message; it lets the client's
  * timestamp travel through the anchor as it does through mcastfs.
@@ -33,7 +42,9 @@
 #include <unistd.h>
 
 #define ROOT_INO 1
-#define FILE_INO 2
+#define FILE_INO 2          /* `f` */
+#define READERS 64          /* `r0` .. `r63`: inodes 3 .. 66 */
+#define LAST_INO (FILE_INO + READERS)
 #define FILE_NAME "f"
 #define MAX_DATA (1u << 20)
 
@@ -58,23 +69,36 @@ static void fill_stat(fuse_ino_t ino, struct stat *st) {
     }
 }
 
+/* `f` -> FILE_INO, `r0`..`r63` -> FILE_INO + 1 + K; 0 if none. */
+static fuse_ino_t ino_of(const char *name) {
+    if (strcmp(name, FILE_NAME) == 0) return FILE_INO;
+    if (name[0] != 'r' || name[1] < '0' || name[1] > '9') return 0;
+    char *end;
+    long k = strtol(name + 1, &end, 10);
+    if (*end != '\0' || k < 0 || k >= READERS || (name[1] == '0' && name[2] != '\0')) return 0;
+    return FILE_INO + 1 + (fuse_ino_t)k;
+}
+
+static int is_file(fuse_ino_t ino) { return ino >= FILE_INO && ino <= LAST_INO; }
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
-    if (parent != ROOT_INO || strcmp(name, FILE_NAME) != 0) {
+    fuse_ino_t ino = parent == ROOT_INO ? ino_of(name) : 0;
+    if (ino == 0) {
         fuse_reply_err(req, ENOENT);
         return;
     }
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
-    e.ino = FILE_INO;
+    e.ino = ino;
     e.attr_timeout = 1.0;
     e.entry_timeout = 1.0;
-    fill_stat(FILE_INO, &e.attr);
+    fill_stat(ino, &e.attr);
     fuse_reply_entry(req, &e);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     (void)fi;
-    if (ino != ROOT_INO && ino != FILE_INO) {
+    if (ino != ROOT_INO && !is_file(ino)) {
         fuse_reply_err(req, ENOENT);
         return;
     }
@@ -91,7 +115,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-    if (ino != FILE_INO) {
+    if (!is_file(ino)) {
         fuse_reply_err(req, ino == ROOT_INO ? EISDIR : ENOENT);
         return;
     }

@@ -1,0 +1,650 @@
+#!/usr/bin/env python3
+"""The benchmark suite's driver: mounts mcastfs and the bare libfuse anchor,
+runs every scenario beside its anchors, prints one table and writes it as
+JSON. Started by Benchmarks/suite/run (which installs, builds and cleans up);
+see Benchmarks/README.md.
+
+    driver.py WORK_DIR REPO_DIR
+
+Environment (all optional):
+  BENCH_SECONDS   length of one timed run, default 1.0
+  BENCH_ROUNDS    rounds per scenario (medians reported), default 3
+  BENCH_SIZES     message sizes, default "64 4096"
+  BENCH_READERS   fan-out of the 1->N scenarios, default 16
+  BENCH_IDLE      blocked readers in the idle scenario, default 10000
+  BENCH_ONLY      subset of "record python idle core", default all
+  BENCH_PROFILE=1 also profile mcastfs (perf, cpu-clock) in the 1->N stream and paced runs
+  BENCH_COUNT_THREADS=0  do not count the daemons' thread creations (perf stat)
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+WORK, REPO = sys.argv[1], sys.argv[2]
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.path.join(WORK, "bin")
+SECONDS = float(os.environ.get("BENCH_SECONDS", "1.0"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64 4096").split()]
+FAN = int(os.environ.get("BENCH_READERS", "16"))
+IDLE_N = int(os.environ.get("BENCH_IDLE", "10000"))
+ONLY = os.environ.get("BENCH_ONLY", "record python idle core").split()
+PROFILE = os.environ.get("BENCH_PROFILE", "0") == "1"
+CLIENT_TIMEOUT = 90
+MCASTFS = os.path.join(REPO, ".build", "release", "mcastfs")
+CORE_BENCH = os.path.join(REPO, ".build", "release", "core-bench")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+T0 = time.monotonic()
+
+
+def log(msg):
+    print(f"[{time.monotonic() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+# ---- daemons -----------------------------------------------------------------
+
+def is_mounted(path):
+    with open("/proc/mounts") as f:
+        return any(line.split()[1] == path for line in f)
+
+
+class Daemon:
+    def __init__(self, name, argv, mnt):
+        self.name, self.mnt = name, mnt
+        os.makedirs(mnt, exist_ok=True)
+        self.log = open(os.path.join(WORK, name + ".log"), "w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.proc.pid
+        with open(os.path.join(WORK, name + ".pid"), "w") as f:
+            f.write(str(self.pid))
+        for _ in range(200):
+            if is_mounted(mnt):
+                return
+            if self.proc.poll() is not None:
+                raise SystemExit(f"bench: {name} exited while mounting (see {self.log.name})")
+            time.sleep(0.05)
+        raise SystemExit(f"bench: {name} not mounted after 10 s")
+
+    def status(self):
+        out = {}
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.split()
+        return {"threads": int(out["Threads"][0]), "vmrss_kib": int(out["VmRSS"][0])}
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    def all_threads_asleep(self):
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "S":
+                        return False
+            except FileNotFoundError:
+                pass
+        return True
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} did not exit 8 s after SIGTERM; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        if is_mounted(self.mnt):
+            subprocess.run(["fusermount3", "-u", "-z", self.mnt], stderr=subprocess.DEVNULL)
+        self.log.close()
+
+
+DAEMONS = []
+
+
+def mount(name, argv, mnt):
+    d = Daemon(name, argv, mnt)
+    DAEMONS.append(d)
+    return d
+
+
+def unmount(d):
+    d.stop()
+    DAEMONS.remove(d)
+
+
+class Sampler:
+    """Samples a daemon's thread count every 20 ms while a client runs."""
+
+    def __init__(self, daemon):
+        self.daemon, self.max_threads, self.stop_flag = daemon, 0, threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self):
+        while not self.stop_flag.is_set():
+            try:
+                self.max_threads = max(self.max_threads, self.daemon.status()["threads"])
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            self.stop_flag.wait(0.02)
+
+    def __enter__(self):
+        self.ticks0 = self.daemon.cpu_ticks()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        self.thread.join()
+        self.ticks = self.daemon.cpu_ticks() - self.ticks0
+
+
+# ---- clients -------------------------------------------------------------------
+
+def parse(line):
+    out = {}
+    for kv in line.split():
+        k, _, v = kv.partition("=")
+        try:
+            out[k] = float(v) if "." in v or v.isdigit() else v
+        except ValueError:
+            out[k] = v
+    return out
+
+
+PERF = shutil.which("perf") if os.environ.get("BENCH_COUNT_THREADS", "1") == "1" else None
+
+
+def start_thread_counter(daemon):
+    """perf stat on the software tracepoint task:task_newtask: how many
+    threads the daemon creates while a client runs (None without perf)."""
+    if not PERF:
+        return None
+    out = os.path.join(WORK, "newtask.csv")
+    p = subprocess.Popen([PERF, "stat", "-x,", "-e", "task:task_newtask", "-p", str(daemon.pid), "-o", out],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.15)
+    return p, out
+
+
+def stop_thread_counter(counter):
+    if counter is None:
+        return None
+    p, out = counter
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(timeout=10)
+        with open(out) as f:
+            for line in f:
+                if "task_newtask" in line:
+                    return int(line.split(",")[0])
+    except (subprocess.TimeoutExpired, ValueError, OSError):
+        p.kill()
+    return None
+
+
+def run_client(argv, daemon=None):
+    sampler = Sampler(daemon) if daemon else None
+    counter = start_thread_counter(daemon) if daemon else None
+    if sampler:
+        sampler.__enter__()
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
+    finally:
+        if sampler:
+            sampler.__exit__()
+        created = stop_thread_counter(counter)
+    if p.returncode != 0:
+        raise SystemExit(f"bench: client failed ({p.returncode}): {' '.join(argv[:7])}...\n{p.stderr.strip()}")
+    r = parse(p.stdout.strip().splitlines()[-1])
+    if sampler:
+        r["daemon_threads_max"] = sampler.max_threads
+        msgs = r["count"] + 50
+        r["daemon_cpu_us_per_msg"] = round(sampler.ticks / CLK_TCK * 1e6 / msgs, 1)
+        if created is not None:
+            r["daemon_threads_created"] = created
+            r["daemon_threads_created_per_1k_msgs"] = round(created * 1000 / msgs, 2)
+    return r
+
+
+class System:
+    """One way to carry messages: how to invoke a client for (mode, size, count)."""
+
+    def __init__(self, key, label, argv_fn, daemon=None, cal=1000):
+        self.key, self.label, self.argv_fn, self.daemon, self.cal = key, label, argv_fn, daemon, cal
+
+    def run(self, mode, size, count):
+        return run_client(self.argv_fn(mode, size, count), self.daemon)
+
+
+def measure(scenario, systems, mode, size):
+    """Calibrates each system, then ROUNDS rounds; in each round every system
+    runs once, back to back, in the same order. Returns {system: [run per
+    round]}."""
+    counts, runs = {}, {}
+    for s in systems:
+        r = s.run(mode, size, s.cal)
+        counts[s.key] = int(min(2_000_000, max(300, r["msgs_per_s"] * SECONDS)))
+    for rnd in range(ROUNDS):
+        for s in systems:
+            r = s.run(mode, size, counts[s.key])
+            log(f"{scenario:<28} {s.label:<22} run {rnd + 1}: {r['msgs_per_s']:>9.0f} msgs/s  "
+                f"p50 {r['p50_us']:>9.1f} µs  p99 {r['p99_us']:>9.1f} µs  ({r['count']:.0f} msgs, {r['elapsed_s']} s)")
+            runs.setdefault(s.key, []).append(r)
+    return runs
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+# ---- the table -------------------------------------------------------------------
+
+ROWS = []
+RUNS = {}
+PROFILE_TOP = []
+
+
+def row(scenario, metric, value, anchor, anchor_value, better="higher", goal=None, ratio=None):
+    if ratio is None:
+        ratio = value / anchor_value if anchor_value else None
+    met = None
+    if goal is not None:
+        kind, limit = goal
+        x = ratio if kind.startswith("ratio") else value
+        met = x >= limit if kind.endswith(">=") else x <= limit
+    ROWS.append({"scenario": scenario, "metric": metric, "better": better, "mcastfs": value,
+                 "anchor": anchor, "anchor_value": anchor_value, "ratio": ratio,
+                 "goal": None if goal is None else f"{goal[0].split()[0]} {goal[0].split()[1]} {goal[1]:g}",
+                 "goal_met": met})
+
+
+def compare(scenario, metric, field, m_runs, a_runs, anchor, better="higher", goal=None):
+    """One row from two lists of runs, paired by round: the figures are the
+    medians over rounds, the ratio the median of the per-round ratios."""
+    pairs = list(zip(m_runs, a_runs))
+    ratio = median([m[field] / a[field] for m, a in pairs if a[field]])
+    row(scenario, metric, median([r[field] for r in m_runs]), anchor, median([r[field] for r in a_runs]),
+        better, goal, ratio)
+
+
+def threads_created(scenario, mode, m_runs, a_runs):
+    """Threads the daemon created per 1,000 messages (needs perf; no row
+    without it). The ratio is left out when the anchor created none."""
+    key = "daemon_threads_created_per_1k_msgs"
+    if not all(key in r for r in m_runs + a_runs):
+        return
+    m, a = median([r[key] for r in m_runs]), median([r[key] for r in a_runs])
+    ratios = [x[key] / y[key] for x, y in zip(m_runs, a_runs) if y[key]]
+    row(scenario, f"daemon threads created /1k msgs ({mode})", m, "bare libfuse", a, "lower",
+        ratio=median(ratios) if len(ratios) == len(m_runs) else None)
+
+
+def fmt(v):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def print_table():
+    head = ["scenario", "metric", "mcastfs", "anchor", "anchor value", "ratio", "goal"]
+    lines = []
+    for r in ROWS:
+        goal = ""
+        if r["goal"]:
+            goal = f"{r['goal']} {'ok' if r['goal_met'] else 'NOT MET'}"
+        lines.append([r["scenario"], f"{r['metric']} ({'↑' if r['better'] == 'higher' else '↓'})", fmt(r["mcastfs"]),
+                      r["anchor"], fmt(r["anchor_value"]), "—" if r["ratio"] is None else f"{r['ratio']:.2f}", goal])
+    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
+    right = {2, 4, 5}
+
+    def out(cells):
+        return " | ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells))
+
+    print()
+    print(out(head))
+    print("-+-".join("-" * w for w in widths))
+    for l in lines:
+        print(out(l))
+    print()
+
+
+# ---- scenarios ---------------------------------------------------------------------
+
+def fs_argv(mnt_send, read_paths, flags):
+    def argv(mode, size, count):
+        m = "pingpong" if mode == "pingpong" else mode
+        return [os.path.join(BIN, "fanout"), m, "fs", str(size), str(count), str(len(read_paths)), *flags,
+                mnt_send, *read_paths]
+    return argv
+
+
+def sock_argv(kind, n, flags=("-c",)):
+    def argv(mode, size, count):
+        return [os.path.join(BIN, "fanout"), mode, kind, str(size), str(count), str(n), *flags]
+    return argv
+
+
+def record_path(mc, bare):
+    for n in (1, FAN):
+        g = f"{MC}/g{n}"
+        os.mkdir(g)
+        for k in range(n):
+            open(f"{g}/r{k}", "w").close()
+    mc_r = {n: [f"{MC}/g{n}/r{k}" for k in range(n)] for n in (1, FAN)}
+    bare_r = {n: [f"{BARE}/r{k}" for k in range(n)] for n in (1, FAN)}
+    fanout = os.path.join(BIN, "fanout")
+
+    def mcastfs_sys(n, cal):
+        return System("mcastfs", "mcastfs", fs_argv(f"{MC}/g{n}/send", mc_r[n], ["-c"]), mc, cal)
+
+    for size in SIZES:
+        sz = f"{size} B" if size < 1024 else f"{size // 1024} KiB"
+        # 1 -> 1
+        sc = f"1→1 {sz}"
+        st = measure(sc + " stream", [
+            mcastfs_sys(1, 1500),
+            System("bare", "bare libfuse", fs_argv(f"{BARE}/f", bare_r[1], []), bare, 1500),
+            System("pipe", "pipe", sock_argv("pipe", 1), cal=20000),
+            System("dgram", "unix dgram", sock_argv("dgram", 1), cal=20000),
+        ], "stream", size)
+        pc = measure(sc + " paced", [
+            mcastfs_sys(1, 1000),
+            System("bare_rt", "bare round trip",
+                   lambda mode, size, count: [fanout, "pingpong", "fs", str(size), str(count), "1", f"{BARE}/f",
+                                              f"{BARE}/r0"], bare, 1000),
+            System("pipe", "pipe", sock_argv("pipe", 1), cal=5000),
+            System("dgram", "unix dgram", sock_argv("dgram", 1), cal=5000),
+        ], "paced", size)
+        RUNS[sc] = {"stream": st, "paced": pc}
+        M = st["mcastfs"]
+        compare(sc, "msgs/s", "msgs_per_s", M, st["bare"], "bare libfuse", goal=("ratio >=", 0.8))
+        compare(sc, "daemon CPU µs/msg", "daemon_cpu_us_per_msg", M, st["bare"], "bare libfuse",
+                "lower")
+        threads_created(sc, "stream", M, st["bare"])
+        compare(sc, "msgs/s", "msgs_per_s", M, st["pipe"], "pipe")
+        compare(sc, "msgs/s", "msgs_per_s", M, st["dgram"], "unix dgram")
+        M = pc["mcastfs"]
+        compare(sc, "p50 µs", "p50_us", M, pc["bare_rt"], "bare round trip", "lower")
+        compare(sc, "p99 µs", "p99_us", M, pc["bare_rt"], "bare round trip", "lower", ("ratio <=", 2))
+        for k, lab in (("pipe", "pipe"), ("dgram", "unix dgram")):
+            compare(sc, "p50 µs", "p50_us", M, pc[k], lab, "lower")
+            compare(sc, "p99 µs", "p99_us", M, pc[k], lab, "lower")
+        bare_rt = pc["bare_rt"]
+        # 1 -> N
+        sc = f"1→{FAN} {sz}"
+        st = measure(sc + " stream", [
+            mcastfs_sys(FAN, 200),
+            System("bare", "bare libfuse", fs_argv(f"{BARE}/f", bare_r[FAN], []), bare, 200),
+            System("dgram", "unix dgram", sock_argv("dgram", FAN), cal=2000),
+        ], "stream", size)
+        pc = measure(sc + " paced", [
+            mcastfs_sys(FAN, 150),
+            System("bare", "bare libfuse (gated)", fs_argv(f"{BARE}/f", bare_r[FAN], ["-g"]), bare, 150),
+            System("dgram", "unix dgram", sock_argv("dgram", FAN), cal=1000),
+        ], "paced", size)
+        RUNS[sc] = {"stream": st, "paced": pc, "bare_round_trip_1to1": bare_rt}
+        M = st["mcastfs"]
+        compare(sc, "msgs/s", "msgs_per_s", M, st["bare"], "bare libfuse", goal=("ratio >=", 0.8))
+        compare(sc, "deliveries/s", "deliveries_per_s", M, st["bare"], "bare libfuse")
+        compare(sc, "daemon CPU µs/msg", "daemon_cpu_us_per_msg", M, st["bare"], "bare libfuse",
+                "lower")
+        threads_created(sc, "stream", M, st["bare"])
+        compare(sc, "msgs/s", "msgs_per_s", M, st["dgram"], "unix dgram")
+        M = pc["mcastfs"]
+        threads_created(sc, "paced", M, pc["bare"])
+        compare(sc, "p50 µs", "p50_us", M, pc["bare"], "bare libfuse (gated)", "lower")
+        compare(sc, "p99 µs", "p99_us", M, pc["bare"], "bare libfuse (gated)", "lower")
+        compare(sc, "p99 µs", "p99_us", M, bare_rt, "bare round trip (1→1)", "lower", ("ratio <=", 2))
+        compare(sc, "p50 µs", "p50_us", M, pc["dgram"], "unix dgram", "lower")
+        compare(sc, "p99 µs", "p99_us", M, pc["dgram"], "unix dgram", "lower")
+        if PROFILE and size == SIZES[0]:
+            profile(mc, mcastfs_sys(FAN, 0), size, st["mcastfs"][0]["count"], "stream")
+            profile(mc, mcastfs_sys(FAN, 0), size, pc["mcastfs"][0]["count"], "paced")
+
+
+def profile(mc, system, size, count, mode):
+    perf_data = os.path.join(WORK, "perf.data")
+    out = os.path.join(REPO, "results", f"perf-1to{FAN}-{size}-{mode}.txt")
+    log(f"profiling mcastfs (pid {mc.pid}) during 1→{FAN} {mode}, {size} B")
+    perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-g", "-p", str(mc.pid), "-o", perf_data],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    r = system.run(mode, size, int(count) * 3)
+    perf.send_signal(signal.SIGINT)
+    perf.wait(timeout=30)
+    rep = subprocess.run(["perf", "report", "-i", perf_data, "--stdio", "--no-children", "--percent-limit", "1",
+                          "--sort", "dso,symbol", "-F", "overhead,dso,sym", "-g", "none"], capture_output=True, text=True)
+    flat = subprocess.run(["perf", "report", "-i", perf_data, "--stdio", "--no-children", "--percent-limit", "0.5",
+                           "--sort", "symbol", "-g", "caller,0.5,callee,function,percent", "--max-stack", "12"],
+                          capture_output=True, text=True)
+    dso = subprocess.run(["perf", "report", "-i", perf_data, "--stdio", "--no-children", "--sort", "dso", "-F", "overhead,dso",
+                          "-g", "none"], capture_output=True, text=True)
+    header = f"# mcastfs, 1→{FAN} {mode}, {size} B, {r['msgs_per_s']:.0f} msgs/s under perf\n"
+
+    def demangled(text):
+        demangle = shutil.which("swift-demangle") or "/opt/swift/usr/bin/swift-demangle"
+        if os.access(demangle, os.X_OK):
+            text = subprocess.run([demangle, "--simplified"], input=text, capture_output=True, text=True).stdout or text
+        return [re.sub(r"\s+-\s+-\s*$", "", line).rstrip() for line in text.splitlines()]
+
+    def by_overhead(lines):
+        rows = [" ".join(line.split()).removesuffix(" - -") for line in lines
+                if line.strip() and not line.startswith("#")]
+        rows = [r for r in rows if r.split()[0].endswith("%")]
+        return sorted(rows, key=lambda r: -float(r.split()[0].rstrip("%")))
+
+    by_dso = by_overhead(dso.stdout.splitlines())
+    top = by_overhead(demangled(rep.stdout))[:15]
+    text = header + "\n# by shared object\n" + "\n".join(by_dso) + "\n\n# by symbol (self time, >= 1 %)\n" + \
+        "\n".join(by_overhead(demangled(rep.stdout))) + "\n\n# with call chains\n" + "\n".join(demangled(flat.stdout)) + "\n"
+    with open(out, "w") as f:
+        f.write(text)
+    PROFILE_TOP.extend([f"1→{FAN} {mode}, {size} B ({out}):", "  by shared object:",
+                        *("    " + line for line in by_dso[:6]), "  by symbol (self):", *("    " + line for line in top[:12])])
+    RUNS.setdefault("profile", {})[mode] = {"file": out, "msgs_per_s_under_perf": r["msgs_per_s"],
+                                            "threads_created": r.get("daemon_threads_created")}
+    log(f"profile written to {out}")
+
+
+def python_scenarios(mc):
+    script = os.path.join(HERE, "pybench.py")
+    py = sys.executable
+    ipc = os.path.join(WORK, "zmq.ipc")
+    for size in SIZES:
+        sz = f"{size} B" if size < 1024 else f"{size // 1024} KiB"
+        for n in (1, FAN):
+            sc = f"Python 1→{n} {sz}"
+            reads = [f"{MC}/g{n}/r{k}" for k in range(n)]
+            cal = 2000 if n == 1 else 300
+            zmq_sys = System("zmq", "pyzmq PUB/SUB ipc",
+                             lambda mode, size, count, n=n: [py, script, "zmq", mode, str(size), str(count), str(n),
+                                                             ipc], cal=cal * 4)
+            mc_sys = System("mcastfs", "mcastfs (Python)",
+                            lambda mode, size, count, n=n, reads=reads: [py, script, "fs", mode, str(size),
+                                                                         str(count), str(n), f"{MC}/g{n}/send",
+                                                                         *reads], mc, cal)
+            st = measure(sc + " stream", [mc_sys, zmq_sys], "stream", size)
+            pc = measure(sc + " paced", [mc_sys, zmq_sys], "paced", size)
+            RUNS[sc] = {"stream": st, "paced": pc}
+            compare(sc, "msgs/s", "msgs_per_s", st["mcastfs"], st["zmq"], "pyzmq PUB/SUB ipc")
+            compare(sc, "p50 µs", "p50_us", pc["mcastfs"], pc["zmq"], "pyzmq PUB/SUB ipc", "lower")
+            compare(sc, "p99 µs", "p99_us", pc["mcastfs"], pc["zmq"], "pyzmq PUB/SUB ipc", "lower")
+
+
+def idle_scenario():
+    mnt = os.path.join(WORK, "idle")
+    d = mount("mcastfs-idle", [MCASTFS, mnt, "-f"], mnt)
+    try:
+        os.mkdir(f"{mnt}/g")
+        time.sleep(0.5)
+        idle = d.status()
+        p = subprocess.Popen([os.path.join(BIN, "idle"), f"{mnt}/g", str(IDLE_N)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        sampler = Sampler(d).__enter__()
+
+        def step(expect):
+            line = p.stdout.readline()
+            if not line.startswith(expect):
+                raise SystemExit(f"bench: idle client: expected {expect!r}, got {line!r}")
+            return parse(line)
+
+        created = step("members")
+        time.sleep(0.3)
+        members = d.status()
+        p.stdin.write("\n")
+        p.stdin.flush()
+        blocked = step("blocked")
+        # the daemon has taken every request when all its threads sleep and
+        # its memory stops moving
+        prev = None
+        for _ in range(100):
+            cur = d.status()
+            if d.all_threads_asleep() and prev == cur:
+                break
+            prev = cur
+            time.sleep(0.1)
+        with_readers = d.status()
+        p.stdin.write("\n")
+        p.stdin.flush()
+        woken = step("woken")
+        p.wait(timeout=60)
+        sampler.__exit__()
+    finally:
+        if p.poll() is None:
+            p.kill()
+        unmount(d)
+    sc = f"{IDLE_N:,} blocked readers"
+    mib = lambda kib: kib / 1024  # noqa: E731
+    row(sc, "daemon threads", with_readers["threads"], "same daemon idle", idle["threads"], "lower",
+        ("value <=", 16))
+    row(sc, "daemon threads, max (create, block, wake)", sampler.max_threads, "same daemon idle", idle["threads"], "lower")
+    row(sc, "daemon VmRSS MiB", mib(with_readers["vmrss_kib"]), "same daemon idle", mib(idle["vmrss_kib"]), "lower",
+        ("value <=", 64))
+    row(sc, "wake all, ms (one write)", woken["wake_ms"], "—", None, "lower")
+    RUNS[sc] = {
+        "readers": IDLE_N,
+        "idle": idle, "members_no_readers": members, "readers_blocked": with_readers,
+        "daemon_threads_max_sampled": sampler.max_threads,
+        "rss_bytes_per_member": (members["vmrss_kib"] - idle["vmrss_kib"]) * 1024 / IDLE_N,
+        "rss_bytes_per_blocked_reader": (with_readers["vmrss_kib"] - members["vmrss_kib"]) * 1024 / IDLE_N,
+        "create_members_s": created["created_s"], "block_readers_s": blocked["blocked_s"],
+        "wake_all_ms": woken["wake_ms"],
+    }
+
+
+def core():
+    out = os.path.join(WORK, "core.json")
+    p = subprocess.run([CORE_BENCH, "--quick", "--json", out], capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise SystemExit(f"bench: core-bench failed:\n{p.stderr}")
+    with open(out) as f:
+        rows = json.load(f)["core"]
+    for r in rows:
+        better = "higher" if r["unit"] in ("M/s",) else "lower"
+        row(f"core: {r['scenario']}", r["unit"], r["value"], r["anchor"], r["anchor_value"], better)
+    RUNS["core"] = rows
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    return {"nproc": os.cpu_count(), "model_name": model, "kernel": platform.release(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mem_mib": mem_kib // 1024,
+            "loadavg_at_start": open("/proc/loadavg").read().split()[:3]}
+
+
+def git(*args):
+    p = subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True)
+    return p.stdout.strip()
+
+
+MC = os.path.join(WORK, "mcastfs")
+BARE = os.path.join(WORK, "bare")
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    info = machine()
+    log(f"{info['nproc']} × {info['model_name']}, Linux {info['kernel']}, load {' '.join(info['loadavg_at_start'])}")
+    try:
+        if "record" in ONLY or "python" in ONLY:
+            mc = mount("mcastfs", [MCASTFS, MC, "-f"], MC)
+            bare = mount("bare", [os.path.join(BIN, "bare_fuse"), BARE], BARE)
+            log(f"mounted mcastfs (pid {mc.pid}) and bare libfuse (pid {bare.pid})")
+            if "record" in ONLY:
+                record_path(mc, bare)
+            else:
+                for n in (1, FAN):
+                    os.mkdir(f"{MC}/g{n}")
+                    for k in range(n):
+                        open(f"{MC}/g{n}/r{k}", "w").close()
+            if "python" in ONLY:
+                python_scenarios(mc)
+            unmount(bare)
+            unmount(mc)
+        if "idle" in ONLY:
+            log(f"idle: {IDLE_N} members, one blocked reader each")
+            idle_scenario()
+        if "core" in ONLY:
+            log("core-bench --quick")
+            core()
+    finally:
+        for d in list(DAEMONS):
+            unmount(d)
+    info["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
+    print_table()
+    if PROFILE_TOP:
+        print("Profile of the mcastfs daemon (perf record -e cpu-clock -g -p PID; call chains in the files):")
+        for line in PROFILE_TOP:
+            print("  ", line[:150])
+        print()
+    os.makedirs(os.path.join(REPO, "results"), exist_ok=True)
+    doc = {
+        "benchmark": "suite", "machine": info,
+        "mcastfs_commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "mcastfs_worktree_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "settings": {"seconds_per_run": SECONDS, "rounds": ROUNDS, "sizes": SIZES, "fan_out": FAN,
+                     "idle_readers": IDLE_N, "figures": "median over rounds",
+                     "ratio": "median over rounds of mcastfs / anchor, paired by round; `better` says which way is good"},
+        "elapsed_s": round(time.monotonic() - T0, 1),
+        "table": ROWS, "runs": RUNS,
+    }
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for name in (f"bench-{stamp}.json", "bench.json"):
+        with open(os.path.join(REPO, "results", name), "w") as f:
+            json.dump(doc, f, indent=1, ensure_ascii=False)
+    print(f"{info['nproc']} × {info['model_name']}, Linux {info['kernel']}, {info['date']}; "
+          f"load {' '.join(info['loadavg_at_start'])} → {' '.join(info['loadavg_at_end'])}; "
+          f"{doc['elapsed_s']:.0f} s")
+    print(f"JSON: results/bench-{stamp}.json (and results/bench.json)")
+
+
+if __name__ == "__main__":
+    main()

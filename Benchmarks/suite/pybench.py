@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""One writer and N readers from Python: ZeroMQ PUB/SUB over ipc:// (pyzmq)
+or mcastfs through os.write/os.read. See Benchmarks/README.md.
+
+    pybench.py zmq  MODE SIZE COUNT N IPC_PATH
+    pybench.py fs   MODE SIZE COUNT N WRITE_PATH READ_PATH_1 .. READ_PATH_N
+
+MODE is `stream` (the writer sends COUNT messages back to back, every reader
+receives all COUNT; msgs/s = COUNT / time until the last reader has its last)
+or `paced` (one message in flight: the writer sends, then waits until all N
+readers have taken it; gives the write->read latency without queueing).
+
+The writer is this process; each reader is its own process (fork), so the GIL
+is not shared. Both systems use the same code around the one send and the one
+receive:
+  zmq  PUB binds IPC_PATH with SNDHWM=0, each SUB connects with RCVHWM=0 and
+       subscribes to everything. HWM 0 means nothing is dropped (PUB/SUB has
+       no flow control: at a finite HWM it would drop, not wait), so a stream
+       run measures the rate at which every subscriber gets every message.
+       Slow joiners: the writer sends marker messages every millisecond until
+       every subscriber has seen one; readers ignore markers.
+  fs   os.write(fd, msg) on WRITE_PATH, os.read(fd, 65536) on each member.
+Every message carries its sequence number and time.monotonic_ns() taken just
+before the send; 50 paced warm-up messages precede the timed part; readers
+check that they get every message in order.
+
+Output: one line of key=value pairs, like fanout.c's.
+"""
+import multiprocessing as mp
+import os
+import struct
+import sys
+import time
+
+WARMUP = 50
+MARKER = 1 << 63
+HDR = struct.Struct("<QQ")
+READ_SIZE = 65536
+
+
+def reader(system, mode, size, count, n, index, target, ready, acks, results):
+    total = WARMUP + count
+    lat = [0] * count
+    if system == "zmq":
+        import zmq
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.setsockopt(zmq.RCVTIMEO, 20000)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(target)
+        recv = sock.recv
+        # wait for the first marker: the subscription is live
+        while True:
+            seq, _ = HDR.unpack_from(recv())
+            if seq == MARKER:
+                break
+        with ready.get_lock():
+            ready.value += 1
+    else:
+        fd = os.open(target, os.O_RDONLY)
+        recv = lambda: os.read(fd, READ_SIZE)  # noqa: E731
+        with ready.get_lock():
+            ready.value += 1
+    unpack, now, release = HDR.unpack_from, time.monotonic_ns, acks.release
+    expect = 0
+    while expect < total:
+        msg = recv()
+        t1 = now()
+        seq, t0 = unpack(msg)
+        if seq == MARKER:
+            continue
+        if seq != expect or len(msg) != size:
+            raise SystemExit(f"pybench reader {index}: got seq {seq} ({len(msg)} bytes), expected {expect} ({size})")
+        if seq >= WARMUP:
+            lat[seq - WARMUP] = t1 - t0
+        if seq < WARMUP or mode == "paced":
+            release()
+        expect += 1
+    results.put((index, time.monotonic_ns(), lat))
+
+
+def pct_us(values, p):
+    if not values:
+        return 0.0
+    return values[int(p * (len(values) - 1) + 0.5)] / 1000.0
+
+
+def main():
+    if len(sys.argv) < 7:
+        sys.exit(__doc__)
+    system, mode = sys.argv[1], sys.argv[2]
+    size, count, n = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    paths = sys.argv[6:]
+    assert system in ("zmq", "fs") and mode in ("stream", "paced") and size >= 16
+    ctx = mp.get_context("fork")
+    ready = ctx.Value("i", 0)
+    acks = ctx.Semaphore(0)
+    results = ctx.Queue()
+    if system == "zmq":
+        targets = ["ipc://" + paths[0]] * n
+    else:
+        assert len(paths) == n + 1, "fs needs WRITE_PATH and N READ_PATHs"
+        targets = paths[1:]
+    procs = [ctx.Process(target=reader, args=(system, mode, size, count, n, k, targets[k], ready, acks, results))
+             for k in range(n)]
+    for p in procs:
+        p.start()
+
+    pad = bytes(size - HDR.size)
+    if system == "zmq":
+        import zmq
+        zctx = zmq.Context()
+        sock = zctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.bind(targets[0])
+        send = sock.send
+        deadline = time.monotonic() + 20
+        marker = HDR.pack(MARKER, 0) + pad
+        while ready.value < n:
+            if time.monotonic() > deadline:
+                sys.exit("pybench: subscribers did not join")
+            send(marker)
+            time.sleep(0.001)
+    else:
+        fd = os.open(paths[0], os.O_WRONLY)
+        send = lambda m: os.write(fd, m)  # noqa: E731
+        while ready.value < n:
+            time.sleep(0.001)
+
+    pack, now, acquire = HDR.pack, time.monotonic_ns, acks.acquire
+    for i in range(WARMUP):
+        send(pack(i, now()) + pad)
+        for _ in range(n):
+            acquire()
+    t_start = now()
+    if mode == "stream":
+        for i in range(WARMUP, WARMUP + count):
+            send(pack(i, now()) + pad)
+    else:
+        for i in range(WARMUP, WARMUP + count):
+            send(pack(i, now()) + pad)
+            for _ in range(n):
+                acquire()
+    got = [results.get(timeout=120) for _ in range(n)]
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            sys.exit(f"pybench: a reader failed ({p.exitcode})")
+    t_end = max(g[1] for g in got)
+    secs = (t_end - t_start) / 1e9
+    every = sorted(v for g in got for v in g[2])
+    last = sorted(max(g[2][i] for g in got) for i in range(count))
+    print(f"mode={mode} system=py-{system} size={size} n={n} count={count} elapsed_s={secs:.3f} "
+          f"msgs_per_s={count / secs:.0f} deliveries_per_s={count * n / secs:.0f} "
+          f"p50_us={pct_us(every, 0.5):.1f} p99_us={pct_us(every, 0.99):.1f} max_us={every[-1] / 1000:.1f} "
+          f"timed={len(every)} last_p50_us={pct_us(last, 0.5):.1f} last_p99_us={pct_us(last, 0.99):.1f}")
+    if system == "zmq":
+        sock.close(0)
+        zctx.term()
+
+
+if __name__ == "__main__":
+    main()

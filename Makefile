@@ -1,0 +1,11 @@
+# `make bench`: the benchmark suite (Benchmarks/README.md). Installs what it
+# needs, builds mcastfs in release, mounts it and its anchors, prints one table
+# and writes results/bench.json. About 3.5 minutes on 2 cores.
+.PHONY: bench bench-profile
+
+bench:
+	Benchmarks/suite/run
+
+# The same, plus perf profiles (cpu-clock) of mcastfs in the 1->16 stream and paced runs.
+bench-profile:
+	BENCH_PROFILE=1 Benchmarks/suite/run
