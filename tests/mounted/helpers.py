@@ -195,6 +195,21 @@ def task_state(pid: int, tid: int | None = None) -> str | None:
     return text[text.rindex(")") + 2 :].split()[0]
 
 
+
+def blocked_tasks(pid: int, call: str) -> int:
+    """How many threads of `pid` sleep in the syscall `call` (e.g. "read")."""
+    numbers = syscall_numbers([call])
+    count = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        info = syscall_of(pid, int(tid))
+        if info and info[0] in numbers and task_state(pid, int(tid)) in ("S", "D"):
+            count += 1
+    return count
+
 def fd_path(pid: int, fd: int) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/fd/{fd}")

@@ -13,25 +13,11 @@ import time
 
 import pytest
 
-from helpers import Call, Group, parse_kv, read_line, syscall_numbers, syscall_of, task_state, wait_for
+from helpers import Call, Group, blocked_tasks, parse_kv, read_line, wait_for
 
 MAX_DAEMON_THREADS = 32
 
 pytestmark = pytest.mark.slow
-
-
-def blocked_tasks(pid: int, call: str) -> int:
-    numbers = syscall_numbers([call])
-    count = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tids:
-        info = syscall_of(pid, int(tid))
-        if info and info[0] in numbers and task_state(pid, int(tid)) in ("S", "D"):
-            count += 1
-    return count
 
 
 def finish(proc, timeout):

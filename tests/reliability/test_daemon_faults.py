@@ -33,7 +33,7 @@ from collections import Counter
 import pytest
 
 import procs
-from helpers import Call, Group, syscall_numbers, syscall_of, task_state, wait_for
+from helpers import Call, Group, blocked_tasks, wait_for
 
 LIMIT_S = 1.0
 RELEASE_ERRNOS = {errno.ENOTCONN, errno.ECONNABORTED}
@@ -41,20 +41,6 @@ RELEASE_ERRNOS = {errno.ENOTCONN, errno.ECONNABORTED}
 # request into the daemon's buffer (a fault aborted by the fatal signal), fs/fuse/dev.c fuse_dev_do_read
 # ends the request with -EIO while the connection is still up. Kernel behaviour, not the daemon's.
 STREAM_ERRNOS = RELEASE_ERRNOS | {errno.EIO}
-
-
-def blocked_tasks(pid: int, call: str) -> int:
-    numbers = syscall_numbers([call])
-    count = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tids:
-        info = syscall_of(pid, int(tid))
-        if info and info[0] in numbers and task_state(pid, int(tid)) in ("S", "D"):
-            count += 1
-    return count
 
 
 class Blockers:

@@ -43,8 +43,6 @@ static uint64_t rnd(void)
     return rng;
 }
 
-static void on_usr1(int sig) { (void)sig; }
-
 static int logfd = -1;
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
@@ -114,25 +112,7 @@ int main(int argc, char **argv)
     alarm((unsigned)alarm_s);
     rng = seed * 0x9E3779B97F4A7C15ull + 7;
     crc_init();
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
-
-    logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (logfd < 0) {
-        perror("mcr: log");
-        return 2;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        printf("open errno=%d\n", errno);
-        fflush(stdout);
-        return 1;
-    }
-    printf("opened\n");
-    fflush(stdout);
+    int fd = helper_start("mcr", logpath, &logfd, path, O_RDONLY, "opened");
 
     unsigned char *msg;
     if (posix_memalign((void **)&msg, 4096, BIG + 4096) != 0)

@@ -51,8 +51,6 @@ static uint64_t rnd(void)
 
 static uint64_t between(uint64_t lo, uint64_t hi) { return lo + rnd() % (hi - lo + 1); }
 
-static void on_usr1(int sig) { (void)sig; }
-
 static int logfd = -1;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -104,25 +102,7 @@ int main(int argc, char **argv)
     rng = seed * 0x9E3779B97F4A7C15ull + wid + 1;
     crc_init();
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
-
-    logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (logfd < 0) {
-        perror("mcw: log");
-        return 2;
-    }
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) {
-        printf("open errno=%d\n", errno);
-        fflush(stdout);
-        return 1;
-    }
-    printf("ready\n");
-    fflush(stdout);
+    int fd = helper_start("mcw", logpath, &logfd, path, O_WRONLY, "ready");
 
     unsigned char *buf = malloc(maxmsg + 1 + HDR);
     if (!buf)

@@ -22,6 +22,12 @@
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #define HDR 16
 #define MAGIC 0xC0DEu
@@ -74,6 +80,39 @@ static inline long long now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+
+static void on_usr1(int sig) { (void)sig; }
+
+/* The start every helper shares: SIGUSR1 interrupts a blocked call with
+ * EINTR (no SA_RESTART) without ending the process; the log is opened for
+ * appending (exit 2 if it cannot be); then `path` is opened with `flags`,
+ * printing `open errno=N` and exiting 1 if that fails, or `ready_word`.
+ * Returns the open file's descriptor; *logfd receives the log's. */
+static inline int helper_start(const char *who, const char *logpath, int *logfd,
+                               const char *path, int flags, const char *ready_word)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+
+    *logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (*logfd < 0) {
+        fprintf(stderr, "%s: log: %s\n", who, strerror(errno));
+        exit(2);
+    }
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) {
+        printf("open errno=%d\n", errno);
+        fflush(stdout);
+        exit(1);
+    }
+    printf("%s\n", ready_word);
+    fflush(stdout);
+    return fd;
 }
 
 #endif
