@@ -1,6 +1,8 @@
 // swift-tools-version:6.0
 //
 // The layering, from the bottom up:
+//   Locking       — the one lock every module uses (a glibc adaptive mutex;
+//                   Sources/Locking says why not Synchronization.Mutex).
 //   DeliveryCore  — every rule of delivery; pure Swift, no FUSE, no paths, no errno.
 //   MulticastFS   — the filesystem contract mapped onto the core (inodes, names,
 //                   modes, ctl grammar, status format, errno); no libfuse either,
@@ -18,13 +20,6 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
-// MCASTFS_TSAN=1 in the environment: Mutex becomes a pthread mutex that the
-// thread sanitizer can see (Sources/SanitizerLocks). scripts/test sets it for
-// its `--sanitize=thread` run; other builds neither define nor link it.
-let underSanitizer = Context.environment["MCASTFS_TSAN"] != nil
-let sanitizerLocks: [SwiftSetting] = underSanitizer ? [.define("MCASTFS_TSAN")] : []
-let sanitizerTarget: [Target.Dependency] = underSanitizer ? ["SanitizerLocks"] : []
-
 let package = Package(
     name: "mcastfs",
     platforms: [.macOS(.v15)],
@@ -38,14 +33,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
+        .target(name: "Locking", swiftSettings: strict),
         .target(
             name: "DeliveryCore",
-            dependencies: [.product(name: "DequeModule", package: "swift-collections")] + sanitizerTarget,
-            swiftSettings: strict + sanitizerLocks
+            dependencies: [.product(name: "DequeModule", package: "swift-collections"), "Locking"],
+            swiftSettings: strict
         ),
         .target(
             name: "MulticastFS",
-            dependencies: ["DeliveryCore"],
+            dependencies: ["DeliveryCore", "Locking"],
             swiftSettings: strict
         ),
         .systemLibrary(
@@ -55,10 +51,9 @@ let package = Package(
         ),
         .target(
             name: "FUSELowLevel",
-            dependencies: ["CFuse"] + sanitizerTarget,
-            swiftSettings: strict + sanitizerLocks
+            dependencies: ["CFuse", "Locking"],
+            swiftSettings: strict
         ),
-        .target(name: "SanitizerLocks", swiftSettings: strict),
         .executableTarget(
             name: "mcastfs",
             dependencies: [
@@ -70,13 +65,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "core-bench",
-            dependencies: ["DeliveryCore"],
+            dependencies: ["DeliveryCore", "Locking"],
             path: "Benchmarks/core-bench",
             swiftSettings: strict
         ),
         .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore"], swiftSettings: strict),
         .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "DeliveryCore"], swiftSettings: strict),
-        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel"] + sanitizerTarget, swiftSettings: strict + sanitizerLocks),
+        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "Locking"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,13 +10,18 @@
 //   - "locked deque": one Mutex<Deque> append and removeFirst per recipient,
 //     the floor of any locked queue that hands a pointer from one side to the
 //     other. The core does that plus flow control, counters and waiters.
+//     It uses Synchronization.Mutex, what one would reach for first; the core
+//     uses Locking's AdaptiveMutex, whose lock and unlock are calls into
+//     glibc rather than inlined atomics, and that cost shows in the ratio.
 //   - "striped locks": the seed's Solution 3 (recipients hashed to 8 locks, a
 //     sender takes the locks it needs in order), beside the core's one lock
-//     per group, for the locking decision (docs/locking.md).
+//     per group, for the locking decision (docs/locking.md). Both sides use
+//     AdaptiveMutex, so only the structure differs.
 
 import DeliveryCore
 import DequeModule
 import Dispatch
+import Locking
 import Synchronization
 import Glibc
 import class Foundation.Thread
@@ -203,7 +208,7 @@ for fanOut in [1, 16] {
 /// takes every lock its recipients need, in index order, then appends; a
 /// receive takes only its recipient's lock.
 final class StripedGroup: @unchecked Sendable {
-    let stripes = (0..<8).map { _ in Locked(()) }
+    let stripes = (0..<8).map { _ in AdaptiveMutex(()) }
     var queues: [Deque<Message>]
     let stripeOf: [Int]
     init(members: Int) {

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 // async/await faces over the completion-based operations: the same parked
 // waiter, resumed by a continuation; task cancellation cancels the waiter.
 
@@ -26,7 +26,7 @@ extension Reader {
 private final class CancellationBox<T: Sendable>: Sendable {
     typealias Resume = @Sendable (Result<T, DeliveryError>) -> Void
     private enum State { case running, parked(Waiting, Resume), cancelled }
-    private let state = Mutex(State.running)
+    private let state = AdaptiveMutex(State.running)
 
     /// Records the waiter; false if the task was cancelled first.
     func park(_ waiting: Waiting, resume: @escaping Resume) -> Bool {

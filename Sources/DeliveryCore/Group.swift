@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 /// What a completed send did.
 public struct SendReceipt: Sendable, Equatable {
     /// The group sequence number of the message.
@@ -26,12 +26,12 @@ public enum Blocking: Sendable {
 /// run after the lock is released, on the thread whose operation caused them.
 public final class Group: Sendable {
     public let name: String
-    let state: Mutex<GroupState>
+    let state: AdaptiveMutex<GroupState>
 
     public init(name: String, settings: GroupSettings = GroupSettings()) throws(DeliveryError) {
         try settings.validate()
         self.name = name
-        self.state = Mutex(GroupState(settings: settings))
+        self.state = AdaptiveMutex(GroupState(settings: settings))
     }
 
     /// Runs `body` under the lock, then the effects it recorded, unlocked.

@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// The session-wide claim table of interrupt-armed requests: id → state
@@ -29,7 +30,7 @@ final class InterruptRegistry<Target: AnyObject & Sendable>: Sendable {
         var registrant: UInt?
     }
 
-    private let slots = Mutex<[UInt64: Slot]>([:])
+    private let slots = AdaptiveMutex<[UInt64: Slot]>([:])
     private let nextID = Atomic<UInt64>(1)
 
     init() {}

@@ -1,5 +1,6 @@
 import CFuse
 import Glibc
+import Locking
 import Synchronization
 
 /// libfuse reports its errors only as log lines (fuse_log → stderr). To give
@@ -13,7 +14,7 @@ enum LibfuseLog {
         var count = 0
     }
 
-    private static let lines = Mutex(Lines())
+    private static let lines = AdaptiveMutex(Lines())
     /// Whether libfuse's lines go to stderr as they come (see `holdingBack`).
     static let echo = Atomic(true)
 

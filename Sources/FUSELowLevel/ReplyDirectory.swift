@@ -1,6 +1,6 @@
 import CFuse
 import Glibc
-import Synchronization
+import Locking
 
 /// Answers readdir: add entries until `add` returns false (the kernel's
 /// buffer is full), then `send()`. The kernel asks again from the
@@ -21,11 +21,11 @@ public final class ReplyDirectory: Reply, @unchecked Sendable {
 
     /// The size the kernel asked for: the most the reply may hold.
     public let capacity: Int
-    private let builder: Mutex<Builder>
+    private let builder: AdaptiveMutex<Builder>
 
     init(transport: ReplyTransport, session: SessionCore, capacity: Int) {
         self.capacity = max(0, capacity)
-        self.builder = Mutex(Builder(buffer: []))
+        self.builder = AdaptiveMutex(Builder(buffer: []))
         super.init(transport: transport, session: session)
     }
 

@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// Plays the kernel's and libfuse's part for tests of code above this layer:
@@ -12,7 +13,7 @@ import Synchronization
 ///     #expect(kernel.answer(of: reply) == .error(.interrupted))
 public final class ReplyRecorder: Sendable {
     let session: SessionCore
-    private let log = Mutex<[RecordedReply]>([])
+    private let log = AdaptiveMutex<[RecordedReply]>([])
     private let notifications = Atomic<Int>(0)
 
     public init() {
@@ -89,11 +90,11 @@ final class RecordedRequest: Sendable {
     }
 
     private let recorder: ReplyRecorder
-    private let state: Mutex<State>
+    private let state: AdaptiveMutex<State>
 
     init(recorder: ReplyRecorder, interrupted: Bool) {
         self.recorder = recorder
-        self.state = Mutex(State(interrupted: interrupted))
+        self.state = AdaptiveMutex(State(interrupted: interrupted))
     }
 
     var isInterrupted: Bool { state.withLock { $0.interrupted } }

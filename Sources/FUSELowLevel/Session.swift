@@ -1,6 +1,6 @@
 import CFuse
 import Glibc
-import Synchronization
+import Locking
 
 /// Why a session could not be made, mounted, daemonized or signalled. The
 /// message is one line, fit for a user.
@@ -55,7 +55,7 @@ public final class FUSESession: @unchecked Sendable {
     private let core: SessionCore
     /// The `userdata` libfuse hands back; released after fuse_session_destroy.
     private let userdata: Unmanaged<SessionCore>
-    private let state = Mutex(State())
+    private let state = AdaptiveMutex(State())
 
     /// `options` as on a FUSE command line, without program name or
     /// mountpoint: e.g. `["-o", "allow_other,default_permissions,fsname=x"]`,

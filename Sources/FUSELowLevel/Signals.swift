@@ -1,5 +1,6 @@
 import CFuse
 import Glibc
+import Locking
 import Synchronization
 
 // Signals that end the session, and the signal that wakes its loop.
@@ -49,7 +50,7 @@ final class SignalRelay: Sendable {
     static var started: Bool { startedFlag.load(ordering: .acquiring) }
     private static let startedFlag = Atomic<Bool>(false)
 
-    private let target = Mutex(Target())
+    private let target = AdaptiveMutex(Target())
     private let writeFD: Int32
 
     private init?() {

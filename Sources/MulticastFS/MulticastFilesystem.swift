@@ -1,5 +1,6 @@
 public import DeliveryCore
 import Glibc
+import Locking
 import Synchronization
 
 /// The contract (../shared/interface.md) mapped onto the delivery core: the
@@ -12,13 +13,13 @@ import Synchronization
 public final class MulticastFilesystem: Sendable {
     public static let rootInode: InodeNumber = 1
 
-    private let namespace: Mutex<Namespace>
+    private let namespace: AdaptiveMutex<Namespace>
     private let defaults: GroupSettings
     private let nextWatchID = Atomic<UInt64>(1)
     /// Every open file, from open to release: they are owned here (handles
     /// are unretained pointers to them), so a file the kernel never released,
     /// because it went away, is still freed with the filesystem.
-    private let openFiles = Mutex<[UInt64: OpenFile]>([:])
+    private let openFiles = AdaptiveMutex<[UInt64: OpenFile]>([:])
 
     struct Namespace: ~Copyable {
         var nodes: [InodeNumber: Node] = [:]
@@ -122,7 +123,7 @@ public final class MulticastFilesystem: Sendable {
                                    links: 2, atime: now, mtime: now, ctime: now),
             content: .root)
         root.lookups = 1  // the kernel holds the root for the whole mount
-        namespace = Mutex(Namespace(root: root))
+        namespace = AdaptiveMutex(Namespace(root: root))
     }
 
     // MARK: - Names

@@ -1,4 +1,5 @@
 import Glibc
+import Locking
 import Synchronization
 import Testing
 
@@ -30,7 +31,7 @@ struct MountTests {
             var nextID = 0
             var poll: PollHandle?
         }
-        private let state = Mutex(State())
+        private let state = AdaptiveMutex(State())
         let destroyed = Atomic<Bool>(false)
 
         let now = Timestamp(seconds: 1_700_000_000)
@@ -106,8 +107,8 @@ struct MountTests {
 
     /// Runs `body` on a new thread; the result appears in the box.
     final class Background<T: Sendable>: Sendable {
-        let result = Mutex<T?>(nil)
-        let thread = Mutex<pthread_t?>(nil)
+        let result = AdaptiveMutex<T?>(nil)
+        let thread = AdaptiveMutex<pthread_t?>(nil)
         init(_ body: @escaping @Sendable () -> T) {
             spawnDetachedThread { [self] in
                 thread.withLock { $0 = pthread_self() }

@@ -1,4 +1,5 @@
 import Dispatch
+import Locking
 import Synchronization
 import Testing
 
@@ -12,7 +13,7 @@ import Testing
     /// A pending-work table as a filesystem would keep one: cancel succeeds
     /// only if the work is still queued.
     final class Waiters: Sendable {
-        private let ids = Mutex<Set<Int>>([])
+        private let ids = AdaptiveMutex<Set<Int>>([])
         func add(_ id: Int) { ids.withLock { _ = $0.insert(id) } }
         func take(_ id: Int) -> Bool { ids.withLock { $0.remove(id) != nil } }
     }
@@ -144,7 +145,7 @@ import Testing
     /// not the EIO of a reply dropped unanswered.
     @Test func cancelDroppingTheLastReferenceStillAnswersEINTR() {
         final class Parked: Sendable {
-            let replies = Mutex<[Int: ReplyData]>([:])
+            let replies = AdaptiveMutex<[Int: ReplyData]>([:])
         }
         let kernel = ReplyRecorder()
         let parked = Parked()
@@ -220,8 +221,8 @@ import Testing
         let waiters = Waiters()
         let rounds = 2_000
         let replies = (0..<rounds).map { _ in kernel.make(ReplyData.self) }
-        let cancelled = Mutex<Set<Int>>([])
-        let delivered = Mutex<Set<Int>>([])
+        let cancelled = AdaptiveMutex<Set<Int>>([])
+        let delivered = AdaptiveMutex<Set<Int>>([])
         for (i, reply) in replies.enumerated() {
             #expect(reply.armInterrupt())
             waiters.add(i)
