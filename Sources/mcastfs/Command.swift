@@ -19,7 +19,8 @@ struct MountCommand: ParsableCommand {
             another member. See the README for the whole contract.
 
             mcastfs options (-o): capacity=N, queue_bytes=N, max_message=N (defaults for
-            new groups). Other -o options go to FUSE (e.g. allow_other).
+            new groups); max_threads=N (worker threads at most; default: one per CPU,
+            at least 2, at most 10). Other -o options go to FUSE (e.g. allow_other).
             default_permissions is always on. SIGINT or SIGTERM unmounts and exits 0.
             """,
         version: "1.0.0"
@@ -84,7 +85,7 @@ struct MountCommand: ParsableCommand {
         } catch {
             throw StartupFailure(message: "cannot mount on \(mountPoint): \(error.message)")
         }
-        logger.info("mounted", metadata: ["mountpoint": "\(mountPoint)", "threads": "\(singleThreaded ? "one" : "many")"])
+        logger.info("mounted", metadata: ["mountpoint": "\(mountPoint)", "max_threads": "\(singleThreaded ? 1 : settings.maxThreads)"])
         do {
             // After the mount, so that the command returns once it is live.
             try session.daemonize(foreground: foreground || debug)
@@ -94,11 +95,11 @@ struct MountCommand: ParsableCommand {
             throw StartupFailure(message: error.message)
         }
 
-        // Idle workers are kept (libfuse's default), up to 10 threads: one
-        // write hands 16 replies out, and the 16 next reads then found no
+        // Idle workers are all kept (libfuse's default): one write hands 16
+        // replies out, and with at most 4 idle the 16 next reads found no
         // idle worker, so libfuse kept starting and ending threads (179 per
         // 1,000 messages at 1→16, and a p99 2.5× the bare filesystem's).
-        let status = session.run(singleThreaded: singleThreaded, maxIdleThreads: -1, maxThreads: 10)
+        let status = session.run(singleThreaded: singleThreaded, maxIdleThreads: -1, maxThreads: settings.maxThreads)
 
         // Stop producing, answer everyone, then unmount: a client blocked at
         // this moment gets ENOTCONN at once rather than a hang.

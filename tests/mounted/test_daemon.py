@@ -4,7 +4,8 @@
 
 Returns once the mount is live and serves in the background; -f stays in the
 foreground; -d prints every request (implies -f); -s serves with one thread.
--o allow_other, -o capacity=N,queue_bytes=N,max_message=N. SIGINT or SIGTERM
+-o allow_other, -o capacity=N,queue_bytes=N,max_message=N, -o max_threads=N.
+SIGINT or SIGTERM
 always unmounts cleanly: clients blocked in read or write get an error at
 once, and the daemon exits 0. fusermount3 -u and umount work as for any
 filesystem (EBUSY while files are open). Errors (mount point missing, already
@@ -16,6 +17,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -104,6 +106,9 @@ def test_already_mounted(mcastfs_bin, mount):
         "max_message=0",
         "max_message=1044481",
         "capacity=",
+        "max_threads=0",
+        "max_threads=257",
+        "max_threads=two",
     ],
 )
 def test_bad_option(mcastfs_bin, spare_dir, option):
@@ -191,9 +196,21 @@ def test_debug_prints_requests_and_stays_in_foreground(mount_factory):
     wait_for(lambda: len(m.stderr_text()) > before, what="debug output for the requests")
 
 
-def test_single_thread_mode_still_serves_while_reads_block(mount_factory):
-    """-s: one thread; blocked reads are held as data, so writes still get through."""
-    m = mount_factory(args=["-s"])
+# -s serves on the main thread alone; -o max_threads=1 keeps libfuse's
+# multi-threaded loop with a single worker. Either way blocked reads and writes
+# are stored replies, so one thread goes on serving everyone else.
+ONE_THREAD = [
+    pytest.param({"args": ["-s"]}, id="-s"),
+    pytest.param({"options": "max_threads=1"}, id="max_threads=1"),
+]
+# Beside the workers: the main thread (which waits for the loop to end in
+# multi-threaded mode) and the signal relay.
+NON_WORKER_THREADS = 2
+
+
+@pytest.mark.parametrize("how", ONE_THREAD)
+def test_one_thread_still_serves_while_reads_block(mount_factory, how):
+    m = mount_factory(**how)
     g = m.group("single")
     names = [f"r{i}" for i in range(10)]
     for n in names:
@@ -205,6 +222,7 @@ def test_single_thread_mode_still_serves_while_reads_block(mount_factory):
             c.wait_blocked(path=g.p(n))
         g.member("late")  # other requests are served meanwhile
         assert "late" in g.status().members
+        assert m.threads() <= 1 + NON_WORKER_THREADS
         g.send(b"to all ten")
         for c in calls:
             assert c.result(2.0) == b"to all ten"
@@ -213,8 +231,9 @@ def test_single_thread_mode_still_serves_while_reads_block(mount_factory):
             os.close(fd)
 
 
-def test_single_thread_mode_blocked_writer_and_reader(mount_factory):
-    m = mount_factory(args=["-s"])
+@pytest.mark.parametrize("how", ONE_THREAD)
+def test_one_thread_blocked_writer_and_reader(mount_factory, how):
+    m = mount_factory(**how)
     g = m.group("single-w")
     g.member("a")
     g.fill("a")
@@ -227,6 +246,46 @@ def test_single_thread_mode_blocked_writer_and_reader(mount_factory):
         assert Call(os.read, fd, 100).result(2.0) == b"blocked"
     finally:
         os.close(fd)
+
+
+def test_max_threads_bounds_the_workers_under_load(mount_factory):
+    """Sixteen reader threads and a writer on one group, every read blocking
+    in turn: the daemon never has more than max_threads workers, and every
+    reader gets every message."""
+    m = mount_factory(options="max_threads=1")
+    g = m.group("load")
+    count, names = 300, [f"r{i}" for i in range(16)]
+    for n in names:
+        g.member(n)
+    fds = [g.open(n) for n in names]
+    got = {n: [] for n in names}
+
+    def read_all(name, fd):
+        for _ in range(count):
+            got[name].append(os.read(fd, 100))
+
+    readers = [threading.Thread(target=read_all, args=(n, fd)) for n, fd in zip(names, fds)]
+    for t in readers:
+        t.start()
+    most = 0
+    try:
+        send_fd = os.open(g.p("send"), os.O_WRONLY)
+        try:
+            for i in range(count):
+                os.write(send_fd, b"m%d" % i)
+                if i % 10 == 0:
+                    most = max(most, m.threads())
+        finally:
+            os.close(send_fd)
+        for t in readers:
+            t.join(30)
+            most = max(most, m.threads())
+    finally:
+        for fd in fds:
+            os.close(fd)
+    want = [b"m%d" % i for i in range(count)]
+    assert all(got[n] == want for n in names)
+    assert most <= 1 + NON_WORKER_THREADS
 
 
 def test_defaults_for_new_groups_from_options(mount_factory):
