@@ -5,9 +5,8 @@
 Returns once the mount is live and serves in the background; -f stays in the
 foreground; -d prints every request (implies -f); -s serves with one thread.
 -o allow_other, -o capacity=N,queue_bytes=N,max_message=N, -o max_threads=N.
-SIGINT or SIGTERM
-always unmounts cleanly: clients blocked in read or write get an error at
-once, and the daemon exits 0. fusermount3 -u and umount work as for any
+SIGINT or SIGTERM always unmounts cleanly: clients blocked in read or write get
+an error at once, and the daemon exits 0. fusermount3 -u and umount work as for any
 filesystem (EBUSY while files are open). Errors (mount point missing, already
 mounted, no /dev/fuse, bad option) print one clear line and exit non-zero.
 """
