@@ -69,6 +69,7 @@ let package = Package(
             path: "Benchmarks/core-bench",
             swiftSettings: strict
         ),
+        .testTarget(name: "LockingTests", dependencies: ["Locking"], swiftSettings: strict),
         .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore"], swiftSettings: strict),
         .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "DeliveryCore"], swiftSettings: strict),
         .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "Locking"], swiftSettings: strict),
