@@ -22,11 +22,12 @@
  * Keeping the data costs one memcpy of the message; it lets the client's
  * timestamp travel through the anchor as it does through mcastfs.
  *
- * Usage: bare_fuse MOUNTPOINT        (always foreground; SIGTERM/SIGINT
- *                                     unmount and exit 0)
+ * Usage: bare_fuse MOUNTPOINT [MAX_THREADS]   (always foreground;
+ *                                     SIGTERM/SIGINT unmount and exit 0)
  *
- * Served with fuse_session_loop_mt, max_threads 10 and max_idle_threads 4:
- * the values mcastfs passes.
+ * Served as mcastfs serves: fuse_session_loop_mt with every idle worker kept
+ * and max_threads = MAX_THREADS, by default the number of online CPUs, at
+ * least 2 and at most 10 (mcastfs's default; see docs/fuse-notes.md).
  */
 #define FUSE_USE_VERSION 314
 
@@ -202,8 +203,11 @@ static const struct fuse_lowlevel_ops ops = {
 };
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s MOUNTPOINT\n", argv[0]);
+    long max_threads = sysconf(_SC_NPROCESSORS_ONLN);
+    max_threads = max_threads < 2 ? 2 : max_threads > 10 ? 10 : max_threads;
+    if (argc == 3) max_threads = strtol(argv[2], NULL, 10);
+    if (argc < 2 || argc > 3 || max_threads < 1) {
+        fprintf(stderr, "usage: %s MOUNTPOINT [MAX_THREADS]\n", argv[0]);
         return 2;
     }
     char *fargv[] = {argv[0], "-o", "fsname=bare_fuse,subtype=bare_fuse", NULL};
@@ -216,8 +220,7 @@ int main(int argc, char **argv) {
 
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
     if (cfg == NULL) goto out_unmount;
-    fuse_loop_cfg_set_max_threads(cfg, 10);
-    fuse_loop_cfg_set_idle_threads(cfg, 4);
+    fuse_loop_cfg_set_max_threads(cfg, (unsigned)max_threads);
     rc = fuse_session_loop_mt(se, cfg);
     fuse_loop_cfg_destroy(cfg);
     /* The loop returns the signal number when ended by SIGTERM/SIGINT. */
