@@ -44,6 +44,8 @@
  * Output: one line of key=value pairs. p50_us/p99_us are over every delivery
  * (each reader's latency for each message); in paced mode last_p50_us /
  * last_p99_us are over messages, taking the slowest of the N readers.
+ * client_cpu_us_per_msg is this process's CPU time (every thread, user +
+ * system) over the timed part, per message.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -55,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -81,6 +84,15 @@ static int rfds[MAX_READERS];
 static _Atomic uint32_t acks;      /* reads completed (paced and warm-up) */
 static _Atomic uint32_t published; /* writes completed (gate) */
 static pthread_barrier_t start_line, timed_line;
+
+/* user + system time of every thread of this process between two samples */
+static double cpu_us(const struct rusage *a, const struct rusage *b) {
+    double ua = (double)a->ru_utime.tv_sec * 1e6 + (double)a->ru_utime.tv_usec;
+    double sa = (double)a->ru_stime.tv_sec * 1e6 + (double)a->ru_stime.tv_usec;
+    double ub = (double)b->ru_utime.tv_sec * 1e6 + (double)b->ru_utime.tv_usec;
+    double sb = (double)b->ru_stime.tv_sec * 1e6 + (double)b->ru_stime.tv_usec;
+    return (ub + sb) - (ua + sa);
+}
 static uint64_t *lat[MAX_READERS]; /* lat[r][i]: latency of message i at reader r, 0 = none */
 
 static uint64_t now_ns(void) {
@@ -260,17 +272,22 @@ int main(int argc, char **argv) {
     if (!msg) die("calloc");
 
     uint64_t t_start = 0, t_end;
+    struct rusage usage_start, usage_end;
     if (mode == PINGPONG) {
         char *buf = malloc(READ_BUF);
         if (!buf) die("malloc");
         uint64_t seq, t0;
         for (long i = 0; i < PINGPONG_WARMUP + count; i++) {
-            if (i == PINGPONG_WARMUP) t_start = now_ns();
+            if (i == PINGPONG_WARMUP) {
+                t_start = now_ns();
+                getrusage(RUSAGE_SELF, &usage_start);
+            }
             send_one(msg, (uint64_t)i, &t0);
             recv_one(rfds[0], buf, (uint64_t)i, &seq);
             if (i >= PINGPONG_WARMUP) lat[0][i - PINGPONG_WARMUP] = now_ns() - t0;
         }
         t_end = now_ns();
+        getrusage(RUSAGE_SELF, &usage_end);
     } else {
         pthread_t th[MAX_READERS];
         pthread_barrier_init(&start_line, NULL, (unsigned)nreaders + 1);
@@ -285,6 +302,7 @@ int main(int argc, char **argv) {
         }
         pthread_barrier_wait(&timed_line);
         t_start = now_ns();
+        getrusage(RUSAGE_SELF, &usage_start);
         for (long i = WARMUP; i < WARMUP + count; i++) {
             send_one(msg, (uint64_t)i, NULL);
             if (mode == PACED) {
@@ -294,6 +312,7 @@ int main(int argc, char **argv) {
         }
         for (int k = 0; k < nreaders; k++) pthread_join(th[k], NULL);
         t_end = now_ns();
+        getrusage(RUSAGE_SELF, &usage_end);
     }
 
     /* every delivery, and (paced) the slowest reader of each message */
@@ -319,10 +338,11 @@ int main(int argc, char **argv) {
     static const char *mode_names[] = {"stream", "paced", "pingpong"};
     static const char *sys_names[] = {"fs", "pipe", "dgram"};
     printf("mode=%s system=%s size=%zu n=%d count=%ld elapsed_s=%.3f msgs_per_s=%.0f deliveries_per_s=%.0f "
-           "p50_us=%.1f p99_us=%.1f max_us=%.1f timed=%ld last_p50_us=%.1f last_p99_us=%.1f\n",
+           "p50_us=%.1f p99_us=%.1f max_us=%.1f timed=%ld last_p50_us=%.1f last_p99_us=%.1f "
+           "client_cpu_us_per_msg=%.1f\n",
            mode_names[mode], sys_names[sys], msg_size, nreaders, count, secs, (double)count / secs,
            (double)count * nreaders / secs, pct_us(all, nall, 0.50), pct_us(all, nall, 0.99),
            nall ? (double)all[nall - 1] / 1000.0 : 0.0, nall, pct_us(last, nlast, 0.50),
-           pct_us(last, nlast, 0.99));
+           pct_us(last, nlast, 0.99), cpu_us(&usage_start, &usage_end) / (double)count);
     return 0;
 }
