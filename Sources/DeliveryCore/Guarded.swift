@@ -2,7 +2,7 @@
 ///
 /// Handles (`Member`, `Reader`, `Waiting`) keep such a reference for O(1)
 /// access, and are Sendable; the state itself is not. Reading it requires an
-/// `inout GroupState`, which only exists inside the group's `Mutex.withLock`,
+/// `inout GroupState`, which only exists inside the group lock's `withLock`,
 /// so an unlocked access does not compile.
 struct Guarded<Value: AnyObject>: @unchecked Sendable {
     private let value: Value

@@ -9,7 +9,7 @@ public import Glibc
 /// With more runnable threads than CPUs — a write waking 16 readers whose next
 /// reads arrive while it delivers, on 2 cores — the lock then sits owned by a
 /// thread that is not running, everyone queues behind it, and a fan-out's p99
-/// triples (docs/locking.md has the figures). An adaptive mutex spins a
+/// nearly doubles (docs/locking.md has the figures). An adaptive mutex spins a
 /// little, then sleeps on a plain futex, and a running thread may take the
 /// lock as soon as it is free.
 ///
