@@ -4,6 +4,10 @@
 //   Locking       — the one lock every module uses (a glibc adaptive mutex;
 //                   Sources/Locking says why not Synchronization.Mutex).
 //   DeliveryCore  — every rule of delivery; pure Swift, no FUSE, no paths, no errno.
+//   FileSystemTypes — the vocabulary the filesystem and its FUSE face share
+//                   (attributes, attribute changes, directory entries, open
+//                   flags, callers), on swift-system's Errno, FileMode,
+//                   FilePermissions, UserID and GroupID. No libfuse.
 //   MulticastFS   — the filesystem contract mapped onto the core (inodes, names,
 //                   modes, ctl grammar, status format, errno); no libfuse either,
 //                   so tests drive it without a mount.
@@ -20,9 +24,10 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+let system: Target.Dependency = .product(name: "SystemPackage", package: "swift-system")
+
 let package = Package(
     name: "mcastfs",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "DeliveryCore", targets: ["DeliveryCore"]),
         .executable(name: "mcastfs", targets: ["mcastfs"]),
@@ -31,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         .target(name: "Locking", swiftSettings: strict),
@@ -40,8 +46,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "FileSystemTypes",
+            dependencies: [system],
+            swiftSettings: strict
+        ),
+        .target(
             name: "MulticastFS",
-            dependencies: ["DeliveryCore", "Locking"],
+            dependencies: ["DeliveryCore", "FileSystemTypes", "Locking", system],
             swiftSettings: strict
         ),
         .systemLibrary(
@@ -51,13 +62,13 @@ let package = Package(
         ),
         .target(
             name: "FUSELowLevel",
-            dependencies: ["CFuse", "Locking"],
+            dependencies: ["CFuse", "FileSystemTypes", "Locking", system],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "mcastfs",
             dependencies: [
-                "MulticastFS", "FUSELowLevel", "DeliveryCore",
+                "MulticastFS", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -71,8 +82,8 @@ let package = Package(
         ),
         .testTarget(name: "LockingTests", dependencies: ["Locking"], swiftSettings: strict),
         .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore"], swiftSettings: strict),
-        .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "DeliveryCore"], swiftSettings: strict),
-        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "Locking"], swiftSettings: strict),
+        .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "FileSystemTypes", "DeliveryCore", system], swiftSettings: strict),
+        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FileSystemTypes", "Locking", system], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,52 +1,4 @@
-/// A point in time as the kernel keeps it: seconds and nanoseconds since the
-/// Unix epoch.
-public struct Timestamp: Sendable, Hashable {
-    public var seconds: Int64
-    public var nanoseconds: Int64
-
-    public init(seconds: Int64, nanoseconds: Int64 = 0) {
-        self.seconds = seconds
-        self.nanoseconds = nanoseconds
-    }
-
-    public static let epoch = Timestamp(seconds: 0)
-}
-
-/// What `stat(2)` shows for one inode. `mode` includes the file type bits
-/// (`S_IFDIR`, `S_IFREG`, ...).
-public struct FileAttributes: Sendable, Equatable {
-    public var ino: UInt64
-    public var mode: UInt32
-    public var nlink: UInt32
-    public var uid: UInt32
-    public var gid: UInt32
-    public var size: UInt64
-    public var atime: Timestamp
-    public var mtime: Timestamp
-    public var ctime: Timestamp
-    /// Device number, for device nodes only.
-    public var rdev: UInt32
-    /// Preferred I/O size that `stat(2)` reports.
-    public var blockSize: UInt32
-
-    public init(
-        ino: UInt64, mode: UInt32, nlink: UInt32, uid: UInt32, gid: UInt32, size: UInt64,
-        atime: Timestamp, mtime: Timestamp, ctime: Timestamp,
-        rdev: UInt32 = 0, blockSize: UInt32 = 4096
-    ) {
-        self.ino = ino
-        self.mode = mode
-        self.nlink = nlink
-        self.uid = uid
-        self.gid = gid
-        self.size = size
-        self.atime = atime
-        self.mtime = mtime
-        self.ctime = ctime
-        self.rdev = rdev
-        self.blockSize = blockSize
-    }
-}
+public import FileSystemTypes
 
 /// A lookup answer: which inode a name leads to, and how long the kernel may
 /// cache the name (`entryTimeout`) and the attributes (`attributeTimeout`),
@@ -106,51 +58,6 @@ public struct OpenParameters: Sendable, Equatable {
     /// A pipe-like file: direct I/O, not seekable, a stream.
     public static func stream(fh: UInt64) -> OpenParameters {
         OpenParameters(fh: fh, directIO: true, nonseekable: true, stream: true)
-    }
-}
-
-/// A time to set in `setattr`: the current time or a given one.
-public enum TimeChange: Sendable, Equatable {
-    case now
-    case at(Timestamp)
-}
-
-/// What a `setattr` request asks to change (decoded from libfuse's `to_set`
-/// bits, FUSE_SET_ATTR_*). A nil field is left alone.
-public struct AttributeChanges: Sendable, Equatable {
-    /// Permission bits (and possibly the type bits the kernel passes along).
-    public var mode: UInt32?
-    public var uid: UInt32?
-    public var gid: UInt32?
-    /// truncate(2)/ftruncate(2), or O_TRUNC on open.
-    public var size: UInt64?
-    public var atime: TimeChange?
-    public var mtime: TimeChange?
-    public var ctime: Timestamp?
-    /// The kernel asks to clear set-user-ID (FUSE_SET_ATTR_KILL_SUID).
-    public var killSetUID: Bool
-    /// The kernel asks to clear set-group-ID (FUSE_SET_ATTR_KILL_SGID).
-    public var killSetGID: Bool
-
-    public init(
-        mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil,
-        atime: TimeChange? = nil, mtime: TimeChange? = nil, ctime: Timestamp? = nil,
-        killSetUID: Bool = false, killSetGID: Bool = false
-    ) {
-        self.mode = mode
-        self.uid = uid
-        self.gid = gid
-        self.size = size
-        self.atime = atime
-        self.mtime = mtime
-        self.ctime = ctime
-        self.killSetUID = killSetUID
-        self.killSetGID = killSetGID
-    }
-
-    public var isEmpty: Bool {
-        mode == nil && uid == nil && gid == nil && size == nil && atime == nil && mtime == nil
-            && ctime == nil && !killSetUID && !killSetGID
     }
 }
 

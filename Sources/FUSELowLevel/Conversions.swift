@@ -1,5 +1,7 @@
 import CFuse
+import FileSystemTypes
 import Glibc
+import SystemPackage
 
 extension Timestamp {
     init(_ ts: timespec) {
@@ -16,10 +18,10 @@ extension FileAttributes {
     var stat: Glibc.stat {
         var st = Glibc.stat()
         st.st_ino = numericCast(ino)
-        st.st_mode = mode
-        st.st_nlink = numericCast(nlink)
-        st.st_uid = uid
-        st.st_gid = gid
+        st.st_mode = mode.rawValue
+        st.st_nlink = numericCast(linkCount)
+        st.st_uid = uid.rawValue
+        st.st_gid = gid.rawValue
         st.st_size = numericCast(Int64(clamping: size))
         st.st_blocks = numericCast(Int64(clamping: (size &+ 511) / 512))
         st.st_blksize = numericCast(blockSize)
@@ -63,9 +65,9 @@ extension AttributeChanges {
     init(attr: Glibc.stat, toSet: Int32) {
         func has(_ bit: Int32) -> Bool { toSet & bit != 0 }
         self.init()
-        if has(CFUSE_SET_ATTR_MODE) { mode = attr.st_mode }
-        if has(CFUSE_SET_ATTR_UID) { uid = attr.st_uid }
-        if has(CFUSE_SET_ATTR_GID) { gid = attr.st_gid }
+        if has(CFUSE_SET_ATTR_MODE) { permissions = FileMode(rawValue: attr.st_mode).permissions }
+        if has(CFUSE_SET_ATTR_UID) { uid = UserID(rawValue: attr.st_uid) }
+        if has(CFUSE_SET_ATTR_GID) { gid = GroupID(rawValue: attr.st_gid) }
         if has(CFUSE_SET_ATTR_SIZE) { size = UInt64(clamping: Int64(attr.st_size)) }
         if has(CFUSE_SET_ATTR_ATIME_NOW) {
             atime = .now

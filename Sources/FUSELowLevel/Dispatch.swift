@@ -1,5 +1,7 @@
 import CFuse
 import Glibc
+import FileSystemTypes
+import SystemPackage
 
 // The index of the layer: one `fuse_lowlevel_ops` table, one C callback per
 // operation, each turning libfuse's arguments into Swift values and a typed
@@ -54,7 +56,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.lookup = { req, parent, name in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEntry.self)
-        guard let name = decode(name) else { reply.error(.noEntry); return }
+        guard let name = decode(name) else { reply.error(.noSuchFileOrDirectory); return }
         core.operations.lookup(RequestContext(req), parent: parent, name: name, reply: reply)
     }
 
@@ -81,14 +83,14 @@ func makeOperationTable() -> fuse_lowlevel_ops {
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEntry.self)
         guard let name = decode(name) else { reply.error(undecodable(name)); return }
-        core.operations.mknod(RequestContext(req), parent: parent, name: name, mode: mode, device: UInt64(rdev), reply: reply)
+        core.operations.mknod(RequestContext(req), parent: parent, name: name, mode: FileMode(rawValue: mode), device: UInt64(rdev), reply: reply)
     }
 
     ops.mkdir = { req, parent, name, mode in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEntry.self)
         guard let name = decode(name) else { reply.error(undecodable(name)); return }
-        core.operations.mkdir(RequestContext(req), parent: parent, name: name, mode: mode, reply: reply)
+        core.operations.mkdir(RequestContext(req), parent: parent, name: name, mode: FileMode(rawValue: mode), reply: reply)
     }
 
     ops.unlink = { req, parent, name in
@@ -131,7 +133,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.open = { req, ino, fi in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyOpen.self)
-        core.operations.open(RequestContext(req), ino: ino, flags: fi?.pointee.flags ?? 0, reply: reply)
+        core.operations.open(RequestContext(req), ino: ino, flags: OpenFlags(rawValue: fi?.pointee.flags ?? 0), reply: reply)
     }
 
     ops.create = { req, parent, name, mode, fi in
@@ -139,7 +141,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
         let (core, reply) = prepare(req, ReplyCreate.self)
         guard let name = decode(name) else { reply.error(undecodable(name)); return }
         core.operations.create(
-            RequestContext(req), parent: parent, name: name, mode: mode, flags: fi?.pointee.flags ?? 0, reply: reply)
+            RequestContext(req), parent: parent, name: name, mode: FileMode(rawValue: mode), flags: OpenFlags(rawValue: fi?.pointee.flags ?? 0), reply: reply)
     }
 
     /// The reply may come much later (a blocked read); arm interrupts first.
@@ -148,7 +150,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
         let (core, reply) = prepare(req, ReplyData.self)
         core.operations.read(
             RequestContext(req), ino: ino, fh: fi?.pointee.fh ?? 0, size: size, offset: Int64(offset),
-            flags: fi?.pointee.flags ?? 0, reply: reply)
+            flags: OpenFlags(rawValue: fi?.pointee.flags ?? 0), reply: reply)
     }
 
     /// `buf` is libfuse's receive buffer, reused after this returns.
@@ -158,7 +160,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
         core.operations.write(
             RequestContext(req), ino: ino, fh: fi?.pointee.fh ?? 0,
             data: UnsafeRawBufferPointer(start: buf, count: buf == nil ? 0 : size), offset: Int64(offset),
-            flags: fi?.pointee.flags ?? 0, reply: reply)
+            flags: OpenFlags(rawValue: fi?.pointee.flags ?? 0), reply: reply)
     }
 
     ops.flush = { req, ino, fi in
@@ -171,7 +173,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEmpty.self)
         core.operations.release(
-            RequestContext(req), ino: ino, fh: fi?.pointee.fh ?? 0, flags: fi?.pointee.flags ?? 0, reply: reply)
+            RequestContext(req), ino: ino, fh: fi?.pointee.fh ?? 0, flags: OpenFlags(rawValue: fi?.pointee.flags ?? 0), reply: reply)
     }
 
     ops.fsync = { req, ino, datasync, fi in
@@ -183,7 +185,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.opendir = { req, ino, fi in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyOpen.self)
-        core.operations.opendir(RequestContext(req), ino: ino, flags: fi?.pointee.flags ?? 0, reply: reply)
+        core.operations.opendir(RequestContext(req), ino: ino, flags: OpenFlags(rawValue: fi?.pointee.flags ?? 0), reply: reply)
     }
 
     ops.readdir = { req, ino, size, offset, fi in
@@ -198,7 +200,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyEmpty.self)
         core.operations.releasedir(
-            RequestContext(req), ino: ino, fh: fi?.pointee.fh ?? 0, flags: fi?.pointee.flags ?? 0, reply: reply)
+            RequestContext(req), ino: ino, fh: fi?.pointee.fh ?? 0, flags: OpenFlags(rawValue: fi?.pointee.flags ?? 0), reply: reply)
     }
 
     ops.fsyncdir = { req, ino, datasync, fi in
@@ -286,7 +288,7 @@ private func prepare<R: Reply>(_ req: fuse_req_t, _ type: R.Type) -> (SessionCor
 /// ENAMETOOLONG whatever its bytes, as the length is checked first on Linux;
 /// otherwise it is not UTF-8 (or absent): EINVAL.
 private func undecodable(_ names: UnsafePointer<CChar>?...) -> Errno {
-    names.contains { $0.map { strlen($0) > Int(NAME_MAX) } ?? false } ? .nameTooLong : .invalid
+    names.contains { $0.map { strlen($0) > Int(NAME_MAX) } ?? false } ? .fileNameTooLong : .invalidArgument
 }
 
 /// A name from the kernel as a String; nil if absent or not valid UTF-8.

@@ -1,4 +1,6 @@
 import CFuse
+public import FileSystemTypes
+import SystemPackage
 import Glibc
 
 // The typed replies. Each answers one kind of request; all share `Reply`'s
@@ -19,11 +21,11 @@ public final class ReplyEntry: Reply, @unchecked Sendable {
     }
 
     /// "No such name", cached by the kernel for `timeout` seconds (an entry
-    /// with inode 0). With timeout 0 this is the same as `error(.noEntry)`.
+    /// with inode 0). With timeout 0 this is the same as `error(.noSuchFileOrDirectory)`.
     @discardableResult
     public func negative(timeout: Double) -> ReplyResult {
         let attributes = FileAttributes(
-            ino: 0, mode: 0, nlink: 0, uid: 0, gid: 0, size: 0,
+            ino: 0, mode: FileMode(rawValue: 0), linkCount: 0, uid: UserID(rawValue: 0), gid: GroupID(rawValue: 0),
             atime: .epoch, mtime: .epoch, ctime: .epoch)
         return entry(EntryParameters(
             ino: 0, attributes: attributes, attributeTimeout: 0, entryTimeout: timeout))
@@ -72,7 +74,7 @@ public final class ReplyCreate: Reply, @unchecked Sendable {
 
 /// Answers read. A reply shorter than the size asked ends that read(2); an
 /// empty one is end of file. Never send more than the size asked (the kernel
-/// refuses it: `.failed(.invalid)`, and the reader gets EIO).
+/// refuses it: `.failed(.invalidArgument)`, and the reader gets EIO).
 public final class ReplyData: Reply, @unchecked Sendable {
     /// The bytes are copied to the kernel before this returns.
     @discardableResult

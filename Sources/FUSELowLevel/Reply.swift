@@ -1,6 +1,7 @@
 import CFuse
 import Glibc
 import Synchronization
+public import SystemPackage
 
 /// Where a reply goes: to the kernel through libfuse, or to a test's recorder.
 enum ReplyTransport: Sendable {
@@ -47,7 +48,7 @@ public class Reply: @unchecked Sendable {
 
     deinit {
         guard claim.load(ordering: .acquiring) == 0 else { return }
-        answer(by: .layer, kernel: { fuse_reply_err($0, EIO) }, recorded: { .error(.io) })
+        answer(by: .layer, kernel: { fuse_reply_err($0, EIO) }, recorded: { .error(.ioError) })
     }
 
     /// Whether someone (the caller or this layer) has answered.

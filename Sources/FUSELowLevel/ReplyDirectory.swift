@@ -1,4 +1,5 @@
 import CFuse
+public import FileSystemTypes
 import Glibc
 import Locking
 
@@ -7,16 +8,15 @@ import Locking
 /// `nextOffset` of the last entry it received; an empty reply ends the
 /// listing.
 ///
-///     for (index, item) in items.enumerated().dropFirst(Int(offset)) {
-///         if !reply.add(name: item.name, ino: item.ino, mode: item.mode,
-///                       nextOffset: Int64(index + 1)) { break }
+///     for (index, entry) in entries.enumerated().dropFirst(Int(offset)) {
+///         if !reply.add(entry, nextOffset: Int64(index + 1)) { break }
 ///     }
 ///     reply.send()
 public final class ReplyDirectory: Reply, @unchecked Sendable {
     private struct Builder {
         var buffer: [UInt8]
         var used = 0
-        var entries: [DirectoryEntry] = []
+        var entries: [ListedEntry] = []
     }
 
     /// The size the kernel asked for: the most the reply may hold.
@@ -34,19 +34,19 @@ public final class ReplyDirectory: Reply, @unchecked Sendable {
     }
 
     /// Appends one entry (`fuse_add_direntry`). Returns false, adding
-    /// nothing, if it does not fit. `mode`'s type bits give d_type.
-    public func add(name: String, ino: UInt64, mode: UInt32, nextOffset: Int64) -> Bool {
+    /// nothing, if it does not fit.
+    public func add(_ entry: DirectoryEntry, nextOffset: Int64) -> Bool {
         guard !isAnswered else {
             assertionFailure("FUSELowLevel: ReplyDirectory.add after the reply was sent")
             return false
         }
         var st = Glibc.stat()
-        st.st_ino = numericCast(ino)
-        st.st_mode = mode
+        st.st_ino = numericCast(entry.ino)
+        st.st_mode = entry.type.rawValue
         return builder.withLock { b -> Bool in
             if b.buffer.isEmpty { b.buffer = [UInt8](repeating: 0, count: capacity) }
             let remaining = capacity - b.used
-            let size = name.withCString { cName in
+            let size = entry.name.withCString { cName in
                 b.buffer.withUnsafeMutableBytes { raw -> Int in
                     // fuse_add_direntry ignores its request argument (3.14:
                     // `(void)req`) and writes nothing if the entry is larger
@@ -57,7 +57,7 @@ public final class ReplyDirectory: Reply, @unchecked Sendable {
             }
             guard size <= remaining else { return false }
             b.used += size
-            b.entries.append(DirectoryEntry(name: name, ino: ino, mode: mode, nextOffset: nextOffset))
+            b.entries.append(ListedEntry(entry, nextOffset: nextOffset))
             return true
         }
     }

@@ -1,5 +1,6 @@
 import Locking
 import Synchronization
+public import SystemPackage
 
 /// Plays the kernel's and libfuse's part for tests of code above this layer:
 /// makes replies whose answers are recorded instead of sent, delivers

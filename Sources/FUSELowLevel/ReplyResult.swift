@@ -1,4 +1,6 @@
 import Glibc
+public import FileSystemTypes
+public import SystemPackage
 
 /// What became of an answer. Anything but `.sent` means the caller's data did
 /// not reach the requester: undo whatever the answer consumed (for example,
@@ -24,22 +26,19 @@ public enum ReplyResult: Sendable, Equatable {
         switch rc {
         case 0: self = .sent
         case -ENOENT: self = .requestGone
-        default: self = .failed(Errno(rc < 0 ? -rc : rc))
+        default: self = .failed(Errno(rawValue: rc < 0 ? -rc : rc))
         }
     }
 }
 
-/// A directory entry as a `ReplyDirectory` collected it (for tests).
-public struct DirectoryEntry: Sendable, Equatable {
-    public var name: String
-    public var ino: UInt64
-    public var mode: UInt32
+/// A directory entry as a `ReplyDirectory` sent it, with the offset the
+/// kernel hands back to resume after it.
+public struct ListedEntry: Sendable, Equatable {
+    public var entry: DirectoryEntry
     public var nextOffset: Int64
 
-    public init(name: String, ino: UInt64, mode: UInt32, nextOffset: Int64) {
-        self.name = name
-        self.ino = ino
-        self.mode = mode
+    public init(_ entry: DirectoryEntry, nextOffset: Int64) {
+        self.entry = entry
         self.nextOffset = nextOffset
     }
 }
@@ -55,7 +54,7 @@ public enum RecordedReply: Sendable, Equatable {
     case created(entry: EntryParameters, open: OpenParameters)
     case data([UInt8])
     case written(Int)
-    case directory([DirectoryEntry])
+    case directory([ListedEntry])
     case statfs(FilesystemStatistics)
     case poll(PollEvents)
     case xattrSize(Int)

@@ -1,6 +1,7 @@
 import CFuse
 import Glibc
 import Locking
+public import SystemPackage
 
 /// Why a session could not be made, mounted, daemonized or signalled. The
 /// message is one line, fit for a user.
@@ -94,7 +95,7 @@ public final class FUSESession: @unchecked Sendable {
     public func mount(at path: String) throws(FUSESessionError) {
         var st = Glibc.stat()
         if stat(path, &st) != 0 {
-            throw FUSESessionError(.mount, "cannot mount at \(path): \(Errno(errno))")
+            throw FUSESessionError(.mount, "cannot mount at \(path): \(Errno(rawValue: errno))")
         }
         if st.st_mode & S_IFMT != S_IFDIR {
             throw FUSESessionError(.mount, "cannot mount at \(path): not a directory")
@@ -110,7 +111,7 @@ public final class FUSESession: @unchecked Sendable {
             errno = 0
             guard LibfuseLog.holdingBack({ fuse_session_mount(session.raw, path) }, succeeded: { $0 == 0 }) == 0 else {
                 let reason = LibfuseLog.lastLine(since: marker)
-                    ?? (errno != 0 ? Errno(errno).description : "fuse_session_mount failed")
+                    ?? (errno != 0 ? Errno(rawValue: errno).description : "fuse_session_mount failed")
                 return .failure(FUSESessionError(.mount, "cannot mount at \(path): \(reason)"))
             }
             s.mountpoint = path
@@ -128,7 +129,7 @@ public final class FUSESession: @unchecked Sendable {
             throw FUSESessionError(.state, "cannot daemonize: call daemonize before installSignalHandlers")
         }
         if fuse_daemonize(foreground ? 1 : 0) != 0 {
-            throw FUSESessionError(.daemonize, "cannot daemonize: \(Errno(errno))")
+            throw FUSESessionError(.daemonize, "cannot daemonize: \(Errno(rawValue: errno))")
         }
     }
 
@@ -142,7 +143,7 @@ public final class FUSESession: @unchecked Sendable {
         relay.attach(self)
         if let failure = relay.installHandlers() {
             throw FUSESessionError(
-                .signals, "cannot install a handler for signal \(failure.signal): \(Errno(failure.errno))")
+                .signals, "cannot install a handler for signal \(failure.signal): \(Errno(rawValue: failure.errno))")
         }
     }
 

@@ -1,3 +1,4 @@
+public import SystemPackage
 public import DeliveryCore
 
 /// One command written to `G/ctl`, parsed. A command applies all its keys or
@@ -23,75 +24,75 @@ public enum ControlCommand: Equatable, Sendable {
 
     /// Parses one command; a single trailing newline is allowed. Any error is
     /// EINVAL, as the contract says.
-    public init(parsing bytes: some Collection<UInt8>) throws(FileSystemError) {
+    public init(parsing bytes: some Collection<UInt8>) throws(Errno) {
         var text = Array(bytes)
         if text.last == UInt8(ascii: "\n") { text.removeLast() }
-        guard let line = String(validating: text, as: UTF8.self), !line.contains("\n") else { throw .invalid }
+        guard let line = String(validating: text, as: UTF8.self), !line.contains("\n") else { throw .invalidArgument }
         let words = line.split(separator: " ", omittingEmptySubsequences: true)
-        guard let verb = words.first else { throw .invalid }
+        guard let verb = words.first else { throw .invalidArgument }
         switch verb {
         case "set":
             let pairs = try Self.pairs(words.dropFirst())
-            self = .group(try pairs.map { (key, value) throws(FileSystemError) in try Self.groupKey(key, value) })
+            self = .group(try pairs.map { (key, value) throws(Errno) in try Self.groupKey(key, value) })
         case "member":
-            guard words.count >= 3 else { throw .invalid }
+            guard words.count >= 3 else { throw .invalidArgument }
             let pairs = try Self.pairs(words.dropFirst(2))
-            self = .member(name: String(words[1]), try pairs.map { (key, value) throws(FileSystemError) in try Self.memberKey(key, value) })
+            self = .member(name: String(words[1]), try pairs.map { (key, value) throws(Errno) in try Self.memberKey(key, value) })
         default:
-            throw .invalid
+            throw .invalidArgument
         }
     }
 
-    private static func pairs(_ words: ArraySlice<Substring>) throws(FileSystemError) -> [(Substring, Substring)] {
-        guard !words.isEmpty else { throw .invalid }
+    private static func pairs(_ words: ArraySlice<Substring>) throws(Errno) -> [(Substring, Substring)] {
+        guard !words.isEmpty else { throw .invalidArgument }
         var seen: Set<Substring> = []
-        return try words.map { (word) throws(FileSystemError) in
-            guard let equals = word.firstIndex(of: "=") else { throw .invalid }
+        return try words.map { (word) throws(Errno) in
+            guard let equals = word.firstIndex(of: "=") else { throw .invalidArgument }
             let key = word[..<equals], value = word[word.index(after: equals)...]
-            guard !value.isEmpty, seen.insert(key).inserted else { throw .invalid }
+            guard !value.isEmpty, seen.insert(key).inserted else { throw .invalidArgument }
             return (key, value)
         }
     }
 
-    private static func groupKey(_ key: Substring, _ value: Substring) throws(FileSystemError) -> GroupKey {
+    private static func groupKey(_ key: Substring, _ value: Substring) throws(Errno) -> GroupKey {
         switch key {
         case "capacity": return .capacity(try number(value, in: Limits.capacity))
         case "queue_bytes": return .queueBytes(try number(value, in: Limits.queueBytes))
         case "max_message": return .maxMessage(try number(value, in: Limits.maxMessage))
         case "send":
-            guard let policy = SendPolicy(rawValue: String(value)) else { throw .invalid }
+            guard let policy = SendPolicy(rawValue: String(value)) else { throw .invalidArgument }
             return .send(policy)
-        default: throw .invalid
+        default: throw .invalidArgument
         }
     }
 
-    private static func memberKey(_ key: Substring, _ value: Substring) throws(FileSystemError) -> MemberKey {
+    private static func memberKey(_ key: Substring, _ value: Substring) throws(Errno) -> MemberKey {
         switch key {
         case "capacity": return .capacity(try number(value, in: Limits.capacity))
         case "queue_bytes": return .queueBytes(try number(value, in: Limits.queueBytes))
         case "loopback": return .loopback(try flag(value))
         case "drop_when_full": return .dropWhenFull(try flag(value))
-        default: throw .invalid
+        default: throw .invalidArgument
         }
     }
 
     /// Plain decimal digits only: no sign, no spaces, no hex.
-    private static func number(_ text: Substring, in range: ClosedRange<Int>) throws(FileSystemError) -> Int {
+    private static func number(_ text: Substring, in range: ClosedRange<Int>) throws(Errno) -> Int {
         guard text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-              let value = Int(text), range.contains(value) else { throw .invalid }
+              let value = Int(text), range.contains(value) else { throw .invalidArgument }
         return value
     }
 
-    private static func flag(_ text: Substring) throws(FileSystemError) -> Bool {
+    private static func flag(_ text: Substring) throws(Errno) -> Bool {
         switch text {
         case "0": return false
         case "1": return true
-        default: throw .invalid
+        default: throw .invalidArgument
         }
     }
 
     /// Applies the command to `group`, all keys or none.
-    public func apply(to group: Group) throws(FileSystemError) {
+    public func apply(to group: Group) throws(Errno) {
         do throws(DeliveryError) {
             switch self {
             case .group(let keys):
@@ -118,7 +119,7 @@ public enum ControlCommand: Equatable, Sendable {
                 }
             }
         } catch {
-            throw FileSystemError(error)
+            throw Errno(error)
         }
     }
 }

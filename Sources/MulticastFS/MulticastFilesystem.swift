@@ -1,7 +1,9 @@
 public import DeliveryCore
+public import FileSystemTypes
 import Glibc
 import Locking
 import Synchronization
+public import SystemPackage
 
 /// The contract (../shared/interface.md) mapped onto the delivery core: the
 /// namespace (root, group directories, `send`, `ctl`, `status`, members),
@@ -12,6 +14,8 @@ import Synchronization
 /// and writes on open files do not take it.
 public final class MulticastFilesystem: Sendable {
     public static let rootInode: InodeNumber = 1
+    private static let writeBits: FilePermissions = [.ownerWrite, .groupWrite, .otherWrite]
+    private static let readBits: FilePermissions = [.ownerRead, .groupRead, .otherRead]
 
     private let namespace: AdaptiveMutex<Namespace>
     private let defaults: GroupSettings
@@ -36,21 +40,17 @@ public final class MulticastFilesystem: Sendable {
             nodes[root.ino] = root
         }
 
-        mutating func makeNode(_ kind: EntryKind, permissions: UInt32, owner: Caller, content: Node.Content) -> Node {
-            let now = Timestamp.now()
-            let attributes = Attributes(
-                ino: nextInode, kind: kind, permissions: permissions & 0o7777, uid: owner.uid, gid: owner.gid,
-                links: kind.isDirectory ? 2 : 1, atime: now, mtime: now, ctime: now)
-            let node = Node(ino: nextInode, attributes: attributes, content: content)
+        mutating func makeNode(_ kind: EntryKind, permissions: FilePermissions, owner: Caller, content: Node.Content) -> Node {
+            let node = Node(ino: nextInode, kind: kind, permissions: permissions, owner: owner, content: content)
             nodes[node.ino] = node
             nextInode += 1
             return node
         }
 
         /// The node behind a kernel node id (an entry's own, or an alias).
-        func node(_ ino: InodeNumber) throws(FileSystemError) -> Node {
+        func node(_ ino: InodeNumber) throws(Errno) -> Node {
             if let node = nodes[ino] ?? aliases[ino]?.node { return node }
-            throw .noEntry
+            throw .noSuchFileOrDirectory
         }
 
         /// An entry of a linked group directory (always in `nodes`).
@@ -81,11 +81,11 @@ public final class MulticastFilesystem: Sendable {
             }
         }
 
-        func groupDirectory(_ ino: InodeNumber) throws(FileSystemError) -> GroupDirectory {
+        func groupDirectory(_ ino: InodeNumber) throws(Errno) -> GroupDirectory {
             let node = try node(ino)
             switch node.content {
             case .group(let directory) where node.linked: return directory
-            case .group: throw .noEntry
+            case .group: throw .noSuchFileOrDirectory
             case .root: throw .notPermitted
             case .send, .control, .status, .member: throw .notDirectory
             }
@@ -97,9 +97,9 @@ public final class MulticastFilesystem: Sendable {
         }
 
         /// The attributes as `stat` shows them now.
-        func attributes(of node: Node) -> Attributes {
+        func attributes(of node: Node) -> FileAttributes {
             var attributes = node.attributes
-            if case .root = node.content { attributes.links = 2 + UInt32(groups.count) }
+            if case .root = node.content { attributes.linkCount = 2 + UInt32(groups.count) }
             return attributes
         }
 
@@ -113,15 +113,11 @@ public final class MulticastFilesystem: Sendable {
     /// - Parameters:
     ///   - owner: owns the root directory (the user who mounted).
     ///   - defaults: settings of new groups.
-    public init(owner: Caller, defaults: GroupSettings = GroupSettings()) throws(FileSystemError) {
-        do throws(DeliveryError) { try defaults.validate() } catch { throw .invalid }
+    public init(owner: Caller, defaults: GroupSettings = GroupSettings()) throws(Errno) {
+        do throws(DeliveryError) { try defaults.validate() } catch { throw .invalidArgument }
         self.defaults = defaults
-        let now = Timestamp.now()
-        let root = Node(
-            ino: Self.rootInode,
-            attributes: Attributes(ino: Self.rootInode, kind: .root, permissions: 0o755, uid: owner.uid, gid: owner.gid,
-                                   links: 2, atime: now, mtime: now, ctime: now),
-            content: .root)
+        let root = Node(ino: Self.rootInode, kind: .root, permissions: [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute],
+                        owner: owner, content: .root)
         root.lookups = 1  // the kernel holds the root for the whole mount
         namespace = AdaptiveMutex(Namespace(root: root))
     }
@@ -129,8 +125,8 @@ public final class MulticastFilesystem: Sendable {
     // MARK: - Names
 
     /// Finds `name` in directory `parent`, counting one more kernel reference.
-    public func lookup(parent: InodeNumber, name: String) throws(FileSystemError) -> Entry {
-        try withNamespace { (namespace) throws(FileSystemError) in
+    public func lookup(parent: InodeNumber, name: String) throws(Errno) -> Entry {
+        try withNamespace { (namespace) throws(Errno) in
             namespace.reference(try Self.child(of: try namespace.node(parent), named: name, in: namespace))
         }
     }
@@ -149,19 +145,19 @@ public final class MulticastFilesystem: Sendable {
         }
     }
 
-    private static func child(of parent: Node, named name: String, in namespace: borrowing Namespace) throws(FileSystemError) -> Node {
+    private static func child(of parent: Node, named name: String, in namespace: borrowing Namespace) throws(Errno) -> Node {
         switch parent.content {
         case .root:
-            guard let node = namespace.groups[ExactName(name)] else { throw .noEntry }
+            guard let node = namespace.groups[ExactName(name)] else { throw .noSuchFileOrDirectory }
             return node
         case .group(let directory):
-            guard parent.linked else { throw .noEntry }
+            guard parent.linked else { throw .noSuchFileOrDirectory }
             switch name {
             case "send": return namespace.entry(directory.send)
             case "ctl": return namespace.entry(directory.control)
             case "status": return namespace.entry(directory.status)
             default:
-                guard let ino = directory.members[ExactName(name)] else { throw .noEntry }
+                guard let ino = directory.members[ExactName(name)] else { throw .noSuchFileOrDirectory }
                 return namespace.entry(ino)
             }
         case .send, .control, .status, .member:
@@ -171,22 +167,22 @@ public final class MulticastFilesystem: Sendable {
 
     // MARK: - Attributes
 
-    public func attributes(of ino: InodeNumber) throws(FileSystemError) -> Attributes {
-        try withNamespace { (namespace) throws(FileSystemError) in namespace.attributes(of: try namespace.node(ino)) }
+    public func attributes(of ino: InodeNumber) throws(Errno) -> FileAttributes {
+        try withNamespace { (namespace) throws(Errno) in namespace.attributes(of: try namespace.node(ino)) }
     }
 
     /// chmod, chown, utimens and truncate. The kernel has checked that the
     /// caller may (`default_permissions`). Truncating to 0 is accepted and
     /// ignored, so `echo hi > G/NAME` works; to any other size it is EINVAL.
-    public func setAttributes(of ino: InodeNumber, _ changes: AttributeChanges) throws(FileSystemError) -> Attributes {
-        try withNamespace { (namespace) throws(FileSystemError) in
+    public func setAttributes(of ino: InodeNumber, _ changes: AttributeChanges) throws(Errno) -> FileAttributes {
+        try withNamespace { (namespace) throws(Errno) in
             let node = try namespace.node(ino)
             if let size = changes.size {
-                if node.attributes.kind.isDirectory { throw .isDirectory }
-                if size != 0 { throw .invalid }
+                if node.kind.isDirectory { throw .isDirectory }
+                if size != 0 { throw .invalidArgument }
             }
             let now = Timestamp.now()
-            if let permissions = changes.permissions { node.attributes.permissions = permissions & 0o7777 }
+            if let permissions = changes.permissions { node.attributes.mode = FileMode(type: node.kind.fileType, permissions: permissions) }
             if let uid = changes.uid { node.attributes.uid = uid }
             if let gid = changes.gid { node.attributes.gid = gid }
             switch changes.atime {
@@ -210,23 +206,23 @@ public final class MulticastFilesystem: Sendable {
     /// (the kernel has applied the umask). `send`, `ctl` and `status` take
     /// their modes from it: send = mode & 0222, status = mode & 0444, ctl =
     /// mode & 0200.
-    public func makeGroup(parent: InodeNumber, name: String, permissions: UInt32, caller: Caller) throws(FileSystemError) -> Entry {
-        try withNamespace { (namespace) throws(FileSystemError) in
+    public func makeGroup(parent: InodeNumber, name: String, permissions: FilePermissions, caller: Caller) throws(Errno) -> Entry {
+        try withNamespace { (namespace) throws(Errno) in
             let parentNode = try namespace.node(parent)
             guard case .root = parentNode.content else {
-                throw parentNode.attributes.kind.isDirectory ? .notPermitted : .notDirectory
+                throw parentNode.kind.isDirectory ? .notPermitted : .notDirectory
             }
             try Names.validate(name)
-            guard namespace.groups[ExactName(name)] == nil else { throw .exists }
+            guard namespace.groups[ExactName(name)] == nil else { throw .fileExists }
             let group: Group
-            do throws(DeliveryError) { group = try Group(name: name, settings: defaults) } catch { throw FileSystemError(error) }
+            do throws(DeliveryError) { group = try Group(name: name, settings: defaults) } catch { throw Errno(error) }
             let directory = GroupDirectory(group: group)
-            let mode = permissions & 0o7777
+            let mode = permissions
             let node = namespace.makeNode(.group, permissions: mode, owner: caller, content: .group(directory))
             directory.directory = node.ino
-            directory.send = namespace.makeNode(.send, permissions: mode & 0o222, owner: caller, content: .send(directory)).ino
-            directory.control = namespace.makeNode(.control, permissions: mode & 0o200, owner: caller, content: .control(directory)).ino
-            directory.status = namespace.makeNode(.status, permissions: mode & 0o444, owner: caller, content: .status(directory)).ino
+            directory.send = namespace.makeNode(.send, permissions: mode.intersection(Self.writeBits), owner: caller, content: .send(directory)).ino
+            directory.control = namespace.makeNode(.control, permissions: mode.intersection(.ownerWrite), owner: caller, content: .control(directory)).ino
+            directory.status = namespace.makeNode(.status, permissions: mode.intersection(Self.readBits), owner: caller, content: .status(directory)).ino
             namespace.groups[ExactName(name)] = node
             namespace.groupOrder.append(ExactName(name))
             namespace.touch(namespace.root)
@@ -235,15 +231,13 @@ public final class MulticastFilesystem: Sendable {
     }
 
     /// `rmdir ROOT/G`: only when G has no members (ENOTEMPTY otherwise).
-    public func removeGroup(parent: InodeNumber, name: String) throws(FileSystemError) {
-        try withNamespace { (namespace) throws(FileSystemError) in
+    public func removeGroup(parent: InodeNumber, name: String) throws(Errno) {
+        try withNamespace { (namespace) throws(Errno) in
             let parentNode = try namespace.node(parent)
-            guard case .root = parentNode.content else {
-                // Nothing inside a group is a directory.
-                throw parentNode.attributes.kind.isDirectory ? .notDirectory : .notDirectory
-            }
-            guard let node = namespace.groups[ExactName(name)], case .group(let directory) = node.content else { throw .noEntry }
-            do throws(DeliveryError) { try directory.group.close() } catch { throw FileSystemError(error) }
+            // Nothing inside a group is a directory.
+            guard case .root = parentNode.content else { throw .notDirectory }
+            guard let node = namespace.groups[ExactName(name)], case .group(let directory) = node.content else { throw .noSuchFileOrDirectory }
+            do throws(DeliveryError) { try directory.group.close() } catch { throw Errno(error) }
             namespace.groups[ExactName(name)] = nil
             namespace.groupOrder.removeAll { $0 == ExactName(name) }
             for ino in [directory.send, directory.control, directory.status] { namespace.unlink(namespace.entry(ino)) }
@@ -257,19 +251,19 @@ public final class MulticastFilesystem: Sendable {
     /// `touch G/NAME`, `open(O_CREAT)`: NAME joins G with the group's default
     /// settings, owned by the caller with the mode given. An existing member is
     /// opened, unless O_EXCL (EEXIST).
-    public func createMember(parent: InodeNumber, name: String, permissions: UInt32, flags: Int32, caller: Caller) throws(FileSystemError) -> (Entry, OpenedFile) {
-        let (node, entry) = try withNamespace { (namespace) throws(FileSystemError) -> (Node, Entry) in
+    public func createMember(parent: InodeNumber, name: String, permissions: FilePermissions, flags: OpenFlags, caller: Caller) throws(Errno) -> (Entry, OpenedFile) {
+        let (node, entry) = try withNamespace { (namespace) throws(Errno) -> (Node, Entry) in
             let parentNode = try namespace.node(parent)
             if case .root = parentNode.content { throw .notPermitted }
             let directory = try namespace.groupDirectory(parent)
             if let existing = try? Self.child(of: parentNode, named: name, in: namespace) {
-                if flags & O_EXCL != 0 { throw .exists }
+                if flags.options.contains(.exclusiveCreate) { throw .fileExists }
                 return (existing, namespace.reference(existing))
             }
             let node = try Self.join(directory, name: name, permissions: permissions, caller: caller, in: &namespace)
             return (node, namespace.reference(node))
         }
-        do throws(FileSystemError) {
+        do throws(Errno) {
             return (entry, try open(node, flags: flags))
         } catch {
             forget(entry.nodeID, count: 1)
@@ -279,22 +273,22 @@ public final class MulticastFilesystem: Sendable {
 
     /// mknod: a regular file in a group joins like create; FIFOs, devices and
     /// sockets are refused (EPERM), as is anything in the root.
-    public func makeNode(parent: InodeNumber, name: String, mode: UInt32, caller: Caller) throws(FileSystemError) -> Entry {
-        guard mode & UInt32(S_IFMT) == UInt32(S_IFREG) else { throw .notPermitted }
-        return try withNamespace { (namespace) throws(FileSystemError) in
+    public func makeNode(parent: InodeNumber, name: String, mode: FileMode, caller: Caller) throws(Errno) -> Entry {
+        guard mode.type == .regular else { throw .notPermitted }
+        return try withNamespace { (namespace) throws(Errno) in
             if case .root = try namespace.node(parent).content { throw .notPermitted }
             let directory = try namespace.groupDirectory(parent)
-            if Names.reserved.contains(name) || directory.members[ExactName(name)] != nil { throw .exists }
-            let node = try Self.join(directory, name: name, permissions: mode, caller: caller, in: &namespace)
+            if Names.reserved.contains(name) || directory.members[ExactName(name)] != nil { throw .fileExists }
+            let node = try Self.join(directory, name: name, permissions: mode.permissions, caller: caller, in: &namespace)
             return namespace.reference(node)
         }
     }
 
-    private static func join(_ directory: GroupDirectory, name: String, permissions: UInt32, caller: Caller, in namespace: inout Namespace) throws(FileSystemError) -> Node {
+    private static func join(_ directory: GroupDirectory, name: String, permissions: FilePermissions, caller: Caller, in namespace: inout Namespace) throws(Errno) -> Node {
         try Names.validate(name)
-        if Names.reserved.contains(name) { throw .exists }
+        if Names.reserved.contains(name) { throw .fileExists }
         let member: Member
-        do throws(DeliveryError) { member = try directory.group.join(name) } catch { throw FileSystemError(error) }
+        do throws(DeliveryError) { member = try directory.group.join(name) } catch { throw Errno(error) }
         let node = namespace.makeNode(.member, permissions: permissions, owner: caller, content: .member(directory, member))
         directory.members[ExactName(name)] = node.ino
         directory.memberOrder.append(ExactName(name))
@@ -305,14 +299,14 @@ public final class MulticastFilesystem: Sendable {
     /// `rm G/NAME`: NAME leaves. Open handles still read what was queued, then
     /// end of file; new opens get ENOENT. `send`, `ctl` and `status` cannot be
     /// removed (EPERM).
-    public func removeMember(parent: InodeNumber, name: String) throws(FileSystemError) {
-        try withNamespace { (namespace) throws(FileSystemError) in
+    public func removeMember(parent: InodeNumber, name: String) throws(Errno) {
+        try withNamespace { (namespace) throws(Errno) in
             if case .root = try namespace.node(parent).content { throw .isDirectory }
             let directory = try namespace.groupDirectory(parent)
             if Names.reserved.contains(name) { throw .notPermitted }
             guard let ino = directory.members.removeValue(forKey: ExactName(name)),
                   let node = namespace.nodes[ino], case .member(_, let member) = node.content else {
-                throw .noEntry
+                throw .noSuchFileOrDirectory
             }
             directory.memberOrder.removeAll { $0 == ExactName(name) }
             member.leave()
@@ -321,40 +315,36 @@ public final class MulticastFilesystem: Sendable {
         }
     }
 
-    /// Links, symlinks and renames are not part of the contract: EPERM, and
-    /// nothing changes.
-    public func refuseLinkOrRename() -> FileSystemError { .notPermitted }
-
     // MARK: - Open files
 
     /// Opens a file. `send` and `ctl` are write-only and `status` read-only,
     /// whatever the caller's privileges (EACCES otherwise).
-    public func open(_ ino: InodeNumber, flags: Int32) throws(FileSystemError) -> OpenedFile {
-        let node = try withNamespace { (namespace) throws(FileSystemError) in
+    public func open(_ ino: InodeNumber, flags: OpenFlags) throws(Errno) -> OpenedFile {
+        let node = try withNamespace { (namespace) throws(Errno) in
             let node = try namespace.node(ino)
-            guard node.linked else { throw .noEntry }
+            guard node.linked else { throw .noSuchFileOrDirectory }
             return node
         }
         return try open(node, flags: flags)
     }
 
-    private func open(_ node: Node, flags: Int32) throws(FileSystemError) -> OpenedFile {
-        let access = AccessMode(flags: flags)
+    private func open(_ node: Node, flags: OpenFlags) throws(Errno) -> OpenedFile {
+        let access = flags
         let content: OpenFile.Content
         switch node.content {
         case .root, .group:
             throw .isDirectory
         case .send(let directory):
-            guard !access.reads else { throw .accessDenied }
+            guard !access.reads else { throw .permissionDenied }
             content = .send(directory.group)
         case .control(let directory):
-            guard !access.reads else { throw .accessDenied }
+            guard !access.reads else { throw .permissionDenied }
             content = .control(directory.group)
         case .status(let directory):
-            guard !access.writes else { throw .accessDenied }
+            guard !access.writes else { throw .permissionDenied }
             content = .status(Array(StatusFormat.render(directory.group.snapshot()).utf8))
         case .member(_, let member):
-            guard member.isPresent else { throw .noEntry }
+            guard member.isPresent else { throw .noSuchFileOrDirectory }
             content = .member(member, reader: access.reads ? member.makeReader() : nil, writable: access.writes)
         }
         let file = OpenFile(content: content, watchID: nextWatchID.add(1, ordering: .relaxed).newValue)
@@ -363,21 +353,21 @@ public final class MulticastFilesystem: Sendable {
     }
 
     /// opendir: lists the entries now, so that readdir offsets stay stable.
-    public func openDirectory(_ ino: InodeNumber) throws(FileSystemError) -> OpenedFile {
-        let entries = try withNamespace { (namespace) throws(FileSystemError) -> [DirectoryEntry] in
+    public func openDirectory(_ ino: InodeNumber) throws(Errno) -> OpenedFile {
+        let entries = try withNamespace { (namespace) throws(Errno) -> [DirectoryEntry] in
             let node = try namespace.node(ino)
-            guard node.linked else { throw .noEntry }
-            var entries = [DirectoryEntry(name: ".", ino: node.ino, kind: node.attributes.kind)]
+            guard node.linked else { throw .noSuchFileOrDirectory }
+            var entries = [DirectoryEntry(name: ".", ino: node.ino, type: .directory)]
             switch node.content {
             case .root:
-                entries.append(DirectoryEntry(name: "..", ino: node.ino, kind: .root))
+                entries.append(DirectoryEntry(name: "..", ino: node.ino, type: .directory))
                 for name in namespace.groupOrder {
-                    entries.append(DirectoryEntry(name: name.string, ino: namespace.groups[name]!.ino, kind: .group))
+                    entries.append(DirectoryEntry(name: name.string, ino: namespace.groups[name]!.ino, type: .directory))
                 }
             case .group(let directory):
-                entries.append(DirectoryEntry(name: "..", ino: Self.rootInode, kind: .root))
+                entries.append(DirectoryEntry(name: "..", ino: Self.rootInode, type: .directory))
                 for (name, ino) in directory.entries {
-                    entries.append(DirectoryEntry(name: name, ino: ino, kind: namespace.entry(ino).attributes.kind))
+                    entries.append(DirectoryEntry(name: name, ino: ino, type: namespace.entry(ino).kind.fileType))
                 }
             case .send, .control, .status, .member:
                 throw .notDirectory
@@ -417,7 +407,8 @@ public final class MulticastFilesystem: Sendable {
     /// one this file began; an empty queue waits (or EAGAIN when
     /// `nonBlocking`); after the member left and its queue drained, end of file.
     /// `reply` may be answered now, or later from the thread that sends.
-    public func read(handle: UInt64, size: Int, offset: Int64, nonBlocking: Bool, reply: some ReadReply) {
+    public func read(handle: UInt64, size: Int, offset: Int64, flags: OpenFlags, reply: some ReadReply) {
+        let nonBlocking = flags.isNonBlocking
         let file = OpenFile.of(handle)
         switch file.content {
         case .member(_, let reader?, _):
@@ -432,18 +423,18 @@ public final class MulticastFilesystem: Sendable {
                 let waiting = reader.receive(maxBytes: size, .blocking) { result in
                     switch result {
                     case .success(let chunk): Self.hand(chunk, of: reader, to: reply)
-                    case .failure(let error): reply.fail(FileSystemError(error))
+                    case .failure(let error): reply.fail(Errno(error))
                     }
                 }
                 if let waiting { reply.cancelOnInterrupt { waiting.cancel() } }
             } catch {
-                reply.fail(FileSystemError(error))
+                reply.fail(Errno(error))
             }
         case .status(let bytes):
             let start = min(Int(clamping: offset), bytes.count), end = min(start + size, bytes.count)
             _ = bytes[start..<end].withUnsafeBytes { reply.reply($0) }
         case .member(_, nil, _), .send, .control:
-            reply.fail(.badFile)
+            reply.fail(.badFileDescriptor)
         case .directory:
             reply.fail(.isDirectory)
         }
@@ -466,32 +457,32 @@ public final class MulticastFilesystem: Sendable {
     /// or to none; a full recipient makes it wait (EAGAIN when `nonBlocking`).
     /// On `ctl`: one command. `reply` may be answered now or later.
     /// `flags` are the request's open flags (O_NONBLOCK, O_APPEND).
-    public func write(handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32, reply: some WriteReply) {
+    public func write(handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, reply: some WriteReply) {
         let file = OpenFile.of(handle)
-        let nonBlocking = flags & O_NONBLOCK != 0
+        let nonBlocking = flags.isNonBlocking
         // A stream's write(2) starts at offset 0, so a later offset is the
         // rest of one write(2) that the kernel split (a writev of more than
         // 256 segments): its first part went out as a message already, and
         // this part cannot join it. O_APPEND writes are the exception: the
         // kernel gives them its cached file size as the offset.
-        let continuation = offset != 0 && flags & O_APPEND == 0
+        let continuation = offset != 0 && !flags.options.contains(.append)
         switch file.content {
         case .send(let group):
             send(bytes, continuation: continuation, to: group, as: nil, nonBlocking: nonBlocking, reply: reply)
         case .member(let member, _, true):
             send(bytes, continuation: continuation, to: member.group, as: member, nonBlocking: nonBlocking, reply: reply)
         case .control(let group):
-            do throws(FileSystemError) {
+            do throws(Errno) {
                 // A longer write reaches us in parts, each of which would be
                 // parsed alone: refusing the first part ends the write(2).
-                guard !continuation, bytes.count <= ControlCommand.maxLength else { throw .invalid }
+                guard !continuation, bytes.count <= ControlCommand.maxLength else { throw .invalidArgument }
                 try ControlCommand(parsing: bytes).apply(to: group)
                 reply.reply(written: bytes.count)
             } catch {
                 reply.fail(error)
             }
         case .member(_, _, false), .status:
-            reply.fail(.badFile)
+            reply.fail(.badFileDescriptor)
         case .directory:
             reply.fail(.isDirectory)
         }
@@ -510,12 +501,12 @@ public final class MulticastFilesystem: Sendable {
             let waiting = group.send(message, as: sender, .blocking) { result in
                 switch result {
                 case .success: reply.reply(written: count)
-                case .failure(let error): reply.fail(FileSystemError(error))
+                case .failure(let error): reply.fail(Errno(error))
                 }
             }
             if let waiting { reply.cancelOnInterrupt { waiting.cancel() } }
         } catch {
-            reply.fail(FileSystemError(error))
+            reply.fail(Errno(error))
         }
     }
 
@@ -560,7 +551,7 @@ public final class MulticastFilesystem: Sendable {
     /// Files open now (opened and not yet released).
     public var openFileCount: Int { openFiles.withLock { $0.count } }
 
-    private func withNamespace<R>(_ body: (inout Namespace) throws(FileSystemError) -> R) throws(FileSystemError) -> R {
-        try namespace.withLock { (namespace) throws(FileSystemError) -> R in try body(&namespace) }
+    private func withNamespace<R>(_ body: (inout Namespace) throws(Errno) -> R) throws(Errno) -> R {
+        try namespace.withLock { (namespace) throws(Errno) -> R in try body(&namespace) }
     }
 }

@@ -1,11 +1,14 @@
 import DeliveryCore
+import FileSystemTypes
+import SystemPackage
 
 /// An entry of the filesystem. Its attributes and links are guarded by the
 /// filesystem's namespace lock; open files hold what they need directly
 /// (group, member, reader), so reads and writes never take that lock.
 final class Node: @unchecked Sendable {
     let ino: InodeNumber
-    var attributes: Attributes
+    let kind: EntryKind
+    var attributes: FileAttributes
     /// The kernel's references (lookup count): the node stays in the inode
     /// table until they are forgotten, even after it is unlinked.
     var lookups: UInt64 = 0
@@ -22,10 +25,20 @@ final class Node: @unchecked Sendable {
         case member(GroupDirectory, Member)
     }
 
-    init(ino: InodeNumber, attributes: Attributes, content: Content) {
+    init(ino: InodeNumber, kind: EntryKind, attributes: FileAttributes, content: Content) {
         self.ino = ino
+        self.kind = kind
         self.attributes = attributes
         self.content = content
+    }
+
+    /// A new entry, made now.
+    convenience init(ino: InodeNumber, kind: EntryKind, permissions: FilePermissions, owner: Caller, content: Content) {
+        let now = Timestamp.now()
+        let attributes = FileAttributes(
+            ino: ino, mode: FileMode(type: kind.fileType, permissions: permissions), linkCount: kind.isDirectory ? 2 : 1,
+            uid: owner.uid, gid: owner.gid, atime: now, mtime: now, ctime: now)
+        self.init(ino: ino, kind: kind, attributes: attributes, content: content)
     }
 }
 

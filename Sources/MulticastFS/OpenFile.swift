@@ -1,5 +1,5 @@
 import DeliveryCore
-import Glibc
+import FileSystemTypes
 
 /// One open file (a kernel file handle). The filesystem owns it, in its table
 /// of open files, from open to release; the handle number given to the
@@ -43,18 +43,4 @@ public struct OpenedFile: Sendable, Equatable {
     /// one open file can have a blocked read and a write, or several blocked
     /// reads, at once. `status` and directories are not streams.
     public let isStream: Bool
-}
-
-/// The access mode of open flags.
-struct AccessMode {
-    let reads: Bool
-    let writes: Bool
-
-    init(flags: Int32) {
-        switch flags & O_ACCMODE {
-        case O_WRONLY: (reads, writes) = (false, true)
-        case O_RDWR: (reads, writes) = (true, true)
-        default: (reads, writes) = (true, false)
-        }
-    }
 }

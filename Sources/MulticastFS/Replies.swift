@@ -1,10 +1,11 @@
+public import SystemPackage
 // How the filesystem answers a read or write that may finish later, on
 // another thread. The FUSE bridge implements these over libfuse replies (with
 // interrupts); tests implement them with recorders that play the kernel.
 
 /// A reply that may wait.
 public protocol WaitingReply: Sendable {
-    func fail(_ error: FileSystemError)
+    func fail(_ error: Errno)
     /// Called once, before the request waits and becomes visible to other
     /// threads. False: the requester was already interrupted, and has been
     /// answered; the request must be dropped.

@@ -1,7 +1,8 @@
 import DeliveryCore
 import FUSELowLevel
-import Glibc
+import FileSystemTypes
 import MulticastFS
+import SystemPackage
 
 /// Routes each FUSE request to MulticastFilesystem: the whole FUSE side of
 /// mcastfs. Every method runs on a libfuse worker thread; all answer at once
@@ -18,7 +19,7 @@ final class Bridge: FilesystemOperations {
     // MARK: Names and attributes
 
     func lookup(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEntry) {
-        answer(reply) { () throws(FileSystemError) in reply.entry(entry(try fs.lookup(parent: parent, name: name))) }
+        answer(reply) { () throws(Errno) in reply.entry(entry(try fs.lookup(parent: parent, name: name))) }
     }
 
     func forget(ino: UInt64, lookups: UInt64) {
@@ -26,56 +27,56 @@ final class Bridge: FilesystemOperations {
     }
 
     func getattr(_ context: RequestContext, ino: UInt64, reply: ReplyAttributes) {
-        answer(reply) { () throws(FileSystemError) in
-            reply.attributes(fileAttributes(try fs.attributes(of: ino)), timeout: cacheTimeout)
+        answer(reply) { () throws(Errno) in
+            reply.attributes(try fs.attributes(of: ino), timeout: cacheTimeout)
         }
     }
 
-    func setattr(_ context: RequestContext, ino: UInt64, changes: FUSELowLevel.AttributeChanges, fh: UInt64?, reply: ReplyAttributes) {
-        let request = MulticastFS.AttributeChanges(
-            permissions: changes.mode.map { $0 & 0o7777 }, uid: changes.uid, gid: changes.gid, size: changes.size,
-            atime: changes.atime.map(timeChange), mtime: changes.mtime.map(timeChange))
-        answer(reply) { () throws(FileSystemError) in
-            reply.attributes(fileAttributes(try fs.setAttributes(of: ino, request)), timeout: cacheTimeout)
+    func setattr(_ context: RequestContext, ino: UInt64, changes: AttributeChanges, fh: UInt64?, reply: ReplyAttributes) {
+        answer(reply) { () throws(Errno) in
+            reply.attributes(try fs.setAttributes(of: ino, changes), timeout: cacheTimeout)
         }
     }
 
-    func mknod(_ context: RequestContext, parent: UInt64, name: String, mode: UInt32, device: UInt64, reply: ReplyEntry) {
-        answer(reply) { () throws(FileSystemError) in
+    func mknod(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, device: UInt64, reply: ReplyEntry) {
+        answer(reply) { () throws(Errno) in
             reply.entry(entry(try fs.makeNode(parent: parent, name: name, mode: mode, caller: caller(context))))
         }
     }
 
-    func mkdir(_ context: RequestContext, parent: UInt64, name: String, mode: UInt32, reply: ReplyEntry) {
-        answer(reply) { () throws(FileSystemError) in
-            reply.entry(entry(try fs.makeGroup(parent: parent, name: name, permissions: mode & 0o7777, caller: caller(context))))
+    func mkdir(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, reply: ReplyEntry) {
+        answer(reply) { () throws(Errno) in
+            reply.entry(entry(try fs.makeGroup(parent: parent, name: name, permissions: mode.permissions, caller: caller(context))))
         }
     }
 
     func unlink(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEmpty) {
-        answer(reply) { () throws(FileSystemError) in
+        answer(reply) { () throws(Errno) in
             try fs.removeMember(parent: parent, name: name)
             reply.ok()
         }
     }
 
     func rmdir(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEmpty) {
-        answer(reply) { () throws(FileSystemError) in
+        answer(reply) { () throws(Errno) in
             try fs.removeGroup(parent: parent, name: name)
             reply.ok()
         }
     }
 
+    // Links, symlinks and renames are not part of the contract: EPERM, and
+    // nothing changes.
+
     func symlink(_ context: RequestContext, target: String, parent: UInt64, name: String, reply: ReplyEntry) {
-        reply.error(errno(fs.refuseLinkOrRename()))
+        reply.error(.notPermitted)
     }
 
     func rename(_ context: RequestContext, parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32, reply: ReplyEmpty) {
-        reply.error(errno(fs.refuseLinkOrRename()))
+        reply.error(.notPermitted)
     }
 
     func link(_ context: RequestContext, ino: UInt64, newParent: UInt64, newName: String, reply: ReplyEntry) {
-        reply.error(errno(fs.refuseLinkOrRename()))
+        reply.error(.notPermitted)
     }
 
     func statfs(_ context: RequestContext, ino: UInt64, reply: ReplyStatfs) {
@@ -87,14 +88,14 @@ final class Bridge: FilesystemOperations {
 
     // MARK: Open files
 
-    func open(_ context: RequestContext, ino: UInt64, flags: Int32, reply: ReplyOpen) {
-        answer(reply) { () throws(FileSystemError) in reply.opened(openParameters(try fs.open(ino, flags: flags))) }
+    func open(_ context: RequestContext, ino: UInt64, flags: OpenFlags, reply: ReplyOpen) {
+        answer(reply) { () throws(Errno) in reply.opened(openParameters(try fs.open(ino, flags: flags))) }
     }
 
-    func create(_ context: RequestContext, parent: UInt64, name: String, mode: UInt32, flags: Int32, reply: ReplyCreate) {
-        answer(reply) { () throws(FileSystemError) in
+    func create(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, flags: OpenFlags, reply: ReplyCreate) {
+        answer(reply) { () throws(Errno) in
             let (created, opened) = try fs.createMember(
-                parent: parent, name: name, permissions: mode & 0o7777, flags: flags, caller: caller(context))
+                parent: parent, name: name, permissions: mode.permissions, flags: flags, caller: caller(context))
             if !reply.created(entry: entry(created), open: openParameters(opened)).delivered {
                 // The creator is gone: close what the kernel will never release.
                 fs.release(handle: opened.handle)
@@ -103,11 +104,11 @@ final class Bridge: FilesystemOperations {
         }
     }
 
-    func read(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, flags: Int32, reply: ReplyData) {
-        fs.read(handle: fh, size: size, offset: offset, nonBlocking: flags & O_NONBLOCK != 0, reply: KernelRead(reply: reply))
+    func read(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, flags: OpenFlags, reply: ReplyData) {
+        fs.read(handle: fh, size: size, offset: offset, flags: flags, reply: KernelRead(reply: reply))
     }
 
-    func write(_ context: RequestContext, ino: UInt64, fh: UInt64, data: UnsafeRawBufferPointer, offset: Int64, flags: Int32, reply: ReplyWrite) {
+    func write(_ context: RequestContext, ino: UInt64, fh: UInt64, data: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, reply: ReplyWrite) {
         fs.write(handle: fh, bytes: data, offset: offset, flags: flags, reply: KernelWrite(reply: reply))
     }
 
@@ -119,7 +120,7 @@ final class Bridge: FilesystemOperations {
         reply.ok()
     }
 
-    func release(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: Int32, reply: ReplyEmpty) {
+    func release(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: OpenFlags, reply: ReplyEmpty) {
         fs.release(handle: fh)
         reply.ok()
     }
@@ -136,8 +137,8 @@ final class Bridge: FilesystemOperations {
 
     // MARK: Directories
 
-    func opendir(_ context: RequestContext, ino: UInt64, flags: Int32, reply: ReplyOpen) {
-        answer(reply) { () throws(FileSystemError) in
+    func opendir(_ context: RequestContext, ino: UInt64, flags: OpenFlags, reply: ReplyOpen) {
+        answer(reply) { () throws(Errno) in
             let opened = try fs.openDirectory(ino)
             reply.opened(OpenParameters(fh: opened.handle, directIO: false, nonseekable: false, stream: false, keepCache: false))
         }
@@ -147,29 +148,28 @@ final class Bridge: FilesystemOperations {
         var next = offset
         for item in fs.readDirectory(handle: fh, from: Int(offset)) {
             next += 1
-            let mode = item.kind.isDirectory ? UInt32(S_IFDIR) : UInt32(S_IFREG)
-            guard reply.add(name: item.name, ino: item.ino, mode: mode, nextOffset: next) else { break }
+            guard reply.add(item, nextOffset: next) else { break }
         }
         reply.send()
     }
 
-    func releasedir(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: Int32, reply: ReplyEmpty) {
+    func releasedir(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: OpenFlags, reply: ReplyEmpty) {
         fs.release(handle: fh)
         reply.ok()
     }
 
     // MARK: Conversions
 
-    private func answer(_ reply: Reply, _ body: () throws(FileSystemError) -> Void) {
-        do throws(FileSystemError) { try body() } catch { reply.error(errno(error)) }
+    private func answer(_ reply: Reply, _ body: () throws(Errno) -> Void) {
+        do throws(Errno) { try body() } catch { reply.error(error) }
     }
 
-    private func caller(_ context: RequestContext) -> Caller { Caller(uid: context.uid, gid: context.gid) }
+    private func caller(_ context: RequestContext) -> Caller { Caller(uid: UserID(rawValue: context.uid), gid: GroupID(rawValue: context.gid)) }
 
     private func entry(_ entry: Entry) -> EntryParameters {
         // An uncacheable name gets a new node id on every lookup; the kernel
         // must ask again each time (timeout 0 means "always revalidate").
-        EntryParameters(ino: entry.nodeID, generation: 0, attributes: fileAttributes(entry.attributes),
+        EntryParameters(ino: entry.nodeID, generation: 0, attributes: entry.attributes,
                         attributeTimeout: cacheTimeout, entryTimeout: entry.cacheable ? cacheTimeout : 0)
     }
 
@@ -181,31 +181,11 @@ final class Bridge: FilesystemOperations {
     }
 }
 
-func errno(_ error: FileSystemError) -> Errno { Errno(error.errno) }
-
-private func fileAttributes(_ attributes: Attributes) -> FileAttributes {
-    FileAttributes(
-        ino: attributes.ino, mode: attributes.mode, nlink: attributes.links, uid: attributes.uid, gid: attributes.gid,
-        size: attributes.size, atime: timestamp(attributes.atime), mtime: timestamp(attributes.mtime),
-        ctime: timestamp(attributes.ctime))
-}
-
-private func timestamp(_ time: MulticastFS.Timestamp) -> FUSELowLevel.Timestamp {
-    FUSELowLevel.Timestamp(seconds: time.seconds, nanoseconds: time.nanoseconds)
-}
-
-private func timeChange(_ change: TimeChange) -> MulticastFS.AttributeChanges.Time {
-    switch change {
-    case .now: .now
-    case .at(let time): .at(MulticastFS.Timestamp(seconds: time.seconds, nanoseconds: time.nanoseconds))
-    }
-}
-
 /// A read reply: stored while the reader waits, interruptible by a signal.
 struct KernelRead: ReadReply {
     let reply: ReplyData
     func reply(_ bytes: UnsafeRawBufferPointer) -> Bool { reply.data(bytes).delivered }
-    func fail(_ error: FileSystemError) { reply.error(errno(error)) }
+    func fail(_ error: Errno) { reply.error(error) }
     func willWait() -> Bool { reply.armInterrupt() }
     func cancelOnInterrupt(_ cancel: @escaping @Sendable () -> Bool) { reply.onInterrupt(cancel) }
 }
@@ -214,7 +194,7 @@ struct KernelRead: ReadReply {
 struct KernelWrite: WriteReply {
     let reply: ReplyWrite
     func reply(written: Int) { reply.written(written) }
-    func fail(_ error: FileSystemError) { reply.error(errno(error)) }
+    func fail(_ error: Errno) { reply.error(error) }
     func willWait() -> Bool { reply.armInterrupt() }
     func cancelOnInterrupt(_ cancel: @escaping @Sendable () -> Bool) { reply.onInterrupt(cancel) }
 }

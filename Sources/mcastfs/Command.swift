@@ -1,9 +1,11 @@
 import ArgumentParser
 import DeliveryCore
 import FUSELowLevel
+import FileSystemTypes
 import Glibc
 import Logging
 import MulticastFS
+import SystemPackage
 
 /// `mcastfs MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]`, as libfuse
 /// filesystems are run: it returns once the mount is live and serves in the
@@ -73,7 +75,7 @@ struct MountCommand: ParsableCommand {
         }
         let logger = makeLogger()
         let fs: MulticastFilesystem
-        do { fs = try MulticastFilesystem(owner: Caller(uid: getuid(), gid: getgid()), defaults: settings.groupDefaults) }
+        do { fs = try MulticastFilesystem(owner: Caller(uid: UserID(rawValue: getuid()), gid: GroupID(rawValue: getgid())), defaults: settings.groupDefaults) }
         catch { throw StartupFailure(message: "invalid group defaults: \(error)") }
 
         let session: FUSESession
@@ -104,7 +106,7 @@ struct MountCommand: ParsableCommand {
         // Stop producing, answer everyone, then unmount: a client blocked at
         // this moment gets ENOTCONN at once rather than a hang.
         fs.shutDown()
-        session.failPending(with: .notConnected)
+        session.failPending(with: .socketNotConnected)
         session.unmount()
         session.destroy()
         if let signal = session.receivedSignal {

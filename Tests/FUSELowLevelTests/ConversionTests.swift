@@ -1,5 +1,7 @@
 import CFuse
+import FileSystemTypes
 import Glibc
+import SystemPackage
 import Testing
 
 @testable import FUSELowLevel
@@ -14,7 +16,7 @@ import Testing
 
     @Test func fileAttributesBecomeStat() {
         let a = FileAttributes(
-            ino: 7, mode: UInt32(Glibc.S_IFDIR) | 0o755, nlink: 2, uid: 5, gid: 6, size: 1000,
+            ino: 7, mode: FileMode(rawValue: Glibc.S_IFDIR | 0o755), linkCount: 2, uid: UserID(rawValue: 5), gid: GroupID(rawValue: 6), size: 1000,
             atime: Timestamp(seconds: 10, nanoseconds: 11), mtime: Timestamp(seconds: 12, nanoseconds: 13),
             ctime: Timestamp(seconds: 14, nanoseconds: 15), rdev: 3, blockSize: 512)
         let st = a.stat
@@ -46,7 +48,7 @@ import Testing
             toSet: CFUSE_SET_ATTR_MODE | CFUSE_SET_ATTR_UID | CFUSE_SET_ATTR_GID | CFUSE_SET_ATTR_SIZE
                 | CFUSE_SET_ATTR_ATIME | CFUSE_SET_ATTR_MTIME | CFUSE_SET_ATTR_CTIME)
         #expect(all == AttributeChanges(
-            mode: 0o600, uid: 1, gid: 2, size: 77,
+            permissions: FilePermissions(rawValue: 0o600), uid: UserID(rawValue: 1), gid: GroupID(rawValue: 2), size: 77,
             atime: .at(Timestamp(seconds: 5, nanoseconds: 6)), mtime: .at(Timestamp(seconds: 7, nanoseconds: 8)),
             ctime: Timestamp(seconds: 9, nanoseconds: 10)))
 
@@ -69,12 +71,5 @@ import Testing
         #expect(MemoryLayout<cfuse_open_out>.size == 16)
         #expect(MemoryLayout<cfuse_entry_out>.size == 128)
         #expect(MemoryLayout<cfuse_create_out>.size == 144)
-    }
-
-    @Test func errnoNamesAndText() {
-        #expect(Errno.noEntry.rawValue == ENOENT)
-        #expect(Errno.illegalSeek.rawValue == ESPIPE)
-        #expect(Errno.noEntry.description == "No such file or directory")
-        #expect(PollEvents.readable.rawValue == UInt32(POLLIN))
     }
 }

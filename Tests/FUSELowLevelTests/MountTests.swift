@@ -1,4 +1,6 @@
+import FileSystemTypes
 import Glibc
+import SystemPackage
 import Locking
 import Synchronization
 import Testing
@@ -37,8 +39,9 @@ struct MountTests {
         let now = Timestamp(seconds: 1_700_000_000)
         func attributes(_ ino: UInt64) -> FileAttributes {
             FileAttributes(
-                ino: ino, mode: ino == 1 ? UInt32(Glibc.S_IFDIR) | 0o755 : UInt32(Glibc.S_IFREG) | 0o666,
-                nlink: ino == 1 ? 2 : 1, uid: getuid(), gid: getgid(), size: 0, atime: now, mtime: now, ctime: now)
+                ino: ino, mode: FileMode(rawValue: ino == 1 ? Glibc.S_IFDIR | 0o755 : Glibc.S_IFREG | 0o666),
+                linkCount: ino == 1 ? 2 : 1, uid: UserID(rawValue: getuid()), gid: GroupID(rawValue: getgid()),
+                atime: now, mtime: now, ctime: now)
         }
 
         var waiterCount: Int { state.withLock { $0.waiters.count } }
@@ -46,7 +49,7 @@ struct MountTests {
         func destroy() { destroyed.store(true, ordering: .releasing) }
 
         func lookup(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEntry) {
-            guard parent == 1, name == "stream" else { reply.error(.noEntry); return }
+            guard parent == 1, name == "stream" else { reply.error(.noSuchFileOrDirectory); return }
             reply.entry(EntryParameters(ino: 2, attributes: attributes(2), attributeTimeout: 1, entryTimeout: 1))
         }
 
@@ -54,11 +57,11 @@ struct MountTests {
             reply.attributes(attributes(ino), timeout: 1)
         }
 
-        func open(_ context: RequestContext, ino: UInt64, flags: Int32, reply: ReplyOpen) {
+        func open(_ context: RequestContext, ino: UInt64, flags: OpenFlags, reply: ReplyOpen) {
             reply.opened(.stream(fh: 7))
         }
 
-        func read(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, flags: Int32, reply: ReplyData) {
+        func read(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, flags: OpenFlags, reply: ReplyData) {
             guard reply.armInterrupt() else { return }
             let parked = state.withLock { s -> Int? in
                 if !s.queue.isEmpty {
@@ -66,7 +69,7 @@ struct MountTests {
                     reply.data(message)
                     return nil
                 }
-                if flags & O_NONBLOCK != 0 {
+                if flags.isNonBlocking {
                     reply.error(.wouldBlock)
                     return nil
                 }
@@ -78,7 +81,7 @@ struct MountTests {
             reply.onInterrupt { [self] in state.withLock { $0.waiters.removeValue(forKey: id) } != nil }
         }
 
-        func write(_ context: RequestContext, ino: UInt64, fh: UInt64, data: UnsafeRawBufferPointer, offset: Int64, flags: Int32, reply: ReplyWrite) {
+        func write(_ context: RequestContext, ino: UInt64, fh: UInt64, data: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, reply: ReplyWrite) {
             let message = [UInt8](data)
             let (waiter, poll) = state.withLock { s -> (ReplyData?, PollHandle?) in
                 if let id = s.waiters.keys.min() { return (s.waiters.removeValue(forKey: id), nil) }
@@ -102,7 +105,7 @@ struct MountTests {
         }
 
         func flush(_ context: RequestContext, ino: UInt64, fh: UInt64, reply: ReplyEmpty) { reply.ok() }
-        func release(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: Int32, reply: ReplyEmpty) { reply.ok() }
+        func release(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: OpenFlags, reply: ReplyEmpty) { reply.ok() }
     }
 
     /// Runs `body` on a new thread; the result appears in the box.
@@ -170,13 +173,13 @@ struct MountTests {
         defer {
             session.requestExit()
             _ = loop.wait(seconds: 5)
-            session.failPending(with: .io)
+            session.failPending(with: .ioError)
             session.destroy()
         }
 
         let path = mountpoint + "/stream"
         let fd = Glibc.open(path, O_RDWR)
-        #expect(fd >= 0, "open: \(Errno(Glibc.errno))")
+        #expect(fd >= 0, "open: \(Errno(rawValue: Glibc.errno))")
         guard fd >= 0 else { return }
         defer { close(fd) }
 
@@ -230,7 +233,7 @@ struct MountTests {
         #expect(loop.wait(seconds: 3) == 0)
         #expect(MountTests.monotonicSeconds() - start < 1)
         #expect(session.pendingInterruptibleCount == 1)
-        session.failPending(with: .io)
+        session.failPending(with: .ioError)
         #expect(late.wait(seconds: 2)?.errno == EIO)
         session.unmount()
         session.destroy()

@@ -183,9 +183,9 @@ import Testing
         #expect(armed2.armInterrupt())
         armed1.onInterrupt { true }
         #expect(kernel.pendingInterruptibleCount == 2)
-        kernel.failPending(with: .io)
-        #expect(kernel.answer(of: armed1) == .error(.io))
-        #expect(kernel.answer(of: armed2) == .error(.io))
+        kernel.failPending(with: .ioError)
+        #expect(kernel.answer(of: armed1) == .error(.ioError))
+        #expect(kernel.answer(of: armed2) == .error(.ioError))
         #expect(kernel.answer(of: plain) == nil)
         #expect(kernel.pendingInterruptibleCount == 0)
         // The filesystem's late answer loses quietly.
@@ -199,7 +199,7 @@ import Testing
             let reply = kernel.make(ReplyData.self)
             #expect(reply.armInterrupt())
         }
-        #expect(kernel.answers == [.error(.io)])
+        #expect(kernel.answers == [.error(.ioError)])
         #expect(kernel.pendingInterruptibleCount == 0)
     }
 

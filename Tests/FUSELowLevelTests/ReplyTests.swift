@@ -1,11 +1,13 @@
+import FileSystemTypes
 import Glibc
+import SystemPackage
 import Testing
 
 @testable import FUSELowLevel
 
 @Suite struct ReplyTests {
     let attributes = FileAttributes(
-        ino: 2, mode: UInt32(S_IFREG) | 0o644, nlink: 1, uid: 1000, gid: 1000, size: 5,
+        ino: 2, mode: FileMode(rawValue: S_IFREG | 0o644), linkCount: 1, uid: UserID(rawValue: 1000), gid: GroupID(rawValue: 1000), size: 5,
         atime: Timestamp(seconds: 1, nanoseconds: 2), mtime: Timestamp(seconds: 3), ctime: Timestamp(seconds: 4))
 
     @Test func eachTypedReplyRecordsWhatItSends() {
@@ -28,7 +30,7 @@ import Testing
         #expect(kernel.make(ReplyXattr.self).size(12) == .sent)
         #expect(kernel.make(ReplyLseek.self).offset(42) == .sent)
         #expect(kernel.make(ReplyReadlink.self).target("/x") == .sent)
-        #expect(kernel.make(ReplyEmpty.self).error(.notEmpty) == .sent)
+        #expect(kernel.make(ReplyEmpty.self).error(.directoryNotEmpty) == .sent)
         #expect(kernel.answers == [
             .entry(entry),
             .attributes(attributes, timeout: 1.5),
@@ -43,14 +45,14 @@ import Testing
             .xattrSize(12),
             .offset(42),
             .readlink("/x"),
-            .error(.notEmpty),
+            .error(.directoryNotEmpty),
         ])
     }
 
     @Test func droppedReplyAnswersEIO() {
         let kernel = ReplyRecorder()
         do { _ = kernel.make(ReplyEntry.self) }
-        #expect(kernel.answers == [.error(.io)])
+        #expect(kernel.answers == [.error(.ioError)])
     }
 
     @Test func answeredReplyDroppedSendsNothingMore() {
@@ -71,13 +73,13 @@ import Testing
         let kernel = ReplyRecorder()
         // A fuse_dirent is 24 bytes + name, padded to 8: "a" → 32 bytes.
         let reply = kernel.makeDirectory(capacity: 80)
-        #expect(reply.add(name: ".", ino: 1, mode: UInt32(S_IFDIR), nextOffset: 1))
-        #expect(reply.add(name: "..", ino: 1, mode: UInt32(S_IFDIR), nextOffset: 2))
-        #expect(!reply.add(name: "a", ino: 2, mode: UInt32(S_IFREG), nextOffset: 3))
+        #expect(reply.add(DirectoryEntry(name: ".", ino: 1, type: .directory), nextOffset: 1))
+        #expect(reply.add(DirectoryEntry(name: "..", ino: 1, type: .directory), nextOffset: 2))
+        #expect(!reply.add(DirectoryEntry(name: "a", ino: 2, type: .regular), nextOffset: 3))
         #expect(reply.send() == .sent)
         #expect(kernel.answers == [.directory([
-            DirectoryEntry(name: ".", ino: 1, mode: UInt32(S_IFDIR), nextOffset: 1),
-            DirectoryEntry(name: "..", ino: 1, mode: UInt32(S_IFDIR), nextOffset: 2),
+            ListedEntry(DirectoryEntry(name: ".", ino: 1, type: .directory), nextOffset: 1),
+            ListedEntry(DirectoryEntry(name: "..", ino: 1, type: .directory), nextOffset: 2),
         ])])
     }
 
@@ -101,7 +103,7 @@ import Testing
     @Test func replyResultFromReturnCodes() {
         #expect(ReplyResult(returnCode: 0) == .sent)
         #expect(ReplyResult(returnCode: -ENOENT) == .requestGone)
-        #expect(ReplyResult(returnCode: -EINVAL) == .failed(.invalid))
+        #expect(ReplyResult(returnCode: -EINVAL) == .failed(.invalidArgument))
         #expect(ReplyResult.sent.delivered)
         #expect(!ReplyResult.requestGone.delivered)
     }

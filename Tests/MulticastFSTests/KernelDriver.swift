@@ -1,20 +1,22 @@
 import DeliveryCore
+import FileSystemTypes
 import Glibc
 import MulticastFS
+import SystemPackage
 
 /// Plays the kernel's part for MulticastFilesystem without a mount: walks
 /// paths with lookups, keeps file handles, and records every reply, which
 /// tests can interrupt as a signal would.
 struct KernelDriver {
     let fs: MulticastFilesystem
-    var caller = Caller(uid: 1000, gid: 1000)
+    var caller = Caller(uid: UserID(rawValue: 1000), gid: GroupID(rawValue: 1000))
 
     init(defaults: GroupSettings = GroupSettings()) throws {
-        fs = try MulticastFilesystem(owner: Caller(uid: 1000, gid: 1000), defaults: defaults)
+        fs = try MulticastFilesystem(owner: Caller(uid: UserID(rawValue: 1000), gid: GroupID(rawValue: 1000)), defaults: defaults)
     }
 
     /// The inode of a path like "/g/alice".
-    func resolve(_ path: String) throws(FileSystemError) -> InodeNumber {
+    func resolve(_ path: String) throws(Errno) -> InodeNumber {
         var ino = MulticastFilesystem.rootInode
         for component in path.split(separator: "/") {
             ino = try fs.lookup(parent: ino, name: String(component)).nodeID
@@ -22,42 +24,42 @@ struct KernelDriver {
         return ino
     }
 
-    private func split(_ path: String) throws(FileSystemError) -> (InodeNumber, String) {
+    private func split(_ path: String) throws(Errno) -> (InodeNumber, String) {
         var components = path.split(separator: "/").map(String.init)
         let name = components.removeLast()
         return (try resolve(components.joined(separator: "/")), name)
     }
 
     @discardableResult
-    func mkdir(_ path: String, mode: UInt32 = 0o755) throws(FileSystemError) -> Attributes {
+    func mkdir(_ path: String, mode: UInt32 = 0o755) throws(Errno) -> FileAttributes {
         let (parent, name) = try split(path)
-        return try fs.makeGroup(parent: parent, name: name, permissions: mode, caller: caller).attributes
+        return try fs.makeGroup(parent: parent, name: name, permissions: FilePermissions(rawValue: mode), caller: caller).attributes
     }
 
-    func rmdir(_ path: String) throws(FileSystemError) {
+    func rmdir(_ path: String) throws(Errno) {
         let (parent, name) = try split(path)
         try fs.removeGroup(parent: parent, name: name)
     }
 
-    func create(_ path: String, mode: UInt32 = 0o644, flags: Int32 = O_RDWR) throws(FileSystemError) -> UInt64 {
+    func create(_ path: String, mode: UInt32 = 0o644, flags: Int32 = O_RDWR) throws(Errno) -> UInt64 {
         let (parent, name) = try split(path)
-        return try fs.createMember(parent: parent, name: name, permissions: mode, flags: O_CREAT | flags, caller: caller).1.handle
+        return try fs.createMember(parent: parent, name: name, permissions: FilePermissions(rawValue: mode), flags: OpenFlags(rawValue: O_CREAT | flags), caller: caller).1.handle
     }
 
-    func unlink(_ path: String) throws(FileSystemError) {
+    func unlink(_ path: String) throws(Errno) {
         let (parent, name) = try split(path)
         try fs.removeMember(parent: parent, name: name)
     }
 
-    func open(_ path: String, _ flags: Int32) throws(FileSystemError) -> UInt64 {
-        try fs.open(try resolve(path), flags: flags).handle
+    func open(_ path: String, _ flags: Int32) throws(Errno) -> UInt64 {
+        try fs.open(try resolve(path), flags: OpenFlags(rawValue: flags)).handle
     }
 
-    func stat(_ path: String) throws(FileSystemError) -> Attributes {
+    func stat(_ path: String) throws(Errno) -> FileAttributes {
         try fs.attributes(of: try resolve(path))
     }
 
-    func list(_ path: String) throws(FileSystemError) -> [String] {
+    func list(_ path: String) throws(Errno) -> [String] {
         let handle = try fs.openDirectory(try resolve(path)).handle
         defer { fs.release(handle: handle) }
         return fs.readDirectory(handle: handle, from: 0).map(\.name)
@@ -65,7 +67,7 @@ struct KernelDriver {
 
     func read(_ handle: UInt64, size: Int = 1 << 20, offset: Int64 = 0, nonBlocking: Bool = false) -> RecordedReply {
         let reply = RecordedReply()
-        fs.read(handle: handle, size: size, offset: offset, nonBlocking: nonBlocking, reply: reply)
+        fs.read(handle: handle, size: size, offset: offset, flags: OpenFlags(.readOnly, nonBlocking ? .nonBlocking : []), reply: reply)
         return reply
     }
 
@@ -76,7 +78,7 @@ struct KernelDriver {
     func write(_ handle: UInt64, _ bytes: [UInt8], offset: Int64 = 0, nonBlocking: Bool = false, append: Bool = false) -> RecordedReply {
         let reply = RecordedReply()
         let flags = O_WRONLY | (nonBlocking ? O_NONBLOCK : 0) | (append ? O_APPEND : 0)
-        bytes.withUnsafeBytes { fs.write(handle: handle, bytes: $0, offset: offset, flags: flags, reply: reply) }
+        bytes.withUnsafeBytes { fs.write(handle: handle, bytes: $0, offset: offset, flags: OpenFlags(rawValue: flags), reply: reply) }
         return reply
     }
 
@@ -86,15 +88,16 @@ struct KernelDriver {
         defer { fs.release(handle: handle) }
         var text: [UInt8] = []
         while true {
-            guard case .data(let bytes) = read(handle, size: 7, offset: Int64(text.count)).outcome else { throw FileSystemError.io }
+            guard case .data(let bytes) = read(handle, size: 7, offset: Int64(text.count)).outcome else { throw Errno.ioError }
             if bytes.isEmpty { return String(decoding: text, as: UTF8.self) }
             text += bytes
         }
     }
 }
 
-extension FileSystemError {
-    static let io = FileSystemError(errno: EIO)
+extension FileAttributes {
+    /// The permission bits, as tests write them (0o640).
+    var permissions: UInt32 { mode.permissions.rawValue }
 }
 
 /// A reply as the kernel would see it: answered once, maybe later, and
@@ -137,7 +140,7 @@ final class RecordedReply: ReadReply, WriteReply {
     }
 
     func reply(written: Int) { answer(.written(written)) }
-    func fail(_ error: FileSystemError) { answer(.error(error.errno)) }
+    func fail(_ error: Errno) { answer(.error(error.rawValue)) }
 
     func willWait() -> Bool {
         state.withLock { $0.waited = true }
