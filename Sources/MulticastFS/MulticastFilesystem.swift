@@ -1,17 +1,17 @@
 public import DeliveryCore
 public import FileSystemTypes
-import Glibc
 import Locking
 import Synchronization
 public import SystemPackage
 
-/// The contract (../shared/interface.md) mapped onto the delivery core: the
+/// The contract (docs/contract.md) mapped onto the delivery core: the
 /// namespace (root, group directories, `send`, `ctl`, `status`, members),
-/// owners and modes, open files, and reads and writes that may wait.
+/// owners and modes, and opening files. Reads, writes and poll on open files
+/// are in FileIO.swift.
 ///
 /// No FUSE here: a front end (the FUSE bridge, or a test playing the kernel)
-/// calls these methods, from any thread. The namespace has one lock; reads
-/// and writes on open files do not take it.
+/// calls these methods, from any thread. The namespace (Namespace.swift) has
+/// one lock; reads and writes on open files do not take it.
 public final class MulticastFilesystem: Sendable {
     public static let rootInode: InodeNumber = 1
     private static let writeBits: FilePermissions = [.ownerWrite, .groupWrite, .otherWrite]
@@ -20,95 +20,7 @@ public final class MulticastFilesystem: Sendable {
     private let namespace: AdaptiveMutex<Namespace>
     private let defaults: GroupSettings
     private let nextWatchID = Atomic<UInt64>(1)
-    /// Every open file, from open to release: they are owned here (handles
-    /// are unretained pointers to them), so a file the kernel never released,
-    /// because it went away, is still freed with the filesystem.
-    private let openFiles = AdaptiveMutex<[UInt64: OpenFile]>([:])
-
-    struct Namespace: ~Copyable {
-        var nodes: [InodeNumber: Node] = [:]
-        /// Kernel node ids of `send` and member entries, each for one lookup.
-        var aliases: [InodeNumber: Alias] = [:]
-        /// Group directories by name, and the order they were made.
-        var groups: [ExactName: Node] = [:]
-        var groupOrder: [ExactName] = []
-        var nextInode: InodeNumber = MulticastFilesystem.rootInode + 1
-        let root: Node
-
-        init(root: Node) {
-            self.root = root
-            nodes[root.ino] = root
-        }
-
-        mutating func makeNode(_ kind: EntryKind, permissions: FilePermissions, owner: Caller, content: Node.Content) -> Node {
-            let node = Node(ino: nextInode, kind: kind, permissions: permissions, owner: owner, content: content)
-            nodes[node.ino] = node
-            nextInode += 1
-            return node
-        }
-
-        /// The node behind a kernel node id (an entry's own, or an alias).
-        func node(_ ino: InodeNumber) throws(Errno) -> Node {
-            if let node = nodes[ino] ?? aliases[ino]?.node { return node }
-            throw .noSuchFileOrDirectory
-        }
-
-        /// An entry of a linked group directory (always in `nodes`).
-        func entry(_ ino: InodeNumber) -> Node { nodes[ino]! }
-
-        /// Counts one more kernel reference to `node`, and says how the kernel
-        /// may name it.
-        ///
-        /// `send` and members get a new node id on every lookup, and the kernel
-        /// is told not to cache the name, so that every open has an inode of its
-        /// own. The kernel serializes direct-I/O writes on one inode with an
-        /// exclusive, uninterruptible inode lock (fuse_dio_lock in fs/fuse/file.c;
-        /// it is shared only for writes below i_size, and these files are size
-        /// 0). With one inode per entry, a second writer on `send` would wait in
-        /// that lock, unkillable, for as long as the first writer is blocked on
-        /// a full queue. `st_ino` stays the entry's own. See docs/fuse-notes.md.
-        mutating func reference(_ node: Node) -> Entry {
-            let attributes = attributes(of: node)
-            switch node.content {
-            case .send, .member:
-                let alias = nextInode
-                nextInode += 1
-                aliases[alias] = Alias(node: node)
-                return Entry(nodeID: alias, attributes: attributes, cacheable: false)
-            case .root, .group, .control, .status:
-                node.lookups += 1
-                return Entry(nodeID: node.ino, attributes: attributes, cacheable: true)
-            }
-        }
-
-        func groupDirectory(_ ino: InodeNumber) throws(Errno) -> GroupDirectory {
-            let node = try node(ino)
-            switch node.content {
-            case .group(let directory) where node.linked: return directory
-            case .group: throw .noSuchFileOrDirectory
-            case .root: throw .notPermitted
-            case .send, .control, .status, .member: throw .notDirectory
-            }
-        }
-
-        mutating func unlink(_ node: Node) {
-            node.linked = false
-            if node.lookups == 0 { nodes[node.ino] = nil }
-        }
-
-        /// The attributes as `stat` shows them now.
-        func attributes(of node: Node) -> FileAttributes {
-            var attributes = node.attributes
-            if case .root = node.content { attributes.linkCount = 2 + UInt32(groups.count) }
-            return attributes
-        }
-
-        mutating func touch(_ node: Node) {
-            let now = Timestamp.now()
-            node.attributes.mtime = now
-            node.attributes.ctime = now
-        }
-    }
+    private let openFiles = OpenFileTable()
 
     /// - Parameters:
     ///   - owner: owns the root directory (the user who mounted).
@@ -127,42 +39,13 @@ public final class MulticastFilesystem: Sendable {
     /// Finds `name` in directory `parent`, counting one more kernel reference.
     public func lookup(parent: InodeNumber, name: String) throws(Errno) -> Entry {
         try withNamespace { (namespace) throws(Errno) in
-            namespace.reference(try Self.child(of: try namespace.node(parent), named: name, in: namespace))
+            namespace.reference(try namespace.child(of: try namespace.node(parent), named: name))
         }
     }
 
     /// The kernel dropped `count` references to `ino`.
     public func forget(_ ino: InodeNumber, count: UInt64) {
-        namespace.withLock { namespace in
-            if let alias = namespace.aliases[ino] {
-                alias.lookups -= min(count, alias.lookups)
-                if alias.lookups == 0 { namespace.aliases[ino] = nil }
-                return
-            }
-            guard let node = namespace.nodes[ino], ino != Self.rootInode else { return }
-            node.lookups -= min(count, node.lookups)
-            if node.lookups == 0 && !node.linked { namespace.nodes[ino] = nil }
-        }
-    }
-
-    private static func child(of parent: Node, named name: String, in namespace: borrowing Namespace) throws(Errno) -> Node {
-        switch parent.content {
-        case .root:
-            guard let node = namespace.groups[ExactName(name)] else { throw .noSuchFileOrDirectory }
-            return node
-        case .group(let directory):
-            guard parent.linked else { throw .noSuchFileOrDirectory }
-            switch name {
-            case "send": return namespace.entry(directory.send)
-            case "ctl": return namespace.entry(directory.control)
-            case "status": return namespace.entry(directory.status)
-            default:
-                guard let ino = directory.members[ExactName(name)] else { throw .noSuchFileOrDirectory }
-                return namespace.entry(ino)
-            }
-        case .send, .control, .status, .member:
-            throw .notDirectory
-        }
+        namespace.withLock { $0.forget(ino, count: count) }
     }
 
     // MARK: - Attributes
@@ -256,7 +139,7 @@ public final class MulticastFilesystem: Sendable {
             let parentNode = try namespace.node(parent)
             if case .root = parentNode.content { throw .notPermitted }
             let directory = try namespace.groupDirectory(parent)
-            if let existing = try? Self.child(of: parentNode, named: name, in: namespace) {
+            if let existing = namespace.entry(named: name, in: directory) {
                 if flags.options.contains(.exclusiveCreate) { throw .fileExists }
                 return (existing, namespace.reference(existing))
             }
@@ -377,11 +260,7 @@ public final class MulticastFilesystem: Sendable {
         return OpenedFile(handle: keep(OpenFile(content: .directory(entries), watchID: 0)), isStream: false)
     }
 
-    private func keep(_ file: OpenFile) -> UInt64 {
-        let handle = file.handle
-        openFiles.withLock { $0[handle] = file }
-        return handle
-    }
+    private func keep(_ file: OpenFile) -> UInt64 { openFiles.keep(file) }
 
     /// The entries of an open directory from `offset` on; entry i has offset
     /// i + 1, which readdir hands back to resume after it.
@@ -398,135 +277,7 @@ public final class MulticastFilesystem: Sendable {
         case .send(let group): group.cancelWatch(id: file.watchID, reader: nil)
         case .control, .status, .directory: break
         }
-        _ = openFiles.withLock { $0.removeValue(forKey: handle) }
-    }
-
-    // MARK: - Reading and writing
-
-    /// read(2). A member file receives the oldest message, or the rest of the
-    /// one this file began; an empty queue waits (or EAGAIN when
-    /// `nonBlocking`); after the member left and its queue drained, end of file.
-    /// `reply` may be answered now, or later from the thread that sends.
-    public func read(handle: UInt64, size: Int, offset: Int64, flags: OpenFlags, reply: some ReadReply) {
-        let nonBlocking = flags.isNonBlocking
-        let file = OpenFile.of(handle)
-        switch file.content {
-        case .member(_, let reader?, _):
-            // A stream's read(2) starts at offset 0; a later offset is the
-            // kernel asking for more within the same read(2), after a reply
-            // that filled its buffer exactly. End that read at the message.
-            guard offset == 0 else { _ = reply.reply(UnsafeRawBufferPointer(start: nil, count: 0)); return }
-            do throws(DeliveryError) {
-                hand(try reader.tryReceive(maxBytes: size), of: reader, to: reply)
-            } catch .wouldBlock where !nonBlocking {
-                guard reply.willWait() else { return }
-                let waiting = reader.receive(maxBytes: size, .blocking) { result in
-                    switch result {
-                    case .success(let chunk): Self.hand(chunk, of: reader, to: reply)
-                    case .failure(let error): reply.fail(Errno(error))
-                    }
-                }
-                if let waiting { reply.cancelOnInterrupt { waiting.cancel() } }
-            } catch {
-                reply.fail(Errno(error))
-            }
-        case .status(let bytes):
-            let start = min(Int(clamping: offset), bytes.count), end = min(start + size, bytes.count)
-            _ = bytes[start..<end].withUnsafeBytes { reply.reply($0) }
-        case .member(_, nil, _), .send, .control:
-            reply.fail(.badFileDescriptor)
-        case .directory:
-            reply.fail(.isDirectory)
-        }
-    }
-
-    private static func hand(_ chunk: MessageChunk?, of reader: Reader, to reply: some ReadReply) {
-        guard let chunk else {
-            _ = reply.reply(UnsafeRawBufferPointer(start: nil, count: 0))  // end of file
-            return
-        }
-        // The requester died before the hand-over: the message is not lost.
-        if !chunk.withUnsafeBytes({ reply.reply($0) }) { reader.putBack(chunk) }
-    }
-
-    private func hand(_ chunk: MessageChunk?, of reader: Reader, to reply: some ReadReply) {
-        Self.hand(chunk, of: reader, to: reply)
-    }
-
-    /// write(2). On `send` or a member file: one message to every recipient,
-    /// or to none; a full recipient makes it wait (EAGAIN when `nonBlocking`).
-    /// On `ctl`: one command. `reply` may be answered now or later.
-    /// `flags` are the request's open flags (O_NONBLOCK, O_APPEND).
-    public func write(handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, reply: some WriteReply) {
-        let file = OpenFile.of(handle)
-        let nonBlocking = flags.isNonBlocking
-        // A stream's write(2) starts at offset 0, so a later offset is the
-        // rest of one write(2) that the kernel split (a writev of more than
-        // 256 segments): its first part went out as a message already, and
-        // this part cannot join it. O_APPEND writes are the exception: the
-        // kernel gives them its cached file size as the offset.
-        let continuation = offset != 0 && !flags.options.contains(.append)
-        switch file.content {
-        case .send(let group):
-            send(bytes, continuation: continuation, to: group, as: nil, nonBlocking: nonBlocking, reply: reply)
-        case .member(let member, _, true):
-            send(bytes, continuation: continuation, to: member.group, as: member, nonBlocking: nonBlocking, reply: reply)
-        case .control(let group):
-            do throws(Errno) {
-                // A longer write reaches us in parts, each of which would be
-                // parsed alone: refusing the first part ends the write(2).
-                guard !continuation, bytes.count <= ControlCommand.maxLength else { throw .invalidArgument }
-                try ControlCommand(parsing: bytes).apply(to: group)
-                reply.reply(written: bytes.count)
-            } catch {
-                reply.fail(error)
-            }
-        case .member(_, _, false), .status:
-            reply.fail(.badFileDescriptor)
-        case .directory:
-            reply.fail(.isDirectory)
-        }
-    }
-
-    private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, to group: Group, as sender: Member?,
-                      nonBlocking: Bool, reply: some WriteReply) {
-        guard !continuation else { return reply.fail(.messageTooLong) }
-        let message = Message(copying: bytes)
-        do throws(DeliveryError) {
-            try group.trySend(message, as: sender)
-            reply.reply(written: bytes.count)
-        } catch .wouldBlock where !nonBlocking {
-            guard reply.willWait() else { return }
-            let count = bytes.count
-            let waiting = group.send(message, as: sender, .blocking) { result in
-                switch result {
-                case .success: reply.reply(written: count)
-                case .failure(let error): reply.fail(Errno(error))
-                }
-            }
-            if let waiting { reply.cancelOnInterrupt { waiting.cancel() } }
-        } catch {
-            reply.fail(Errno(error))
-        }
-    }
-
-    // MARK: - Poll
-
-    /// Readiness of an open file. A member file is readable when a message
-    /// is queued or the member left; member files and `send` are writable when
-    /// a write would not wait. `notify`, if given, runs once when that may
-    /// have changed. Other files are always ready, as regular files are.
-    public func poll(handle: UInt64, notify: (@Sendable () -> Void)?) -> Readiness {
-        let file = OpenFile.of(handle)
-        let watch = notify.map { Watch(id: file.watchID, notify: $0) }
-        switch file.content {
-        case .member(let member, let reader, let writable):
-            return member.group.poll(reader: reader, writer: writable ? .member(member) : nil, watch: watch)
-        case .send(let group):
-            return group.poll(reader: nil, writer: .anonymous, watch: watch)
-        case .control, .status, .directory:
-            return Readiness(readable: true, writable: true)
-        }
+        openFiles.remove(file)
     }
 
     // MARK: - Lifetime
@@ -549,7 +300,7 @@ public final class MulticastFilesystem: Sendable {
     }
 
     /// Files open now (opened and not yet released).
-    public var openFileCount: Int { openFiles.withLock { $0.count } }
+    public var openFileCount: Int { openFiles.count }
 
     private func withNamespace<R>(_ body: (inout Namespace) throws(Errno) -> R) throws(Errno) -> R {
         try namespace.withLock { (namespace) throws(Errno) -> R in try body(&namespace) }

@@ -1,5 +1,6 @@
 import DeliveryCore
 import FileSystemTypes
+import Locking
 
 /// One open file (a kernel file handle). The filesystem owns it, in its table
 /// of open files, from open to release; the handle number given to the
@@ -43,4 +44,25 @@ public struct OpenedFile: Sendable, Equatable {
     /// one open file can have a blocked read and a write, or several blocked
     /// reads, at once. `status` and directories are not streams.
     public let isStream: Bool
+}
+
+/// Every open file, from open to release. The files are owned here (the
+/// handles given to the kernel are unretained pointers to them), so a file
+/// the kernel never released, because it went away, is still freed with the
+/// filesystem.
+final class OpenFileTable: Sendable {
+    private let files = AdaptiveMutex<[UInt64: OpenFile]>([:])
+
+    /// Keeps `file` until `remove`; its handle.
+    func keep(_ file: OpenFile) -> UInt64 {
+        let handle = file.handle
+        files.withLock { $0[handle] = file }
+        return handle
+    }
+
+    func remove(_ file: OpenFile) {
+        _ = files.withLock { $0.removeValue(forKey: file.handle) }
+    }
+
+    var count: Int { files.withLock { $0.count } }
 }

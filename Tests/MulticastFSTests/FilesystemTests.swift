@@ -95,8 +95,29 @@ import Testing
         #expect(try kernel.resolve("/g") == group)
         try kernel.rmdir("/g")
         #expect(try kernel.fs.attributes(of: group).mode.type == .directory)
-        kernel.fs.forget(group, count: 100)  // every path walk through /g counted one
+        // mkdir, and the five path walks through /g, each counted one.
+        kernel.fs.forget(group, count: 5)
+        #expect(try kernel.fs.attributes(of: group).mode.type == .directory)
+        kernel.fs.forget(group, count: 1)
         #expect(throws: Errno.noSuchFileOrDirectory) { _ = try kernel.fs.attributes(of: group) }
+    }
+
+    /// Forgetting more than was looked up means the inode table is wrong: it
+    /// stops the daemon instead of silently clamping the count.
+    @Test func aLookupCountUnderflowIsCaught() async {
+        await #expect(processExitsWith: .failure) {
+            let kernel = try KernelDriver()
+            let group = try kernel.mkdir("/g").ino
+            kernel.fs.forget(group, count: 2)
+        }
+        await #expect(processExitsWith: .failure) {
+            let kernel = try KernelDriver()
+            try kernel.mkdir("/g")
+            let member = try kernel.fs.createMember(
+                parent: kernel.resolve("/g"), name: "m", permissions: .ownerReadWrite,
+                flags: OpenFlags(.readWrite, .create), caller: kernel.caller).0.nodeID
+            kernel.fs.forget(member, count: 2)
+        }
     }
 
     @Test func everyLookupOfSendOrAMemberIsItsOwnKernelInode() throws {

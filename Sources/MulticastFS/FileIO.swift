@@ -1,0 +1,129 @@
+public import DeliveryCore
+public import FileSystemTypes
+import SystemPackage
+
+// Reads, writes and poll on open files: the requests that may wait. None of
+// them takes the namespace lock; an open file holds what it needs (group,
+// member, reader).
+
+extension MulticastFilesystem {
+    /// read(2). A member file receives the oldest message, or the rest of the
+    /// one this file began; an empty queue waits (or EAGAIN when
+    /// `nonBlocking`); after the member left and its queue drained, end of file.
+    /// `reply` may be answered now, or later from the thread that sends.
+    public func read(handle: UInt64, size: Int, offset: Int64, flags: OpenFlags, reply: some ReadReply) {
+        let nonBlocking = flags.isNonBlocking
+        let file = OpenFile.of(handle)
+        switch file.content {
+        case .member(_, let reader?, _):
+            // A stream's read(2) starts at offset 0; a later offset is the
+            // kernel asking for more within the same read(2), after a reply
+            // that filled its buffer exactly. End that read at the message.
+            guard offset == 0 else { _ = reply.reply(UnsafeRawBufferPointer(start: nil, count: 0)); return }
+            do throws(DeliveryError) {
+                Self.hand(try reader.tryReceive(maxBytes: size), of: reader, to: reply)
+            } catch .wouldBlock where !nonBlocking {
+                guard reply.willWait() else { return }
+                let waiting = reader.receive(maxBytes: size, .blocking) { result in
+                    switch result {
+                    case .success(let chunk): Self.hand(chunk, of: reader, to: reply)
+                    case .failure(let error): reply.fail(Errno(error))
+                    }
+                }
+                if let waiting { reply.cancelOnInterrupt { waiting.cancel() } }
+            } catch {
+                reply.fail(Errno(error))
+            }
+        case .status(let bytes):
+            let start = min(Int(clamping: offset), bytes.count), end = min(start + size, bytes.count)
+            _ = bytes[start..<end].withUnsafeBytes { reply.reply($0) }
+        case .member(_, nil, _), .send, .control:
+            reply.fail(.badFileDescriptor)
+        case .directory:
+            reply.fail(.isDirectory)
+        }
+    }
+
+    private static func hand(_ chunk: MessageChunk?, of reader: Reader, to reply: some ReadReply) {
+        guard let chunk else {
+            _ = reply.reply(UnsafeRawBufferPointer(start: nil, count: 0))  // end of file
+            return
+        }
+        // The requester died before the hand-over: the message is not lost.
+        if !chunk.withUnsafeBytes({ reply.reply($0) }) { reader.putBack(chunk) }
+    }
+
+    /// write(2). On `send` or a member file: one message to every recipient,
+    /// or to none; a full recipient makes it wait (EAGAIN when `nonBlocking`).
+    /// On `ctl`: one command. `reply` may be answered now or later.
+    /// `flags` are the request's open flags (O_NONBLOCK, O_APPEND).
+    public func write(handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, reply: some WriteReply) {
+        let file = OpenFile.of(handle)
+        let nonBlocking = flags.isNonBlocking
+        // A stream's write(2) starts at offset 0, so a later offset is the
+        // rest of one write(2) that the kernel split (a writev of more than
+        // 256 segments): its first part went out as a message already, and
+        // this part cannot join it. O_APPEND writes are the exception: the
+        // kernel gives them its cached file size as the offset.
+        let continuation = offset != 0 && !flags.options.contains(.append)
+        switch file.content {
+        case .send(let group):
+            send(bytes, continuation: continuation, to: group, as: nil, nonBlocking: nonBlocking, reply: reply)
+        case .member(let member, _, true):
+            send(bytes, continuation: continuation, to: member.group, as: member, nonBlocking: nonBlocking, reply: reply)
+        case .control(let group):
+            do throws(Errno) {
+                // A longer write reaches us in parts, each of which would be
+                // parsed alone: refusing the first part ends the write(2).
+                guard !continuation, bytes.count <= ControlCommand.maxLength else { throw .invalidArgument }
+                try ControlCommand(parsing: bytes).apply(to: group)
+                reply.reply(written: bytes.count)
+            } catch {
+                reply.fail(error)
+            }
+        case .member(_, _, false), .status:
+            reply.fail(.badFileDescriptor)
+        case .directory:
+            reply.fail(.isDirectory)
+        }
+    }
+
+    private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, to group: Group, as sender: Member?,
+                      nonBlocking: Bool, reply: some WriteReply) {
+        guard !continuation else { return reply.fail(.messageTooLong) }
+        let message = Message(copying: bytes)
+        do throws(DeliveryError) {
+            try group.trySend(message, as: sender)
+            reply.reply(written: bytes.count)
+        } catch .wouldBlock where !nonBlocking {
+            guard reply.willWait() else { return }
+            let count = bytes.count
+            let waiting = group.send(message, as: sender, .blocking) { result in
+                switch result {
+                case .success: reply.reply(written: count)
+                case .failure(let error): reply.fail(Errno(error))
+                }
+            }
+            if let waiting { reply.cancelOnInterrupt { waiting.cancel() } }
+        } catch {
+            reply.fail(Errno(error))
+        }
+    }
+
+    /// Readiness of an open file. A member file is readable when a message
+    /// is queued or the member left; member files and `send` are writable when
+    /// a write would not wait. `notify`, if given, runs once when that may
+    /// have changed. Other files are always ready, as regular files are.
+    public func poll(handle: UInt64, notify: (@Sendable () -> Void)?) -> Readiness {
+        let file = OpenFile.of(handle)
+        let watch = notify.map { Watch(id: file.watchID, notify: $0) }
+        switch file.content {
+        case .member(let member, let reader, let writable):
+            return member.group.poll(reader: reader, writer: writable ? .member(member) : nil, watch: watch)
+        case .send(let group):
+            return group.poll(reader: nil, writer: .anonymous, watch: watch)
+        case .control, .status, .directory:
+            return Readiness(readable: true, writable: true)
+        }
+    }
+}
