@@ -82,7 +82,7 @@ let package = Package(
         ),
         .testTarget(name: "LockingTests", dependencies: ["Locking"], swiftSettings: strict),
         .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore"], swiftSettings: strict),
-        .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "FileSystemTypes", "DeliveryCore", system], swiftSettings: strict),
+        .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "FileSystemTypes", "DeliveryCore", "Locking", system], swiftSettings: strict),
         .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FileSystemTypes", "Locking", system], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

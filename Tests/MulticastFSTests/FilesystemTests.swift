@@ -1,6 +1,7 @@
 import DeliveryCore
 import FileSystemTypes
 import Glibc
+import Locking
 import MulticastFS
 import SystemPackage
 import Testing
@@ -384,7 +385,7 @@ struct SplitMix: RandomNumberGenerator {
 }
 
 final class Counter: Sendable {
-    private let count = TestLock(0)
+    private let count = AdaptiveMutex(0)
     func bump() { count.withLock { $0 += 1 } }
     var value: Int { count.withLock { $0 } }
 }

@@ -1,6 +1,7 @@
 import DeliveryCore
 import FileSystemTypes
 import Glibc
+import Locking
 import MulticastFS
 import SystemPackage
 
@@ -117,7 +118,7 @@ final class RecordedReply: ReadReply, WriteReply {
         var answers = 0
     }
 
-    private let state = TestLock(State())
+    private let state = AdaptiveMutex(State())
 
     var outcome: Outcome? { state.withLock { $0.outcome } }
     var text: String? {
