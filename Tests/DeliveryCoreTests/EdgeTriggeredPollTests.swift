@@ -107,7 +107,8 @@ final class EdgeTriggeredPoller: Sendable {
         try group.trySend(message("fills it"))
         var parked: Waiting?
         if clearing == .parkedSendCancelled {
-            parked = try #require(group.send(message("parked"), .blocking) { _ in })
+            let waiting = try #require(group.send(message("parked"), .blocking) { _ in })
+            parked = waiting
         }
         #expect(group.poll(reader: nil, writer: writer).writable == false)
         switch clearing {
