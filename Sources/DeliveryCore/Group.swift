@@ -180,9 +180,13 @@ public final class Group: Sendable {
     // MARK: Readiness
 
     /// Readable: `reader` would not wait. Writable: a send by `writer` would
-    /// not wait (nil: not asked, reported false). When `watch` is given and an
-    /// asked readiness is false, `watch.notify` runs once when that may have
-    /// changed (then poll again); a later watch with the same id replaces it.
+    /// not wait (nil: not asked, reported false). When `watch` is given,
+    /// `watch.notify` runs once when an asked readiness may have changed (a
+    /// message arrived, room may have appeared; then poll again); a later
+    /// watch with the same id replaces it. It is kept even when the file is
+    /// ready now: the kernel polls an edge-triggered (EPOLLET) file again only
+    /// after a notification, so every message and every room must notify, as
+    /// a pipe's write does.
     public func poll(reader: Reader?, writer: Writer?, watch: Watch? = nil) -> Readiness {
         locked { state, _ in
             var readiness = Readiness(readable: false, writable: false)
@@ -190,7 +194,7 @@ public final class Group: Sendable {
                 let readerState = reader.state(&state)
                 readiness.readable = readerState.remainder != nil
                     || !readerState.member.queue.isEmpty || !readerState.member.present
-                if !readiness.readable, let watch {
+                if let watch {
                     readerState.member.readWatches[watch.id] = watch.notify
                 }
             }
@@ -204,7 +208,7 @@ public final class Group: Sendable {
                 let refused = sender.map { !$0.present } ?? (state.settings.sendPolicy == .members)
                 let fails = state.closed || state.shutDown || refused
                 readiness.writable = fails || state.canSendNow(from: sender)
-                if !readiness.writable, let watch {
+                if let watch {
                     state.writeWatches[watch.id] = watch.notify
                 }
             }
