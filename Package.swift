@@ -15,6 +15,9 @@
 //   FUSELowLevel  — a thin Swift face over libfuse's low-level API: session,
 //                   single-use replies answerable later from any thread,
 //                   interrupts, poll handles. Knows nothing of multicast.
+//   CFuseKernel, FUSETesting — tests only, in no product: a fake kernel that
+//                   feeds raw requests (<linux/fuse.h>'s structs) to a real
+//                   libfuse session and decodes what the real replies send.
 //   mcastfs       — the executable: command line, and the bridge that routes
 //                   FUSE requests to MulticastFS.
 import PackageDescription
@@ -65,6 +68,12 @@ let package = Package(
             dependencies: ["CFuse", "FileSystemTypes", "Locking", system],
             swiftSettings: strict
         ),
+        .systemLibrary(name: "CFuseKernel"),
+        .target(
+            name: "FUSETesting",
+            dependencies: ["FUSELowLevel", "CFuseKernel", "FileSystemTypes", "Locking", system],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "mcastfs",
             dependencies: [
@@ -83,7 +92,7 @@ let package = Package(
         .testTarget(name: "LockingTests", dependencies: ["Locking"], swiftSettings: strict),
         .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore"], swiftSettings: strict),
         .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "FileSystemTypes", "DeliveryCore", system], swiftSettings: strict),
-        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FileSystemTypes", "Locking", system], swiftSettings: strict),
+        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )
