@@ -18,8 +18,9 @@
 //   CFuseKernel, FUSETesting — tests only, in no product: a fake kernel that
 //                   feeds raw requests (<linux/fuse.h>'s structs) to a real
 //                   libfuse session and decodes what the real replies send.
-//   mcastfs       — the executable: command line, and the bridge that routes
-//                   FUSE requests to MulticastFS.
+//   MulticastFUSE — the contract's filesystem served over FUSE: the bridge
+//                   that routes each request to MulticastFS and answers it.
+//   mcastfs       — the executable: the command line, mounting, signals.
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -74,10 +75,15 @@ let package = Package(
             dependencies: ["FUSELowLevel", "CFuseKernel", "FileSystemTypes", "Locking", system],
             swiftSettings: strict
         ),
+        .target(
+            name: "MulticastFUSE",
+            dependencies: ["MulticastFS", "FUSELowLevel", "FileSystemTypes", system],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "mcastfs",
             dependencies: [
-                "MulticastFS", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system,
+                "MulticastFUSE", "MulticastFS", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -92,6 +98,11 @@ let package = Package(
         .testTarget(name: "LockingTests", dependencies: ["Locking"], swiftSettings: strict),
         .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore"], swiftSettings: strict),
         .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "FileSystemTypes", "DeliveryCore", system], swiftSettings: strict),
+        .testTarget(
+            name: "MulticastFUSETests",
+            dependencies: ["MulticastFUSE", "MulticastFS", "FUSETesting", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system],
+            swiftSettings: strict
+        ),
         .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
