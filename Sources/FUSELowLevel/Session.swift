@@ -35,14 +35,14 @@ public struct FUSESessionError: Error, Sendable, CustomStringConvertible {
 ///     try session.daemonize(foreground: true)   // before any thread is started
 ///     try session.installSignalHandlers()       // SIGINT/SIGTERM/SIGHUP → requestExit
 ///     let status = session.run(singleThreaded: false)   // blocks
-///     fs.failWaiters()                          // stop producing; answer what you hold
+///     // here the filesystem stops producing and answers the replies it holds
 ///     session.failPending(with: .interrupted)   // whatever is still armed
 ///     session.unmount()
 ///     session.destroy()
 ///
 /// @unchecked Sendable: the libfuse session pointer and all mutable state
-/// live in `state`, a Mutex; libfuse calls that must not overlap destroy
-/// happen under it or behind the core's gate.
+/// live in `state`, behind an `AdaptiveMutex`; libfuse calls that must not
+/// overlap destroy happen under it or behind the core's gate.
 public final class FUSESession: @unchecked Sendable {
     private struct State {
         var session: SessionPointer?
