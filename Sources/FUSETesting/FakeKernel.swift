@@ -150,8 +150,9 @@ private final class Wire: FUSEChannel {
         default: size = 0
         }
         return state.withLock { s in
-            // Even numbers, as Linux's fuse_get_unique hands out (odd ones
-            // mark interrupts in some kernels); never 0, which is a notification.
+            // Even numbers, as Linux's fuse_get_unique hands out (its
+            // FUSE_INTERRUPT requests set the low bit); never 0, the unique
+            // of notifications.
             s.nextUnique += 1
             let unique = s.nextUnique * 2
             s.pending[unique] = Pending(opcode: request.opcode.rawValue, size: size)
