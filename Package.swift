@@ -15,8 +15,12 @@
 //   FUSELowLevel  — a thin Swift face over libfuse's low-level API: session,
 //                   single-use replies answerable later from any thread,
 //                   interrupts, poll handles. Knows nothing of multicast.
-//   mcastfs       — the executable: command line, and the bridge that routes
-//                   FUSE requests to MulticastFS.
+//   CFuseKernel, FUSETesting — tests only, in no product: a fake kernel that
+//                   feeds raw requests (<linux/fuse.h>'s structs) to a real
+//                   libfuse session and decodes what the real replies send.
+//   MulticastFUSE — the contract's filesystem served over FUSE: the bridge
+//                   that routes each request to MulticastFS and answers it.
+//   mcastfs       — the executable: the command line, mounting, signals.
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -65,10 +69,21 @@ let package = Package(
             dependencies: ["CFuse", "FileSystemTypes", "Locking", system],
             swiftSettings: strict
         ),
+        .systemLibrary(name: "CFuseKernel"),
+        .target(
+            name: "FUSETesting",
+            dependencies: ["FUSELowLevel", "CFuseKernel", "FileSystemTypes", "Locking", system],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "MulticastFUSE",
+            dependencies: ["MulticastFS", "FUSELowLevel", "FileSystemTypes", system],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "mcastfs",
             dependencies: [
-                "MulticastFS", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system,
+                "MulticastFUSE", "MulticastFS", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -83,7 +98,12 @@ let package = Package(
         .testTarget(name: "LockingTests", dependencies: ["Locking"], swiftSettings: strict),
         .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore"], swiftSettings: strict),
         .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "FileSystemTypes", "DeliveryCore", "Locking", system], swiftSettings: strict),
-        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FileSystemTypes", "Locking", system], swiftSettings: strict),
+        .testTarget(
+            name: "MulticastFUSETests",
+            dependencies: ["MulticastFUSE", "MulticastFS", "FUSETesting", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

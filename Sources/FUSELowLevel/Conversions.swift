@@ -39,10 +39,18 @@ extension EntryParameters {
         param.ino = ino
         param.generation = generation
         param.attr = attributes.stat
-        param.attr_timeout = attributeTimeout
-        param.entry_timeout = entryTimeout
+        param.attr_timeout = attributeTimeout.kernelTimeout
+        param.entry_timeout = entryTimeout.kernelTimeout
         return param
     }
+}
+
+extension Double {
+    /// A timeout libfuse can convert: its calc_timeout_sec (3.14) clamps
+    /// negatives to 0 but casts NaN to an integer, which is undefined and
+    /// on x86-64 sends 2^63 seconds ("cache for ever"). NaN means 0 here,
+    /// as it does in the shim's own split (cfuse_timeout_seconds).
+    var kernelTimeout: Double { isNaN ? 0 : self }
 }
 
 extension OpenParameters {

@@ -191,7 +191,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.readdir = { req, ino, size, offset, fi in
         guard let req else { return }
         let core = SessionCore.of(req)
-        let reply = ReplyDirectory(transport: .kernel(RequestHandle(raw: req)), session: core, capacity: size)
+        let reply = ReplyDirectory(request: RequestHandle(raw: req), session: core, capacity: size)
         core.operations.readdir(
             RequestContext(req), ino: ino, fh: fi?.pointee.fh ?? 0, size: size, offset: Int64(offset), reply: reply)
     }
@@ -271,7 +271,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
     ops.poll = { req, ino, fi, ph in
         guard let req else { return }
         let (core, reply) = prepare(req, ReplyPoll.self)
-        let handle = ph.map { PollHandle(backing: .kernel(PollHandlePointer(raw: $0)), session: core) }
+        let handle = ph.map { PollHandle(handle: PollHandlePointer(raw: $0), session: core) }
         core.operations.poll(RequestContext(req), ino: ino, fh: fi?.pointee.fh ?? 0, handle: handle, reply: reply)
     }
 
@@ -281,7 +281,7 @@ func makeOperationTable() -> fuse_lowlevel_ops {
 /// The session's core and a fresh reply for `req`.
 private func prepare<R: Reply>(_ req: fuse_req_t, _ type: R.Type) -> (SessionCore, R) {
     let core = SessionCore.of(req)
-    return (core, R(transport: .kernel(RequestHandle(raw: req)), session: core))
+    return (core, R(request: RequestHandle(raw: req), session: core))
 }
 
 /// Why names could not be decoded: a name longer than NAME_MAX (255 bytes) is

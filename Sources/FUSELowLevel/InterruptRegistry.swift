@@ -114,12 +114,14 @@ final class InterruptRegistry<Target: AnyObject & Sendable>: Sendable {
 
     /// `id` was answered: forget it. Safe to call for unknown ids.
     func answered(_ id: UInt64) {
-        let removed = slots.withLock { slots -> Slot? in
+        // The machine hands back a cancel that will now never run; it (and
+        // the slot) are carried out of the lock and released here.
+        let removed = slots.withLock { slots -> (Slot, Cancel?)? in
             guard var slot = slots.removeValue(forKey: id) else { return nil }
-            _ = slot.machine.answered()
-            return slot
+            let dropped = slot.machine.answered()
+            return (slot, dropped)
         }
-        _ = removed  // released here, outside the lock
+        _ = removed
     }
 
     /// Every reply still pending (for answering at shutdown). Slots whose

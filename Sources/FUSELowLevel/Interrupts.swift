@@ -49,9 +49,11 @@ extension Reply {
         interruptID.store(id, ordering: .releasing)
         // No lock of ours is held here: libfuse may call back into
         // deliverInterrupt, which takes the claim table's lock.
-        transport.registerInterrupt(id: id, session: session)
+        _ = session.gate.ifOpen {
+            fuse_req_interrupt_func(request.raw, interruptTrampoline, UnsafeMutableRawPointer(bitPattern: UInt(id)))
+        }
         session.interrupts.registrationFinished(id)
-        if transport.isInterrupted(session: session) {
+        if session.gate.ifOpen({ fuse_req_interrupted(request.raw) != 0 }) ?? false {
             answer(by: .layer, errno: .interrupted)
             return false
         }
@@ -85,7 +87,7 @@ extension Reply {
 }
 
 extension SessionCore {
-    /// libfuse (or a test's recorder) reports an interrupt for request `id`.
+    /// libfuse reports an interrupt for request `id`.
     func deliverInterrupt(id: UInt64, thread: UInt) {
         switch interrupts.interrupt(id, on: thread) {
         case .ignored, .reentrant:
@@ -99,28 +101,6 @@ extension SessionCore {
         let cancelled = cancel()
         if let reply = interrupts.cancelFinished(id, cancelled: cancelled) {
             reply.answer(by: .layer, errno: .interrupted)
-        }
-    }
-}
-
-extension ReplyTransport {
-    func registerInterrupt(id: UInt64, session: SessionCore) {
-        switch self {
-        case .kernel(let handle):
-            _ = session.gate.ifOpen {
-                fuse_req_interrupt_func(handle.raw, interruptTrampoline, UnsafeMutableRawPointer(bitPattern: UInt(id)))
-            }
-        case .recorder(let request):
-            request.registerInterrupt(id: id, session: session)
-        }
-    }
-
-    func isInterrupted(session: SessionCore) -> Bool {
-        switch self {
-        case .kernel(let handle):
-            return session.gate.ifOpen { fuse_req_interrupted(handle.raw) != 0 } ?? false
-        case .recorder(let request):
-            return request.isInterrupted
         }
     }
 }

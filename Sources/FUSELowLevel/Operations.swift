@@ -17,8 +17,10 @@ public import SystemPackage
 /// `write`'s `data` (and `setxattr`'s `value`) must be copied if kept.
 ///
 /// Inode 1 is the root (FUSE_ROOT_ID). Names arrive as UTF-8; a name that is
-/// not valid UTF-8 is refused by this layer (ENOENT for lookup, EINVAL for
-/// the rest) before any method runs.
+/// not valid UTF-8 is refused by this layer before any method runs: ENOENT
+/// for lookup (no such name can exist); for the rest ENAMETOOLONG if it is
+/// also longer than NAME_MAX (255 bytes), as Linux checks the length first,
+/// else EINVAL. A valid UTF-8 name of any length reaches the method.
 public protocol FilesystemOperations: AnyObject, Sendable {
     /// FUSE_INIT, once, on a loop thread, before any other request. Adjust
     /// the connection (wanted capabilities, max_write, ...).

@@ -12,22 +12,17 @@ import Synchronization
 /// session, which `fuse_session_destroy` frees): the session's gate is the
 /// lock that both notify and shutdown take.
 public final class PollHandle: Sendable {
-    enum Backing: Sendable {
-        case kernel(PollHandlePointer)
-        case recorder(@Sendable () -> Void)
-    }
-
-    private let backing: Backing
+    private let handle: PollHandlePointer
     private let session: SessionCore
     private let used = Atomic<Bool>(false)
 
-    init(backing: Backing, session: SessionCore) {
-        self.backing = backing
+    init(handle: PollHandlePointer, session: SessionCore) {
+        self.handle = handle
         self.session = session
     }
 
     deinit {
-        if !used.load(ordering: .acquiring), case .kernel(let handle) = backing {
+        if !used.load(ordering: .acquiring) {
             // fuse_pollhandle_destroy is free(3) in 3.14: safe at any time.
             fuse_pollhandle_destroy(handle.raw)
         }
@@ -39,15 +34,9 @@ public final class PollHandle: Sendable {
     @discardableResult
     public func notify() -> Bool {
         guard !used.exchange(true, ordering: .acquiringAndReleasing) else { return false }
-        switch backing {
-        case .kernel(let handle):
-            let rc = session.gate.ifOpen { fuse_lowlevel_notify_poll(handle.raw) }
-            fuse_pollhandle_destroy(handle.raw)
-            return rc == 0
-        case .recorder(let notified):
-            notified()
-            return true
-        }
+        let rc = session.gate.ifOpen { fuse_lowlevel_notify_poll(handle.raw) }
+        fuse_pollhandle_destroy(handle.raw)
+        return rc == 0
     }
 
     /// Whether `notify()` was called.

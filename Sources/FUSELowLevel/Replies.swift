@@ -11,13 +11,10 @@ import Glibc
 public final class ReplyEntry: Reply, @unchecked Sendable {
     @discardableResult
     public func entry(_ entry: EntryParameters) -> ReplyResult {
-        answer(
-            by: .caller,
-            kernel: { req in
-                var param = entry.entryParam
-                return fuse_reply_entry(req, &param)
-            },
-            recorded: { .entry(entry) })
+        answer(by: .caller) { req in
+            var param = entry.entryParam
+            return fuse_reply_entry(req, &param)
+        }
     }
 
     /// "No such name", cached by the kernel for `timeout` seconds (an entry
@@ -36,13 +33,10 @@ public final class ReplyEntry: Reply, @unchecked Sendable {
 public final class ReplyAttributes: Reply, @unchecked Sendable {
     @discardableResult
     public func attributes(_ attributes: FileAttributes, timeout: Double) -> ReplyResult {
-        answer(
-            by: .caller,
-            kernel: { req in
-                var st = attributes.stat
-                return fuse_reply_attr(req, &st, timeout)
-            },
-            recorded: { .attributes(attributes, timeout: timeout) })
+        answer(by: .caller) { req in
+            var st = attributes.stat
+            return fuse_reply_attr(req, &st, timeout.kernelTimeout)
+        }
     }
 }
 
@@ -51,10 +45,7 @@ public final class ReplyAttributes: Reply, @unchecked Sendable {
 public final class ReplyOpen: Reply, @unchecked Sendable {
     @discardableResult
     public func opened(_ open: OpenParameters) -> ReplyResult {
-        answer(
-            by: .caller,
-            kernel: { cfuse_reply_open($0, open.fh, open.openFlags) },
-            recorded: { .opened(open) })
+        answer(by: .caller) { cfuse_reply_open($0, open.fh, open.openFlags) }
     }
 }
 
@@ -62,13 +53,10 @@ public final class ReplyOpen: Reply, @unchecked Sendable {
 public final class ReplyCreate: Reply, @unchecked Sendable {
     @discardableResult
     public func created(entry: EntryParameters, open: OpenParameters) -> ReplyResult {
-        answer(
-            by: .caller,
-            kernel: { req in
-                var param = entry.entryParam
-                return cfuse_reply_create(req, &param, open.fh, open.openFlags)
-            },
-            recorded: { .created(entry: entry, open: open) })
+        answer(by: .caller) { req in
+            var param = entry.entryParam
+            return cfuse_reply_create(req, &param, open.fh, open.openFlags)
+        }
     }
 }
 
@@ -79,10 +67,7 @@ public final class ReplyData: Reply, @unchecked Sendable {
     /// The bytes are copied to the kernel before this returns.
     @discardableResult
     public func data(_ bytes: UnsafeRawBufferPointer) -> ReplyResult {
-        answer(
-            by: .caller,
-            kernel: { fuse_reply_buf($0, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count) },
-            recorded: { .data(Array(bytes)) })
+        answer(by: .caller) { fuse_reply_buf($0, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count) }
     }
 
     @discardableResult
@@ -99,13 +84,10 @@ public final class ReplyData: Reply, @unchecked Sendable {
     /// first copying them into one.
     @discardableResult
     public func data(gathering parts: [UnsafeRawBufferPointer]) -> ReplyResult {
-        answer(
-            by: .caller,
-            kernel: { req in
-                let iov = parts.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
-                return iov.withUnsafeBufferPointer { fuse_reply_iov(req, $0.baseAddress, Int32($0.count)) }
-            },
-            recorded: { .data(parts.flatMap { Array($0) }) })
+        answer(by: .caller) { req in
+            let iov = parts.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+            return iov.withUnsafeBufferPointer { fuse_reply_iov(req, $0.baseAddress, Int32($0.count)) }
+        }
     }
 }
 
@@ -113,7 +95,7 @@ public final class ReplyData: Reply, @unchecked Sendable {
 public final class ReplyWrite: Reply, @unchecked Sendable {
     @discardableResult
     public func written(_ count: Int) -> ReplyResult {
-        answer(by: .caller, kernel: { fuse_reply_write($0, count) }, recorded: { .written(count) })
+        answer(by: .caller) { fuse_reply_write($0, count) }
     }
 }
 
@@ -123,7 +105,7 @@ public final class ReplyWrite: Reply, @unchecked Sendable {
 public final class ReplyEmpty: Reply, @unchecked Sendable {
     @discardableResult
     public func ok() -> ReplyResult {
-        answer(by: .caller, kernel: { fuse_reply_err($0, 0) }, recorded: { .ok })
+        answer(by: .caller) { fuse_reply_err($0, 0) }
     }
 }
 
@@ -131,13 +113,10 @@ public final class ReplyEmpty: Reply, @unchecked Sendable {
 public final class ReplyStatfs: Reply, @unchecked Sendable {
     @discardableResult
     public func statfs(_ stats: FilesystemStatistics) -> ReplyResult {
-        answer(
-            by: .caller,
-            kernel: { req in
-                var sv = stats.statvfs
-                return fuse_reply_statfs(req, &sv)
-            },
-            recorded: { .statfs(stats) })
+        answer(by: .caller) { req in
+            var sv = stats.statvfs
+            return fuse_reply_statfs(req, &sv)
+        }
     }
 }
 
@@ -146,7 +125,7 @@ public final class ReplyStatfs: Reply, @unchecked Sendable {
 public final class ReplyPoll: Reply, @unchecked Sendable {
     @discardableResult
     public func events(_ events: PollEvents) -> ReplyResult {
-        answer(by: .caller, kernel: { fuse_reply_poll($0, events.rawValue) }, recorded: { .poll(events) })
+        answer(by: .caller) { fuse_reply_poll($0, events.rawValue) }
     }
 }
 
@@ -155,15 +134,12 @@ public final class ReplyPoll: Reply, @unchecked Sendable {
 public final class ReplyXattr: Reply, @unchecked Sendable {
     @discardableResult
     public func size(_ count: Int) -> ReplyResult {
-        answer(by: .caller, kernel: { fuse_reply_xattr($0, count) }, recorded: { .xattrSize(count) })
+        answer(by: .caller) { fuse_reply_xattr($0, count) }
     }
 
     @discardableResult
     public func data(_ bytes: [UInt8]) -> ReplyResult {
-        answer(
-            by: .caller,
-            kernel: { req in bytes.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) } },
-            recorded: { .xattrData(bytes) })
+        answer(by: .caller) { req in bytes.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) } }
     }
 }
 
@@ -171,7 +147,7 @@ public final class ReplyXattr: Reply, @unchecked Sendable {
 public final class ReplyLseek: Reply, @unchecked Sendable {
     @discardableResult
     public func offset(_ offset: Int64) -> ReplyResult {
-        answer(by: .caller, kernel: { fuse_reply_lseek($0, numericCast(offset)) }, recorded: { .offset(offset) })
+        answer(by: .caller) { fuse_reply_lseek($0, numericCast(offset)) }
     }
 }
 
@@ -179,9 +155,6 @@ public final class ReplyLseek: Reply, @unchecked Sendable {
 public final class ReplyReadlink: Reply, @unchecked Sendable {
     @discardableResult
     public func target(_ target: String) -> ReplyResult {
-        answer(
-            by: .caller,
-            kernel: { req in target.withCString { fuse_reply_readlink(req, $0) } },
-            recorded: { .readlink(target) })
+        answer(by: .caller) { req in target.withCString { fuse_reply_readlink(req, $0) } }
     }
 }

@@ -3,12 +3,6 @@ import Glibc
 import Synchronization
 public import SystemPackage
 
-/// Where a reply goes: to the kernel through libfuse, or to a test's recorder.
-enum ReplyTransport: Sendable {
-    case kernel(RequestHandle)
-    case recorder(RecordedRequest)
-}
-
 /// One FUSE request awaiting its single answer; the shared base of the typed
 /// replies (`ReplyEntry`, `ReplyData`, ...).
 ///
@@ -27,7 +21,7 @@ enum ReplyTransport: Sendable {
 /// Not subclassable outside this module; @unchecked only because the class is
 /// not final: its stored state is `let`s of Sendable types and atomics.
 public class Reply: @unchecked Sendable {
-    let transport: ReplyTransport
+    let request: RequestHandle
     let session: SessionCore
     /// 0: unanswered; otherwise who answered (`Answerer`).
     private let claim = Atomic<UInt8>(0)
@@ -41,14 +35,14 @@ public class Reply: @unchecked Sendable {
         case layer = 2
     }
 
-    required init(transport: ReplyTransport, session: SessionCore) {
-        self.transport = transport
+    required init(request: RequestHandle, session: SessionCore) {
+        self.request = request
         self.session = session
     }
 
     deinit {
         guard claim.load(ordering: .acquiring) == 0 else { return }
-        answer(by: .layer, kernel: { fuse_reply_err($0, EIO) }, recorded: { .error(.ioError) })
+        answer(by: .layer) { fuse_reply_err($0, EIO) }
     }
 
     /// Whether someone (the caller or this layer) has answered.
@@ -62,16 +56,12 @@ public class Reply: @unchecked Sendable {
 
     @discardableResult
     func answer(by who: Answerer, errno: Errno) -> ReplyResult {
-        answer(by: who, kernel: { fuse_reply_err($0, errno.rawValue) }, recorded: { .error(errno) })
+        answer(by: who) { fuse_reply_err($0, errno.rawValue) }
     }
 
     /// The one path every answer takes: claim, leave the claim table, send.
     @discardableResult
-    func answer(
-        by who: Answerer,
-        kernel send: (fuse_req_t) -> Int32,
-        recorded: () -> RecordedReply
-    ) -> ReplyResult {
+    func answer(by who: Answerer, _ send: (fuse_req_t) -> Int32) -> ReplyResult {
         let (won, previous) = claim.compareExchange(
             expected: 0, desired: who.rawValue, ordering: .acquiringAndReleasing)
         guard won else {
@@ -85,11 +75,6 @@ public class Reply: @unchecked Sendable {
         // fuse_free_req, inside the reply call below.
         let id = interruptID.load(ordering: .acquiring)
         if id != 0 { session.interrupts.answered(id) }
-        switch transport {
-        case .kernel(let handle):
-            return session.gate.ifOpen { ReplyResult(returnCode: send(handle.raw)) } ?? .sessionClosed
-        case .recorder(let request):
-            return request.record(recorded())
-        }
+        return session.gate.ifOpen { ReplyResult(returnCode: send(request.raw)) } ?? .sessionClosed
     }
 }

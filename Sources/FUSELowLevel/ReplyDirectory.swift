@@ -16,21 +16,20 @@ public final class ReplyDirectory: Reply, @unchecked Sendable {
     private struct Builder {
         var buffer: [UInt8]
         var used = 0
-        var entries: [ListedEntry] = []
     }
 
     /// The size the kernel asked for: the most the reply may hold.
     public let capacity: Int
     private let builder: AdaptiveMutex<Builder>
 
-    init(transport: ReplyTransport, session: SessionCore, capacity: Int) {
+    init(request: RequestHandle, session: SessionCore, capacity: Int) {
         self.capacity = max(0, capacity)
         self.builder = AdaptiveMutex(Builder(buffer: []))
-        super.init(transport: transport, session: session)
+        super.init(request: request, session: session)
     }
 
-    required convenience init(transport: ReplyTransport, session: SessionCore) {
-        self.init(transport: transport, session: session, capacity: 4096)
+    required convenience init(request: RequestHandle, session: SessionCore) {
+        self.init(request: request, session: session, capacity: 4096)
     }
 
     /// Appends one entry (`fuse_add_direntry`). Returns false, adding
@@ -57,7 +56,6 @@ public final class ReplyDirectory: Reply, @unchecked Sendable {
             }
             guard size <= remaining else { return false }
             b.used += size
-            b.entries.append(ListedEntry(entry, nextOffset: nextOffset))
             return true
         }
     }
@@ -70,13 +68,10 @@ public final class ReplyDirectory: Reply, @unchecked Sendable {
             b = Builder(buffer: [])
             return taken
         }
-        return answer(
-            by: .caller,
-            kernel: { req in
-                built.buffer.withUnsafeBytes {
-                    fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), built.used)
-                }
-            },
-            recorded: { .directory(built.entries) })
+        return answer(by: .caller) { req in
+            built.buffer.withUnsafeBytes {
+                fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), built.used)
+            }
+        }
     }
 }

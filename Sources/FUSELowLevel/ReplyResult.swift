@@ -1,5 +1,4 @@
 import Glibc
-public import FileSystemTypes
 public import SystemPackage
 
 /// What became of an answer. Anything but `.sent` means the caller's data did
@@ -29,36 +28,4 @@ public enum ReplyResult: Sendable, Equatable {
         default: self = .failed(Errno(rawValue: rc < 0 ? -rc : rc))
         }
     }
-}
-
-/// A directory entry as a `ReplyDirectory` sent it, with the offset the
-/// kernel hands back to resume after it.
-public struct ListedEntry: Sendable, Equatable {
-    public var entry: DirectoryEntry
-    public var nextOffset: Int64
-
-    public init(_ entry: DirectoryEntry, nextOffset: Int64) {
-        self.entry = entry
-        self.nextOffset = nextOffset
-    }
-}
-
-/// A reply as it would have gone to the kernel: what `ReplyRecorder` keeps,
-/// so code above this layer can be tested without a mount.
-public enum RecordedReply: Sendable, Equatable {
-    case error(Errno)
-    case ok
-    case entry(EntryParameters)
-    case attributes(FileAttributes, timeout: Double)
-    case opened(OpenParameters)
-    case created(entry: EntryParameters, open: OpenParameters)
-    case data([UInt8])
-    case written(Int)
-    case directory([ListedEntry])
-    case statfs(FilesystemStatistics)
-    case poll(PollEvents)
-    case xattrSize(Int)
-    case xattrData([UInt8])
-    case offset(Int64)
-    case readlink(String)
 }

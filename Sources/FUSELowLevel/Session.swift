@@ -35,14 +35,14 @@ public struct FUSESessionError: Error, Sendable, CustomStringConvertible {
 ///     try session.daemonize(foreground: true)   // before any thread is started
 ///     try session.installSignalHandlers()       // SIGINT/SIGTERM/SIGHUP → requestExit
 ///     let status = session.run(singleThreaded: false)   // blocks
-///     fs.failWaiters()                          // stop producing; answer what you hold
+///     // here the filesystem stops producing and answers the replies it holds
 ///     session.failPending(with: .interrupted)   // whatever is still armed
 ///     session.unmount()
 ///     session.destroy()
 ///
 /// @unchecked Sendable: the libfuse session pointer and all mutable state
-/// live in `state`, a Mutex; libfuse calls that must not overlap destroy
-/// happen under it or behind the core's gate.
+/// live in `state`, behind an `AdaptiveMutex`; libfuse calls that must not
+/// overlap destroy happen under it or behind the core's gate.
 public final class FUSESession: @unchecked Sendable {
     private struct State {
         var session: SessionPointer?
@@ -53,7 +53,7 @@ public final class FUSESession: @unchecked Sendable {
         var receivedSignal: Int32?
     }
 
-    private let core: SessionCore
+    let core: SessionCore
     /// The `userdata` libfuse hands back; released after fuse_session_destroy.
     private let userdata: Unmanaged<SessionCore>
     private let state = AdaptiveMutex(State())
@@ -61,8 +61,12 @@ public final class FUSESession: @unchecked Sendable {
     /// `options` as on a FUSE command line, without program name or
     /// mountpoint: e.g. `["-o", "allow_other,default_permissions,fsname=x"]`,
     /// plus `"-d"` for libfuse's debug log.
-    public init(operations: any FilesystemOperations, options: [String]) throws(FUSESessionError) {
-        core = SessionCore(operations: operations)
+    public convenience init(operations: any FilesystemOperations, options: [String]) throws(FUSESessionError) {
+        try self.init(core: SessionCore(operations: operations), options: options)
+    }
+
+    init(core: SessionCore, options: [String]) throws(FUSESessionError) {
+        self.core = core
         userdata = Unmanaged.passRetained(core)
         let marker = LibfuseLog.marker
         let program = CommandLine.arguments.first.flatMap { $0.isEmpty ? nil : $0 } ?? "fuse"
@@ -266,6 +270,14 @@ public final class FUSESession: @unchecked Sendable {
         fuse_session_destroy(session.raw)
         SignalRelay.shared?.detach(self)
         userdata.release()
+    }
+
+    /// Runs `body` with libfuse's session unless destroyed. The pointer
+    /// outlives `body` only inside `core.gate`, which `destroy` closes before
+    /// freeing it.
+    func withSessionPointer<R>(_ body: (OpaquePointer) -> R) -> R? {
+        guard let session = state.withLock({ $0.session }) else { return nil }
+        return body(session.raw)
     }
 
     private func stopLoopAndWait() {

@@ -8,9 +8,12 @@ final class SessionCore: Sendable {
     let operations: any FilesystemOperations
     let gate = SessionGate()
     let interrupts = InterruptRegistry<Reply>()
+    /// Where libfuse's messages go when the session has no mount.
+    let channel: (any FUSEChannel)?
 
-    init(operations: any FilesystemOperations) {
+    init(operations: any FilesystemOperations, channel: (any FUSEChannel)? = nil) {
         self.operations = operations
+        self.channel = channel
     }
 
     /// The core of the session `req` belongs to. Valid in callbacks and in

@@ -5,6 +5,7 @@ import FileSystemTypes
 import Glibc
 import Logging
 import MulticastFS
+import MulticastFUSE
 import SystemPackage
 
 /// `mcastfs MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]`, as libfuse

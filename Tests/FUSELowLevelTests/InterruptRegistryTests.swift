@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import Testing
 
 @testable import FUSELowLevel
@@ -94,5 +96,49 @@ private final class Token: Sendable {
         let pending = registry.pendingTargets()
         #expect(pending.map(\.name) == ["kept"])
         #expect(registry.count == 1)
+    }
+
+    /// A cancel that never ran is released when its request is answered.
+    /// Releasing it may run user code (a deinit) that uses the table — in
+    /// the daemon, a reply's deinit answering EIO — so it must happen after
+    /// the table's lock is dropped. The probe's deinit asks another thread
+    /// to take the lock: were it held by the releasing thread, that could
+    /// not happen within the second (and taking it here would deadlock).
+    @Test func cancelDroppedByTheAnswerIsReleasedOutsideTheLock() {
+        /// 0: the probe is alive; 1: released with the lock free; 2: held.
+        let verdict = Verdict()
+        final class Verdict: Sendable { let value = Atomic<Int>(0) }
+        final class Probe: Sendable {
+            let registry: InterruptRegistry<Token>
+            let verdict: Verdict
+            init(_ registry: InterruptRegistry<Token>, _ verdict: Verdict) {
+                self.registry = registry
+                self.verdict = verdict
+            }
+            deinit {
+                let done = DispatchSemaphore(value: 0)
+                let registry = registry
+                DispatchQueue.global().async {
+                    _ = registry.count
+                    done.signal()
+                }
+                let free = done.wait(timeout: .now() + 1) == .success
+                verdict.value.store(free ? 1 : 2, ordering: .releasing)
+            }
+        }
+        let registry = InterruptRegistry<Token>()
+        let token = Token("a")
+        let id = registry.arm(token, registrant: 1)
+        registry.registrationFinished(id)
+        do {
+            let probe = Probe(registry, verdict)
+            _ = registry.provideCancel(id) { [probe] in
+                withExtendedLifetime(probe) { true }
+            }
+        }
+        #expect(verdict.value.load(ordering: .acquiring) == 0)
+        registry.answered(id)
+        #expect(verdict.value.load(ordering: .acquiring) == 1)
+        withExtendedLifetime(token) {}
     }
 }

@@ -1,4 +1,6 @@
 import Dispatch
+import SystemPackage
+import FUSETesting
 import Locking
 import Synchronization
 import Testing
@@ -6,9 +8,10 @@ import Testing
 @testable import FUSELowLevel
 
 /// Interrupt-armed replies through the real glue (armInterrupt, onInterrupt,
-/// the claim table), with `ReplyRecorder` playing libfuse: it calls the
-/// interrupt function synchronously from the registration if the request
-/// was already interrupted, exactly as fuse_req_interrupt_func does.
+/// the claim table) and libfuse's real interrupt path: the fake kernel sends
+/// FUSE_INTERRUPT, libfuse's do_interrupt finds the request and calls our
+/// interrupt function — or, when the interrupt came first, marks the request
+/// and fuse_req_interrupt_func calls it from inside the registration.
 @Suite struct ReplyInterruptTests {
     /// A pending-work table as a filesystem would keep one: cancel succeeds
     /// only if the work is still queued.
@@ -18,8 +21,8 @@ import Testing
         func take(_ id: Int) -> Bool { ids.withLock { $0.remove(id) != nil } }
     }
 
-    @Test func armOnAlreadyInterruptedRequestAnswersEINTR() {
-        let kernel = ReplyRecorder()
+    @Test func armOnAlreadyInterruptedRequestAnswersEINTR() throws {
+        let kernel = try Bench()
         let reply = kernel.make(ReplyData.self, interrupted: true)
         #expect(reply.armInterrupt() == false)
         #expect(kernel.answer(of: reply) == .error(.interrupted))
@@ -30,8 +33,8 @@ import Testing
         #expect(kernel.answers == [.error(.interrupted)])
     }
 
-    @Test func interruptBeforeOnInterruptRunsCancelNow() {
-        let kernel = ReplyRecorder()
+    @Test func interruptBeforeOnInterruptRunsCancelNow() throws {
+        let kernel = try Bench()
         let waiters = Waiters()
         let reply = kernel.make(ReplyData.self)
         #expect(reply.armInterrupt())
@@ -48,8 +51,8 @@ import Testing
         #expect(kernel.pendingInterruptibleCount == 0)
     }
 
-    @Test func interruptBeforeOnInterruptWhenWorkAlreadyDone() {
-        let kernel = ReplyRecorder()
+    @Test func interruptBeforeOnInterruptWhenWorkAlreadyDone() throws {
+        let kernel = try Bench()
         let reply = kernel.make(ReplyData.self)
         #expect(reply.armInterrupt())
         kernel.interrupt(reply)
@@ -64,8 +67,8 @@ import Testing
         #expect(kernel.answers == [.data([7])])
     }
 
-    @Test func interruptAfterOnInterruptCancelTrue() {
-        let kernel = ReplyRecorder()
+    @Test func interruptAfterOnInterruptCancelTrue() throws {
+        let kernel = try Bench()
         let waiters = Waiters()
         let reply = kernel.make(ReplyData.self)
         #expect(reply.armInterrupt())
@@ -79,8 +82,8 @@ import Testing
         #expect(reply.data([1]) == .alreadyAnswered)
     }
 
-    @Test func interruptAfterOnInterruptCancelFalseWorkAnswers() {
-        let kernel = ReplyRecorder()
+    @Test func interruptAfterOnInterruptCancelFalseWorkAnswers() throws {
+        let kernel = try Bench()
         let reply = kernel.make(ReplyData.self)
         #expect(reply.armInterrupt())
         reply.onInterrupt { false }  // "the work has answered or will answer"
@@ -90,8 +93,8 @@ import Testing
         #expect(kernel.answers == [.data([9])])
     }
 
-    @Test func cancelMayAnswerItselfAndDecline() {
-        let kernel = ReplyRecorder()
+    @Test func cancelMayAnswerItselfAndDecline() throws {
+        let kernel = try Bench()
         let reply = kernel.make(ReplyData.self)
         #expect(reply.armInterrupt())
         reply.onInterrupt { [reply] in
@@ -102,8 +105,8 @@ import Testing
         #expect(kernel.answers == [.data([])])
     }
 
-    @Test func interruptAfterAnswerDoesNotRunCancel() {
-        let kernel = ReplyRecorder()
+    @Test func interruptAfterAnswerDoesNotRunCancel() throws {
+        let kernel = try Bench()
         let reply = kernel.make(ReplyData.self)
         #expect(reply.armInterrupt())
         let ran = Atomic<Int>(0)
@@ -116,13 +119,13 @@ import Testing
         // Also the libfuse race: the interrupt function still called for an
         // id that was answered (find_interrupted read func before the reply).
         let id = reply.interruptID.load(ordering: .relaxed)
-        kernel.session.deliverInterrupt(id: id, thread: 999)
+        kernel.core.deliverInterrupt(id: id, thread: 999)
         #expect(ran.load(ordering: .relaxed) == 0)
         #expect(kernel.answers == [.data([1, 2])])
     }
 
-    @Test func doubleInterruptRunsCancelOnce() {
-        let kernel = ReplyRecorder()
+    @Test func doubleInterruptRunsCancelOnce() throws {
+        let kernel = try Bench()
         let reply = kernel.make(ReplyData.self)
         #expect(reply.armInterrupt())
         let ran = Atomic<Int>(0)
@@ -133,7 +136,7 @@ import Testing
         kernel.interrupt(reply)
         kernel.interrupt(reply)
         let id = reply.interruptID.load(ordering: .relaxed)
-        kernel.session.deliverInterrupt(id: id, thread: 999)
+        kernel.core.deliverInterrupt(id: id, thread: 999)
         #expect(ran.load(ordering: .relaxed) == 1)
         #expect(kernel.answer(of: reply) == nil)
         reply.error(.wouldBlock)
@@ -143,11 +146,11 @@ import Testing
     /// The usual shape: the filesystem's waiter list holds the only strong
     /// reference, and the cancel removes it. The requester must get EINTR,
     /// not the EIO of a reply dropped unanswered.
-    @Test func cancelDroppingTheLastReferenceStillAnswersEINTR() {
+    @Test func cancelDroppingTheLastReferenceStillAnswersEINTR() throws {
         final class Parked: Sendable {
             let replies = AdaptiveMutex<[Int: ReplyData]>([:])
         }
-        let kernel = ReplyRecorder()
+        let kernel = try Bench()
         let parked = Parked()
         weak var weakReply: ReplyData?
         do {
@@ -165,8 +168,8 @@ import Testing
         #expect(kernel.answers == [.error(.interrupted)])
     }
 
-    @Test func interruptOnWriteReplyToo() {
-        let kernel = ReplyRecorder()
+    @Test func interruptOnWriteReplyToo() throws {
+        let kernel = try Bench()
         let reply = kernel.make(ReplyWrite.self)
         #expect(reply.armInterrupt())
         reply.onInterrupt { true }
@@ -174,8 +177,8 @@ import Testing
         #expect(kernel.answer(of: reply) == .error(.interrupted))
     }
 
-    @Test func failPendingAnswersOnlyArmedOnes() {
-        let kernel = ReplyRecorder()
+    @Test func failPendingAnswersOnlyArmedOnes() throws {
+        let kernel = try Bench()
         let armed1 = kernel.make(ReplyData.self)
         let armed2 = kernel.make(ReplyWrite.self)
         let plain = kernel.make(ReplyData.self)
@@ -193,8 +196,8 @@ import Testing
         plain.data([3])
     }
 
-    @Test func droppedArmedReplyAnswersEIOAndLeavesTheTable() {
-        let kernel = ReplyRecorder()
+    @Test func droppedArmedReplyAnswersEIOAndLeavesTheTable() throws {
+        let kernel = try Bench()
         do {
             let reply = kernel.make(ReplyData.self)
             #expect(reply.armInterrupt())
@@ -203,8 +206,8 @@ import Testing
         #expect(kernel.pendingInterruptibleCount == 0)
     }
 
-    @Test func abandonedRequestReportsRequestGone() {
-        let kernel = ReplyRecorder()
+    @Test func abandonedRequestReportsRequestGone() throws {
+        let kernel = try Bench()
         let reply = kernel.make(ReplyData.self)
         kernel.abandon(reply)
         let result = reply.data([1])
@@ -216,8 +219,8 @@ import Testing
     /// on real threads: each request is answered exactly once (a double
     /// answer would trap in this debug build), and EINTR only when the
     /// cancel took the waiter.
-    @Test func racingAnswerAndInterrupt() {
-        let kernel = ReplyRecorder()
+    @Test func racingAnswerAndInterrupt() throws {
+        let kernel = try Bench()
         let waiters = Waiters()
         let rounds = 2_000
         let replies = (0..<rounds).map { _ in kernel.make(ReplyData.self) }
@@ -271,4 +274,47 @@ import Testing
         #expect(kernel.answers.count == rounds)
         #expect(kernel.pendingInterruptibleCount == 0)
     }
+}
+
+/// The fake kernel serving a `Holding` filesystem, with the request behind
+/// each held reply remembered, so that tests speak of replies.
+private final class Bench: Sendable {
+    let fs = Holding()
+    let kernel: FakeKernel
+    private let uniques = AdaptiveMutex<[ObjectIdentifier: UInt64]>([:])
+
+    init() throws { kernel = try FakeKernel(serving: fs) }
+
+    /// A read (or write) request's reply, held. `interrupted`: the
+    /// FUSE_INTERRUPT reached libfuse before the request did.
+    func make<R: Reply>(_ type: R.Type, interrupted: Bool = false) -> R {
+        let request: Request = R.self == ReplyWrite.self
+            ? .write(ino: 2, fh: 1, data: [1]) : .read(ino: 2, fh: 1, size: 4096)
+        let unique = interrupted ? kernel.sendInterrupted(request) : kernel.send(request)
+        let reply = fs.take(type)
+        uniques.withLock { $0[ObjectIdentifier(reply)] = unique }
+        return reply
+    }
+
+    private func unique(of reply: Reply) -> UInt64 {
+        uniques.withLock { $0[ObjectIdentifier(reply)]! }
+    }
+
+    /// The kernel sends FUSE_INTERRUPT for `reply`'s request.
+    func interrupt(_ reply: Reply) { kernel.send(.interrupt(unique: unique(of: reply))) }
+
+    func abandon(_ reply: Reply) { kernel.abandon(unique(of: reply)) }
+
+    func answer(of reply: Reply) -> WireReply? { kernel.reply(to: unique(of: reply)) }
+
+    /// The replies to this bench's requests, in order (not INIT's, nor the
+    /// EAGAIN libfuse gives an interrupt whose request it no longer knows).
+    var answers: [WireReply] {
+        let mine = Set(uniques.withLock { $0.values })
+        return kernel.replies.filter { mine.contains($0.unique) }.map(\.reply)
+    }
+
+    var core: SessionCore { kernel.session.core }
+    var pendingInterruptibleCount: Int { kernel.session.pendingInterruptibleCount }
+    func failPending(with errno: Errno) { kernel.session.failPending(with: errno) }
 }

@@ -1,63 +1,62 @@
-import DeliveryCore
-import FUSELowLevel
-import FileSystemTypes
-import MulticastFS
-import SystemPackage
+public import FUSELowLevel
+public import FileSystemTypes
+public import MulticastFS
+public import SystemPackage
 
 /// Routes each FUSE request to MulticastFilesystem: the whole FUSE side of
 /// mcastfs. Every method runs on a libfuse worker thread; all answer at once
 /// except read and write, whose replies may be stored and answered later by
 /// the thread that makes them possible (a sender, a reader).
-final class Bridge: FilesystemOperations {
-    let fs: MulticastFilesystem
+public final class Bridge: FilesystemOperations {
+    public let fs: MulticastFilesystem
     /// How long the kernel may cache names and attributes. Every change goes
     /// through this kernel, which updates its caches itself.
-    let cacheTimeout = 1.0
+    public let cacheTimeout = 1.0
 
-    init(fs: MulticastFilesystem) { self.fs = fs }
+    public init(fs: MulticastFilesystem) { self.fs = fs }
 
     // MARK: Names and attributes
 
-    func lookup(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEntry) {
+    public func lookup(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEntry) {
         answer(reply) { () throws(Errno) in reply.entry(entry(try fs.lookup(parent: parent, name: name))) }
     }
 
-    func forget(ino: UInt64, lookups: UInt64) {
+    public func forget(ino: UInt64, lookups: UInt64) {
         fs.forget(ino, count: lookups)
     }
 
-    func getattr(_ context: RequestContext, ino: UInt64, reply: ReplyAttributes) {
+    public func getattr(_ context: RequestContext, ino: UInt64, reply: ReplyAttributes) {
         answer(reply) { () throws(Errno) in
             reply.attributes(try fs.attributes(of: ino), timeout: cacheTimeout)
         }
     }
 
-    func setattr(_ context: RequestContext, ino: UInt64, changes: AttributeChanges, fh: UInt64?, reply: ReplyAttributes) {
+    public func setattr(_ context: RequestContext, ino: UInt64, changes: AttributeChanges, fh: UInt64?, reply: ReplyAttributes) {
         answer(reply) { () throws(Errno) in
             reply.attributes(try fs.setAttributes(of: ino, changes), timeout: cacheTimeout)
         }
     }
 
-    func mknod(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, device: UInt64, reply: ReplyEntry) {
+    public func mknod(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, device: UInt64, reply: ReplyEntry) {
         answer(reply) { () throws(Errno) in
             reply.entry(entry(try fs.makeNode(parent: parent, name: name, mode: mode, caller: caller(context))))
         }
     }
 
-    func mkdir(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, reply: ReplyEntry) {
+    public func mkdir(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, reply: ReplyEntry) {
         answer(reply) { () throws(Errno) in
             reply.entry(entry(try fs.makeGroup(parent: parent, name: name, permissions: mode.permissions, caller: caller(context))))
         }
     }
 
-    func unlink(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEmpty) {
+    public func unlink(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEmpty) {
         answer(reply) { () throws(Errno) in
             try fs.removeMember(parent: parent, name: name)
             reply.ok()
         }
     }
 
-    func rmdir(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEmpty) {
+    public func rmdir(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEmpty) {
         answer(reply) { () throws(Errno) in
             try fs.removeGroup(parent: parent, name: name)
             reply.ok()
@@ -67,19 +66,19 @@ final class Bridge: FilesystemOperations {
     // Links, symlinks and renames are not part of the contract: EPERM, and
     // nothing changes.
 
-    func symlink(_ context: RequestContext, target: String, parent: UInt64, name: String, reply: ReplyEntry) {
+    public func symlink(_ context: RequestContext, target: String, parent: UInt64, name: String, reply: ReplyEntry) {
         reply.error(.notPermitted)
     }
 
-    func rename(_ context: RequestContext, parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32, reply: ReplyEmpty) {
+    public func rename(_ context: RequestContext, parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32, reply: ReplyEmpty) {
         reply.error(.notPermitted)
     }
 
-    func link(_ context: RequestContext, ino: UInt64, newParent: UInt64, newName: String, reply: ReplyEntry) {
+    public func link(_ context: RequestContext, ino: UInt64, newParent: UInt64, newName: String, reply: ReplyEntry) {
         reply.error(.notPermitted)
     }
 
-    func statfs(_ context: RequestContext, ino: UInt64, reply: ReplyStatfs) {
+    public func statfs(_ context: RequestContext, ino: UInt64, reply: ReplyStatfs) {
         let counts = fs.counts
         reply.statfs(FilesystemStatistics(
             blockSize: 4096, fragmentSize: 4096, blocks: 0, blocksFree: 0, blocksAvailable: 0,
@@ -88,11 +87,11 @@ final class Bridge: FilesystemOperations {
 
     // MARK: Open files
 
-    func open(_ context: RequestContext, ino: UInt64, flags: OpenFlags, reply: ReplyOpen) {
+    public func open(_ context: RequestContext, ino: UInt64, flags: OpenFlags, reply: ReplyOpen) {
         answer(reply) { () throws(Errno) in reply.opened(openParameters(try fs.open(ino, flags: flags))) }
     }
 
-    func create(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, flags: OpenFlags, reply: ReplyCreate) {
+    public func create(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, flags: OpenFlags, reply: ReplyCreate) {
         answer(reply) { () throws(Errno) in
             let (created, opened) = try fs.createMember(
                 parent: parent, name: name, permissions: mode.permissions, flags: flags, caller: caller(context))
@@ -104,28 +103,28 @@ final class Bridge: FilesystemOperations {
         }
     }
 
-    func read(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, flags: OpenFlags, reply: ReplyData) {
+    public func read(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, flags: OpenFlags, reply: ReplyData) {
         fs.read(handle: fh, size: size, offset: offset, flags: flags, reply: KernelRead(reply: reply))
     }
 
-    func write(_ context: RequestContext, ino: UInt64, fh: UInt64, data: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, reply: ReplyWrite) {
+    public func write(_ context: RequestContext, ino: UInt64, fh: UInt64, data: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, reply: ReplyWrite) {
         fs.write(handle: fh, bytes: data, offset: offset, flags: flags, reply: KernelWrite(reply: reply))
     }
 
-    func flush(_ context: RequestContext, ino: UInt64, fh: UInt64, reply: ReplyEmpty) {
+    public func flush(_ context: RequestContext, ino: UInt64, fh: UInt64, reply: ReplyEmpty) {
         reply.ok()
     }
 
-    func fsync(_ context: RequestContext, ino: UInt64, fh: UInt64, dataOnly: Bool, reply: ReplyEmpty) {
+    public func fsync(_ context: RequestContext, ino: UInt64, fh: UInt64, dataOnly: Bool, reply: ReplyEmpty) {
         reply.ok()
     }
 
-    func release(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: OpenFlags, reply: ReplyEmpty) {
+    public func release(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: OpenFlags, reply: ReplyEmpty) {
         fs.release(handle: fh)
         reply.ok()
     }
 
-    func poll(_ context: RequestContext, ino: UInt64, fh: UInt64, handle: PollHandle?, reply: ReplyPoll) {
+    public func poll(_ context: RequestContext, ino: UInt64, fh: UInt64, handle: PollHandle?, reply: ReplyPoll) {
         var notify: (@Sendable () -> Void)?
         if let handle { notify = { _ = handle.notify() } }
         let readiness = fs.poll(handle: fh, notify: notify)
@@ -137,14 +136,14 @@ final class Bridge: FilesystemOperations {
 
     // MARK: Directories
 
-    func opendir(_ context: RequestContext, ino: UInt64, flags: OpenFlags, reply: ReplyOpen) {
+    public func opendir(_ context: RequestContext, ino: UInt64, flags: OpenFlags, reply: ReplyOpen) {
         answer(reply) { () throws(Errno) in
             let opened = try fs.openDirectory(ino)
             reply.opened(OpenParameters(fh: opened.handle, directIO: false, nonseekable: false, stream: false, keepCache: false))
         }
     }
 
-    func readdir(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, reply: ReplyDirectory) {
+    public func readdir(_ context: RequestContext, ino: UInt64, fh: UInt64, size: Int, offset: Int64, reply: ReplyDirectory) {
         var next = offset
         for item in fs.readDirectory(handle: fh, from: Int(offset)) {
             next += 1
@@ -153,7 +152,7 @@ final class Bridge: FilesystemOperations {
         reply.send()
     }
 
-    func releasedir(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: OpenFlags, reply: ReplyEmpty) {
+    public func releasedir(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: OpenFlags, reply: ReplyEmpty) {
         fs.release(handle: fh)
         reply.ok()
     }
@@ -179,22 +178,4 @@ final class Bridge: FilesystemOperations {
         // and writes on one open file do not wait for each other.
         OpenParameters(fh: opened.handle, directIO: true, nonseekable: opened.isStream, stream: opened.isStream, keepCache: false)
     }
-}
-
-/// A read reply: stored while the reader waits, interruptible by a signal.
-struct KernelRead: ReadReply {
-    let reply: ReplyData
-    func reply(_ bytes: UnsafeRawBufferPointer) -> Bool { reply.data(bytes).delivered }
-    func fail(_ error: Errno) { reply.error(error) }
-    func willWait() -> Bool { reply.armInterrupt() }
-    func cancelOnInterrupt(_ cancel: @escaping @Sendable () -> Bool) { reply.onInterrupt(cancel) }
-}
-
-/// A write reply: stored while the writer waits, interruptible by a signal.
-struct KernelWrite: WriteReply {
-    let reply: ReplyWrite
-    func reply(written: Int) { reply.written(written) }
-    func fail(_ error: Errno) { reply.error(error) }
-    func willWait() -> Bool { reply.armInterrupt() }
-    func cancelOnInterrupt(_ cancel: @escaping @Sendable () -> Bool) { reply.onInterrupt(cancel) }
 }
