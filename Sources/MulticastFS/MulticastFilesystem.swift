@@ -3,7 +3,7 @@ import Glibc
 import Locking
 import Synchronization
 
-/// The contract (../shared/interface.md) mapped onto the delivery core: the
+/// The contract (docs/contract.md) mapped onto the delivery core: the
 /// namespace (root, group directories, `send`, `ctl`, `status`, members),
 /// owners and modes, open files, and reads and writes that may wait.
 ///
