@@ -1,15 +1,15 @@
-"""A reference model of the mcastfs contract (/work/shared/interface.md, v1),
-written from the contract alone, in plain Python.
+"""A reference model of the mcastfs contract (docs/contract.md), written from
+the contract alone, in plain Python.
 
 It knows nothing about FUSE or the daemon's code. The conformance tests run
 the same operations on a real mount and on this model and compare results and
 errno values.
 
-Where the contract is silent, the model follows the README's *choices*, or
-says explicitly that more than one answer is acceptable (`Ambiguous` verdicts
-of the ctl parser). Kernel behaviour that mcastfs never sees (a zero-length
-read or write never reaches a FUSE daemon; a write on a read-only fd is EBADF
-in the VFS) is modelled as the kernel does it.
+Where the contract was once silent, the model may say explicitly that more
+than one answer is acceptable (`Ambiguous` verdicts of the ctl parser).
+Kernel behaviour that mcastfs never sees (a zero-length read or write never
+reaches a FUSE daemon; a write on a read-only fd is EBADF in the VFS) is
+modelled as the kernel does it.
 """
 
 from __future__ import annotations
@@ -289,11 +289,11 @@ class Group:
         through `send`) would fail now; else its recipients."""
         refusals = []
         if self.closed:
-            refusals.append(errno.EPIPE)  # README choice: send of a removed group
+            refusals.append(errno.EPIPE)  # docs/contract.md, "Sending": send of a removed group
         if size > self.max_message:
             refusals.append(errno.EMSGSIZE)
         if sender is not None and not sender.present:
-            refusals.append(errno.EPIPE)  # README choice: a member that has left
+            refusals.append(errno.EPIPE)  # docs/contract.md, "Sending": a member that has left
         if sender is None and self.send_policy == "members":
             refusals.append(errno.EPERM)
         if refusals:
@@ -351,11 +351,11 @@ class Handle:
         return len(data)
 
     def readiness(self) -> tuple[bool, bool]:
-        """(POLLIN, POLLOUT) as the contract and the README's choices say: a
-        member file is readable when a message (or the rest of one this file
-        began) waits, or the member left; a writer is writable when a write
-        would not block (a write that fails at once does not block). A file
-        opened read-only is never writable, write-only never readable."""
+        """(POLLIN, POLLOUT) as the contract says: a member file is readable
+        when a message (or the rest of one this file began) waits, or the
+        member left; a writer is writable when a write would not block (a
+        write that fails at once does not block). A file opened read-only is
+        never writable, write-only never readable."""
         readable = self.reads and self.member is not None and (
             self.remainder is not None or bool(self.member.queue) or not self.member.present)
         writable = False
@@ -438,7 +438,7 @@ class Filesystem:
             if excl:
                 raise ModelError(errno.EEXIST)
             if (text in ("send", "ctl") and not writes) or (text == "status" and writes):
-                raise ModelError(errno.EACCES)  # README choice, even for root
+                raise ModelError(errno.EACCES)  # even for root (docs/contract.md)
             return None
         code = name_error(name)
         if code:

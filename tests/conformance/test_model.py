@@ -319,7 +319,7 @@ class McastMachine(RuleBasedStateMachine):
         h = self.pick(i)
         self.handles.remove(h)
         os.close(h.fd)
-        h.remainder = None  # closing in the middle of a message discards its rest (README choice)
+        h.remainder = None  # closing in the middle of a message discards its rest (docs/contract.md, "Receiving")
 
     @precondition(lambda self: self.handles)
     @rule(i=st.integers(0, 7), data=MESSAGES)

@@ -63,7 +63,7 @@ def c_call(ret: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
-# --- the cells the contract (or the README's choices) decide ---------------------
+# --- the cells the contract (docs/contract.md) decides ---------------------------
 
 REFUSED = {"EPERM", "EINVAL"}  # "an error (EPERM or EINVAL), nothing changes"
 XATTR = {"ENOTSUP", "ENODATA"}  # ENOTSUP == EOPNOTSUPP on Linux
@@ -73,11 +73,11 @@ for k in ("group", "send", "ctl", "status", "member"):
     EXPECTED[("link to a new name", k)] = REFUSED
 for k in ("root", "group"):
     EXPECTED[("symlink inside", k)] = REFUSED
-    EXPECTED[("mknod FIFO inside", k)] = {"EPERM"}  # README choice
-    EXPECTED[("mknod char device inside", k)] = {"EPERM"}  # README choice
+    EXPECTED[("mknod FIFO inside", k)] = {"EPERM"}
+    EXPECTED[("mknod char device inside", k)] = {"EPERM"}
 EXPECTED[("create a regular file inside", "root")] = REFUSED
 EXPECTED[("mknod regular file inside", "root")] = REFUSED
-EXPECTED[("mknod regular file inside", "group")] = {"ok (joins)"}  # README choice: joins like create
+EXPECTED[("mknod regular file inside", "group")] = {"ok (joins)"}  # joins like create
 EXPECTED[("mkdir inside", "group")] = REFUSED
 for k in KINDS:
     for call in ("setxattr user.x", "getxattr user.x", "listxattr", "removexattr user.x"):
@@ -90,7 +90,7 @@ for k in ("send", "ctl", "member"):
     EXPECTED[("lseek", k)] = {"ESPIPE"}
     EXPECTED[("write 0 bytes", k)] = {"ok: 0"}
 for k in ("send", "ctl", "status", "member"):
-    EXPECTED[("truncate to 5", k)] = {"EINVAL"}  # README choice
+    EXPECTED[("truncate to 5", k)] = {"EINVAL"}
     EXPECTED[("truncate to 0", k)] = {"ok"}  # contract: accepted and ignored
 for k in ("send", "member"):
     EXPECTED[("write 2 MiB", k)] = {"EMSGSIZE"}

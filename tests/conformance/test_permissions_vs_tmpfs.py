@@ -40,9 +40,9 @@ RESERVED = ("send", "ctl", "status")
 # (predicate on a case, what mcastfs must answer instead, the contract's reason)
 EXCEPTIONS = [
     (lambda c: c["op"] == "open for write" and c["entry"] == "status", {"EACCES"},
-     "contract: `status` is read-only; README choice: opening it for writing is EACCES even for root"),
+     "contract: `status` is read-only; opening it for writing is EACCES even for root"),
     (lambda c: c["op"] == "open for read" and c["entry"] in ("send", "ctl"), {"EACCES"},
-     "contract: `send` and `ctl` are write-only; README choice: opening them for reading is EACCES even for root"),
+     "contract: `send` and `ctl` are write-only; opening them for reading is EACCES even for root"),
     (lambda c: c["op"] == "create a file in the root", {"EPERM", "EINVAL"},
      "contract: the root holds only groups; creating a regular file in it is an error (EPERM or EINVAL)"),
     (lambda c: c["op"] == "mkdir in a group", {"EPERM", "EINVAL"},

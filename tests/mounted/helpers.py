@@ -5,7 +5,7 @@ without a bound: a call that can block runs in a `Call` (a thread the test
 waits for with a timeout) or in a subprocess with a timeout, and every polling
 loop has a deadline.
 
-The contract these helpers serve is /work/shared/interface.md (mcastfs v1).
+The contract these helpers serve is docs/contract.md.
 """
 
 from __future__ import annotations

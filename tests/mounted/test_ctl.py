@@ -1,4 +1,4 @@
-"""G/ctl (contract: "`G/ctl`").
+"""G/ctl (docs/contract.md, "`G/ctl`").
 
 One command per write(2); a trailing newline is allowed. A command that is not
 understood, has a bad value or names a member that does not exist fails with

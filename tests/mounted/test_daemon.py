@@ -1,4 +1,4 @@
-"""The daemon and its command line (contract: "Mounting").
+"""The daemon and its command line (docs/contract.md, "Mounting").
 
     mcastfs MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]
 

@@ -1,4 +1,4 @@
-"""A group directory (contract: "A group directory `ROOT/G/`" and "Members" table).
+"""A group directory (docs/contract.md, "A group directory" and "Members").
 
 send (write-only), ctl (write-only), status (read-only) and one file per
 member. The group's owner owns send, ctl and status; their modes come from the

@@ -1,4 +1,5 @@
-"""Members (contract: "Members" table, rm, rmdir).
+"""Members (docs/contract.md, "Members", and rmdir in "The root
+directory").
 
 Creating G/NAME (touch, open O_CREAT) joins the group with the group's
 default settings, owned by the caller with the mode given (umask applied);

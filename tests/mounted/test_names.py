@@ -1,4 +1,4 @@
-"""Names (contract: "Names").
+"""Names (docs/contract.md, "Names").
 
 Group and member names: 1 to 255 bytes of UTF-8 with no `/`, no NUL, no
 whitespace or control characters, and not starting with `.`. A longer name is

@@ -1,4 +1,4 @@
-"""Ordering (contract: "Ordering").
+"""Ordering (docs/contract.md, "Ordering").
 
 Two members that both receive m1 and m2 receive them in the same order.
 Messages written one after another by one writer arrive at every recipient in

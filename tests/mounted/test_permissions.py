@@ -1,5 +1,5 @@
-"""Owners and modes, enforced against another user (contract: "Mounting",
-"The root directory", "A group directory").
+"""Owners and modes, enforced against another user (docs/contract.md,
+"Mounting", "The root directory", "A group directory").
 
 Permission checks are done by the kernel from the owners and modes
 (default_permissions is always on). `-o allow_other` lets other users in;

@@ -1,4 +1,4 @@
-"""poll, select and epoll (contract: "Waiting, signals and poll").
+"""poll, select and epoll (docs/contract.md, "Waiting, signals and poll").
 
 A member file is readable (POLLIN) when a message is queued or it has left the
 group; send and member files are writable (POLLOUT) when a write would not

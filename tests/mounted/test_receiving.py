@@ -1,4 +1,4 @@
-"""Receiving (contract: "Receiving").
+"""Receiving (docs/contract.md, "Receiving").
 
 read(2) on G/NAME returns the oldest queued message, whole, when the buffer is
 large enough; with a smaller buffer the first part, and the following reads on

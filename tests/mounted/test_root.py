@@ -1,4 +1,4 @@
-"""The root directory (contract: "The root directory").
+"""The root directory (docs/contract.md, "The root directory").
 
 One directory per group; the root is owned by the user who mounted, mode 0755
 unless changed with chmod. mkdir makes a group owned by the caller with the

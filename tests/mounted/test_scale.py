@@ -1,6 +1,6 @@
-"""Scale (contract: "Waiting, signals and poll": a blocked read or write is held
-by the daemon without tying up a thread; a thousand blocked readers cost
-memory, not threads).
+"""Scale (docs/contract.md, "Waiting, signals and poll": a blocked read or
+write is held by the daemon without a thread of its own; a thousand blocked
+readers cost memory, not threads).
 
 Blocked callers are pthreads of the manyblock C helper, each in one read(2) or
 write(2) on its own file. The daemon's threads are counted in /proc/PID/task

@@ -1,4 +1,4 @@
-"""Sending (contract: "Sending").
+"""Sending (docs/contract.md, "Sending").
 
 A message is the data of one write(2) on G/send or on a member file. Atomic:
 delivered whole to all recipients or to none; a write that returns an error

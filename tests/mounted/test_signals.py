@@ -1,4 +1,4 @@
-"""Signals (contract: "Waiting, signals and poll").
+"""Signals (docs/contract.md, "Waiting, signals and poll").
 
 A signal interrupts a blocked read or write within 100 ms: the call fails with
 EINTR (or the process dies, for a fatal signal such as Ctrl-C on `cat`). An

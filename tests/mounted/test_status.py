@@ -1,4 +1,4 @@
-"""G/status (contract: "`G/status`").
+"""G/status (docs/contract.md, "`G/status`").
 
 A consistent snapshot, one line per object, in the nested-keyed format of
 cgroup v2 (`NAME KEY=VALUE ...`):
