@@ -19,7 +19,7 @@ struct MountCommand: ParsableCommand {
         discussion: """
             Each directory is a group (mkdir makes one); each file in it is a member
             whose reads receive every message written to the group's `send` file or by
-            another member. See the README for the whole contract.
+            another member. docs/contract.md in the source tree is the whole contract.
 
             mcastfs options (-o): capacity=N, queue_bytes=N, max_message=N (defaults for
             new groups); max_threads=N (worker threads at most; default: one per CPU,
