@@ -1,4 +1,5 @@
-"""The mount table, as the kernel has it now (/proc/self/mountinfo).
+"""The mount table, as the kernel has it now (/proc/self/mountinfo), and the
+lazy unmount that takes a mount off it.
 
 The one reader of it for the tests and the benchmarks. Mount points are
 unescaped: the kernel writes a space, tab, newline or backslash in a path as
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -47,3 +49,16 @@ def mounts_under(directory: str) -> list[str]:
     directory = os.path.realpath(directory)
     points = {point for point, _ in mounts()}
     return sorted(p for p in points if p == directory or p.startswith(directory.rstrip("/") + "/"))
+
+
+def unmount_lazily(path: str):
+    """The safety net for a mount that outlived its daemon, or whose daemon
+    hangs: fusermount3 -u -z, then umount -l, while anything is mounted at
+    path. Lazy, so that it cannot block on the filesystem."""
+    for cmd in (["fusermount3", "-u", "-z", path], ["umount", "-l", path]):
+        if not mounts_at(path):
+            return
+        try:
+            subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass

@@ -27,7 +27,7 @@ _LIB = str(Path(__file__).resolve().parents[1] / "lib")  # tests/lib: what the s
 if _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
-from mounttable import is_fuse_mount, mounts_at  # noqa: E402,F401  (mounts_at: for the tests)
+from mounttable import is_fuse_mount, mounts_at, unmount_lazily  # noqa: E402,F401  (mounts_at: for the tests)
 
 
 # --- numbers from the contract ------------------------------------------------
@@ -591,13 +591,7 @@ class Mount:
 
     def force_unmount(self):
         """Safety net: lazy unmount if the mount outlived its daemon."""
-        for cmd in (["fusermount3", "-u", "-z", self.path], ["umount", "-l", self.path]):
-            if not self.mounted():
-                break
-            try:
-                subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+        unmount_lazily(self.path)
 
     def threads(self) -> int:
         return thread_count(self.pid)
