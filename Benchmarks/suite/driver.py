@@ -24,8 +24,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
+
+import benchlib
+from benchlib import Daemon, Sampler, parse
 
 WORK, REPO = sys.argv[1], sys.argv[2]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +43,7 @@ PROFILE = os.environ.get("BENCH_PROFILE", "0") == "1"
 CLIENT_TIMEOUT = 90
 MCASTFS = os.path.join(REPO, ".build", "release", "mcastfs")
 CORE_BENCH = os.path.join(REPO, ".build", "release", "core-bench")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+COUNT_THREADS = os.environ.get("BENCH_COUNT_THREADS", "1") == "1"
 T0 = time.monotonic()
 
 
@@ -49,72 +51,13 @@ def log(msg):
     print(f"[{time.monotonic() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-# ---- daemons -----------------------------------------------------------------
-
-def is_mounted(path):
-    with open("/proc/mounts") as f:
-        return any(line.split()[1] == path for line in f)
-
-
-class Daemon:
-    def __init__(self, name, argv, mnt):
-        self.name, self.mnt = name, mnt
-        os.makedirs(mnt, exist_ok=True)
-        self.log = open(os.path.join(WORK, name + ".log"), "w")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.pid = self.proc.pid
-        with open(os.path.join(WORK, name + ".pid"), "w") as f:
-            f.write(str(self.pid))
-        for _ in range(200):
-            if is_mounted(mnt):
-                return
-            if self.proc.poll() is not None:
-                raise SystemExit(f"bench: {name} exited while mounting (see {self.log.name})")
-            time.sleep(0.05)
-        raise SystemExit(f"bench: {name} not mounted after 10 s")
-
-    def status(self):
-        out = {}
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                out[k] = v.split()
-        return {"threads": int(out["Threads"][0]), "vmrss_kib": int(out["VmRSS"][0])}
-
-    def cpu_ticks(self):
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-
-    def all_threads_asleep(self):
-        for tid in os.listdir(f"/proc/{self.pid}/task"):
-            try:
-                with open(f"/proc/{self.pid}/task/{tid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] != "S":
-                        return False
-            except FileNotFoundError:
-                pass
-        return True
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} did not exit 8 s after SIGTERM; killing it")
-                self.proc.kill()
-                self.proc.wait()
-        if is_mounted(self.mnt):
-            subprocess.run(["fusermount3", "-u", "-z", self.mnt], stderr=subprocess.DEVNULL)
-        self.log.close()
-
+# ---- daemons ------------------------------------------------------------------
 
 DAEMONS = []
 
 
 def mount(name, argv, mnt):
-    d = Daemon(name, argv, mnt)
+    d = Daemon(name, argv, mnt, WORK)
     DAEMONS.append(d)
     return d
 
@@ -124,98 +67,11 @@ def unmount(d):
     DAEMONS.remove(d)
 
 
-class Sampler:
-    """Samples a daemon's thread count every 20 ms while a client runs."""
-
-    def __init__(self, daemon):
-        self.daemon, self.max_threads, self.stop_flag = daemon, 0, threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self):
-        while not self.stop_flag.is_set():
-            try:
-                self.max_threads = max(self.max_threads, self.daemon.status()["threads"])
-            except (FileNotFoundError, ProcessLookupError):
-                return
-            self.stop_flag.wait(0.02)
-
-    def __enter__(self):
-        self.ticks0 = self.daemon.cpu_ticks()
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        self.thread.join()
-        self.ticks = self.daemon.cpu_ticks() - self.ticks0
-
-
 # ---- clients -------------------------------------------------------------------
 
-def parse(line):
-    out = {}
-    for kv in line.split():
-        k, _, v = kv.partition("=")
-        try:
-            out[k] = float(v) if "." in v or v.isdigit() else v
-        except ValueError:
-            out[k] = v
-    return out
-
-
-PERF = shutil.which("perf") if os.environ.get("BENCH_COUNT_THREADS", "1") == "1" else None
-
-
-def start_thread_counter(daemon):
-    """perf stat on the software tracepoint task:task_newtask: how many
-    threads the daemon creates while a client runs (None without perf)."""
-    if not PERF:
-        return None
-    out = os.path.join(WORK, "newtask.csv")
-    p = subprocess.Popen([PERF, "stat", "-x,", "-e", "task:task_newtask", "-p", str(daemon.pid), "-o", out],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.15)
-    return p, out
-
-
-def stop_thread_counter(counter):
-    if counter is None:
-        return None
-    p, out = counter
-    p.send_signal(signal.SIGINT)
-    try:
-        p.wait(timeout=10)
-        with open(out) as f:
-            for line in f:
-                if "task_newtask" in line:
-                    return int(line.split(",")[0])
-    except (subprocess.TimeoutExpired, ValueError, OSError):
-        p.kill()
-    return None
-
-
 def run_client(argv, daemon=None):
-    sampler = Sampler(daemon) if daemon else None
-    counter = start_thread_counter(daemon) if daemon else None
-    if sampler:
-        sampler.__enter__()
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
-    finally:
-        if sampler:
-            sampler.__exit__()
-        created = stop_thread_counter(counter)
-    if p.returncode != 0:
-        raise SystemExit(f"bench: client failed ({p.returncode}): {' '.join(argv[:7])}...\n{p.stderr.strip()}")
-    r = parse(p.stdout.strip().splitlines()[-1])
-    if sampler:
-        r["daemon_threads_max"] = sampler.max_threads
-        msgs = r["count"] + 50
-        r["daemon_cpu_us_per_msg"] = round(sampler.ticks / CLK_TCK * 1e6 / msgs, 1)
-        if created is not None:
-            r["daemon_threads_created"] = created
-            r["daemon_threads_created_per_1k_msgs"] = round(created * 1000 / msgs, 2)
-    return r
+    counting = os.path.join(WORK, "newtask.csv") if COUNT_THREADS else None
+    return benchlib.run_client(argv, daemon, CLIENT_TIMEOUT, counting)
 
 
 class System:

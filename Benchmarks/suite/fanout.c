@@ -45,23 +45,15 @@
  * (each reader's latency for each message); in paced mode last_p50_us /
  * last_p99_us are over messages, taking the slowest of the N readers.
  * client_cpu_us_per_msg is this process's CPU time (every thread, user +
- * system) over the timed part, per message.
+ * system) over the timed part, per message; warmup is how many untimed
+ * messages came before it (the daemon served those too).
  */
-#define _GNU_SOURCE
-#include <errno.h>
+#include "benchutil.h"
+
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 #define READ_BUF (1u << 20)
 #define WARMUP 50
@@ -94,30 +86,6 @@ static double cpu_us(const struct rusage *a, const struct rusage *b) {
     return (ub + sb) - (ua + sa);
 }
 static uint64_t *lat[MAX_READERS]; /* lat[r][i]: latency of message i at reader r, 0 = none */
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *what) {
-    fprintf(stderr, "fanout: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
-static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
-    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-static void futex_wake(_Atomic uint32_t *addr) {
-    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
-}
-
-static void wait_at_least(_Atomic uint32_t *addr, uint32_t target) {
-    uint32_t v;
-    while ((v = atomic_load(addr)) < target) futex_wait(addr, v);
-}
 
 static void send_one(char *msg, uint64_t seq, uint64_t *t_out) {
     uint64_t t = now_ns();
@@ -195,17 +163,6 @@ static void *reader_main(void *arg) {
     }
     free(buf);
     return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct_us(const uint64_t *v, long n, double p) {
-    if (n == 0) return 0;
-    long i = (long)(p * (double)(n - 1) + 0.5);
-    return (double)v[i] / 1000.0;
 }
 
 static void open_all(int argc, char **argv, int first) {
@@ -332,17 +289,18 @@ int main(int argc, char **argv) {
         }
         if (seen == nreaders) last[nlast++] = worst;
     }
-    qsort(all, (size_t)nall, sizeof(uint64_t), cmp_u64);
-    qsort(last, (size_t)nlast, sizeof(uint64_t), cmp_u64);
+    sort_u64(all, nall);
+    sort_u64(last, nlast);
     double secs = (double)(t_end - t_start) / 1e9;
     static const char *mode_names[] = {"stream", "paced", "pingpong"};
     static const char *sys_names[] = {"fs", "pipe", "dgram"};
     printf("mode=%s system=%s size=%zu n=%d count=%ld elapsed_s=%.3f msgs_per_s=%.0f deliveries_per_s=%.0f "
            "p50_us=%.1f p99_us=%.1f max_us=%.1f timed=%ld last_p50_us=%.1f last_p99_us=%.1f "
-           "client_cpu_us_per_msg=%.1f\n",
+           "client_cpu_us_per_msg=%.1f warmup=%d\n",
            mode_names[mode], sys_names[sys], msg_size, nreaders, count, secs, (double)count / secs,
            (double)count * nreaders / secs, pct_us(all, nall, 0.50), pct_us(all, nall, 0.99),
            nall ? (double)all[nall - 1] / 1000.0 : 0.0, nall, pct_us(last, nlast, 0.50),
-           pct_us(last, nlast, 0.99), cpu_us(&usage_start, &usage_end) / (double)count);
+           pct_us(last, nlast, 0.99), cpu_us(&usage_start, &usage_end) / (double)count,
+           mode == PINGPONG ? PINGPONG_WARMUP : WARMUP);
     return 0;
 }

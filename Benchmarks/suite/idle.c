@@ -18,36 +18,17 @@
  *      them, prints "woken wake_ms=... (write to last reader back)" and exits.
  *      Leaving the group is left to the daemon's unmount.
  */
-#define _GNU_SOURCE
-#include <errno.h>
+#include "benchutil.h"
+
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 static int *fds;
 static pid_t *tids;
 static uint64_t *woke;
 static _Atomic int started;
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *what) {
-    fprintf(stderr, "idle: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
 
 static void wait_line(void) {
     char line[64];

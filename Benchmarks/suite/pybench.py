@@ -154,7 +154,8 @@ def main():
     print(f"mode={mode} system=py-{system} size={size} n={n} count={count} elapsed_s={secs:.3f} "
           f"msgs_per_s={count / secs:.0f} deliveries_per_s={count * n / secs:.0f} "
           f"p50_us={pct_us(every, 0.5):.1f} p99_us={pct_us(every, 0.99):.1f} max_us={every[-1] / 1000:.1f} "
-          f"timed={len(every)} last_p50_us={pct_us(last, 0.5):.1f} last_p99_us={pct_us(last, 0.99):.1f}")
+          f"timed={len(every)} last_p50_us={pct_us(last, 0.5):.1f} last_p99_us={pct_us(last, 0.99):.1f} "
+          f"warmup={WARMUP}")
     if system == "zmq":
         sock.close(0)
         zctx.term()

@@ -17,10 +17,17 @@ import platform
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_LIB = str(Path(__file__).resolve().parents[1] / "lib")  # tests/lib: what the suites and the benchmarks share
+if _LIB not in sys.path:
+    sys.path.insert(0, _LIB)
+
+from mounttable import is_fuse_mount, mounts_at, unmount_lazily  # noqa: E402,F401  (mounts_at: for the tests)
 
 
 # --- numbers from the contract ------------------------------------------------
@@ -492,27 +499,6 @@ class Group:
 # --- mounts -------------------------------------------------------------------
 
 
-def _unescape(field_text: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_text)
-
-
-def mounts_at(path: str) -> list[str]:
-    """fstypes of the mounts whose mount point is path (newest last)."""
-    path = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            if len(fields) >= 5 and _unescape(fields[4]) == path:
-                found.append(right.split()[0])
-    return found
-
-
-def is_fuse_mount(path: str) -> bool:
-    return any(t.startswith("fuse") for t in mounts_at(path))
-
-
 class Mount:
     """One mcastfs daemon in the foreground (-f, unless foreground=False and
     the args imply it, like -d) on a fresh mount point."""
@@ -605,13 +591,7 @@ class Mount:
 
     def force_unmount(self):
         """Safety net: lazy unmount if the mount outlived its daemon."""
-        for cmd in (["fusermount3", "-u", "-z", self.path], ["umount", "-l", self.path]):
-            if not self.mounted():
-                break
-            try:
-                subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+        unmount_lazily(self.path)
 
     def threads(self) -> int:
         return thread_count(self.pid)

@@ -1,12 +1,15 @@
 /*
- * bare_fuse: the anchor for the record-path benchmark.
+ * bare_fuse: the bare libfuse anchor of the benchmark suite
+ * (Benchmarks/README.md).
  *
  * A filesystem on libfuse's low-level API that answers every request at once
  * and does no work: a root directory holding the file `f` and, for the
- * fan-out benchmarks (Benchmarks/suite), the files `r0` .. `r63`. All of them
- * share one buffer. Opens are direct I/O and nonseekable (the flags mcastfs
- * gives its member files), so every write(2) and read(2) is exactly one FUSE
- * request.
+ * fan-out scenarios, the files `r0` .. `r63`. All of them share one buffer.
+ * Opens are direct I/O and nonseekable (the flags mcastfs gives its member
+ * files), so every write(2) and read(2) is exactly one FUSE request.
+ * (mcastfs also sets FOPEN_STREAM; libfuse 3.14 has no fuse_file_info bit for
+ * it, and the clients use one descriptor for each direction, so it makes no
+ * difference here.)
  *
  *   write  (any file) keeps a copy of the data (at most 1 MiB) and answers
  *          the full size
