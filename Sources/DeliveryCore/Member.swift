@@ -95,10 +95,12 @@ public final class Reader: Sendable {
         }
     }
 
-    /// Receives up to `maxMessages` whole messages and about `maxBytes` (never
-    /// less than one message) without waiting. Empty: end of the stream.
+    /// Receives up to `maxMessages` whole messages and about `maxBytes` without
+    /// waiting. It always takes at least one message, so a `maxMessages` below
+    /// 1 counts as 1, as a `maxBytes` smaller than the next message does.
+    /// Empty: end of the stream.
     public func tryReceiveBatch(maxMessages: Int, maxBytes: Int) throws(DeliveryError) -> [MessageChunk] {
-        let limit = ReceiveLimit(maxMessages: max(maxMessages, 2), maxBytes: maxBytes, splits: false)
+        let limit = ReceiveLimit(maxMessages: max(maxMessages, 1), maxBytes: maxBytes, splits: false)
         let received: Received? = group.locked { groupState, effects in
             groupState.receiveNow(state(&groupState), limit: limit, effects: &effects)
         }

@@ -364,6 +364,16 @@ import Testing
         #expect(throws: DeliveryError.wouldBlock) { try reader.tryReceiveBatch(maxMessages: 10, maxBytes: 10) }
     }
 
+    @Test func batchOfOneTakesOneAndLessThanOneCountsAsOne() throws {
+        let group = try Group(name: "g")
+        let reader = try group.join("m").makeReader()
+        for i in 0..<4 { try group.trySend(Message([UInt8(i)])) }
+        #expect(try reader.tryReceiveBatch(maxMessages: 1, maxBytes: 1000).map { $0.bytes[0] } == [0])
+        #expect(try reader.tryReceiveBatch(maxMessages: 0, maxBytes: 1000).map { $0.bytes[0] } == [1])
+        #expect(try reader.tryReceiveBatch(maxMessages: -5, maxBytes: 1000).map { $0.bytes[0] } == [2])
+        #expect(group.snapshot().members[0].queued == 1)
+    }
+
     @Test func putBackRestoresOrderAndParts() throws {
         let group = try Group(name: "g")
         let reader = try group.join("m").makeReader()
