@@ -48,13 +48,16 @@ public final class Group: Sendable {
     public var settings: GroupSettings { state.withLock { $0.settings } }
 
     /// Changes settings all at once, or not at all when a value is out of bounds.
+    /// `change` runs once, under the group's lock, on the current settings, so
+    /// that what is validated is what is applied: it must only set values
+    /// (calling into the group from it would deadlock).
     public func configure(_ change: (inout GroupSettings) -> Void) throws(DeliveryError) {
-        var candidate = settings
-        change(&candidate)
-        try candidate.validate()
         let result: Result<Void, DeliveryError> = locked { state, _ in
             guard !state.closed else { return .failure(.groupClosed) }
-            change(&state.settings)
+            var candidate = state.settings
+            change(&candidate)
+            do throws(DeliveryError) { try candidate.validate() } catch { return .failure(error) }
+            state.settings = candidate
             return .success(())
         }
         try result.get()
@@ -86,7 +89,8 @@ public final class Group: Sendable {
         state.withLock { state in state.members }.map { Member(group: self, state: $0) }
     }
 
-    /// Changes one member's settings all at once, or not at all.
+    /// Changes one member's settings all at once, or not at all. As with
+    /// `configure`, `change` runs once, under the lock, and must only set values.
     public func configureMember(named memberName: String, _ change: (inout MemberSettings) -> Void) throws(DeliveryError) {
         let result: Result<Void, DeliveryError> = locked { state, effects in
             guard let memberState = state.membersByName[ExactName(memberName)] else { return .failure(.noSuchMember) }

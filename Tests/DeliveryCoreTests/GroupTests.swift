@@ -1,5 +1,8 @@
 import DeliveryCore
+import Dispatch
 import Testing
+
+import class Foundation.Thread
 
 @Suite struct GroupLifetimeTests {
     @Test func settingsAreValidated() {
@@ -49,6 +52,41 @@ import Testing
         }
         #expect(group.member(named: "a")!.settings.loopback == false)
         #expect(expectError(.noSuchMember) { try group.configureMember(named: "zed") { $0.loopback = true } })
+    }
+
+    @Test func configureValidatesWhatItApplies() throws {
+        // A change that depends on the current value, while another configure
+        // lands as it runs: what is applied must be what was validated, and
+        // the change must run once. The other configure is given a moment to
+        // finish first; a configure that holds the lock throughout makes it
+        // wait instead, and then it applies last.
+        let group = try Group(name: "g")
+        let calls = TestLock(0)
+        let concurrent = DispatchGroup()
+        do {
+            try group.configure { settings in
+                let first = calls.withLock { calls in
+                    calls += 1
+                    return calls == 1
+                }
+                if first {
+                    concurrent.enter()
+                    Thread.detachNewThread {
+                        try! group.configure { $0.capacity = 900_000 }
+                        concurrent.leave()
+                    }
+                    _ = concurrent.wait(timeout: .now() + .milliseconds(200))
+                }
+                settings.capacity += 200_000
+            }
+        } catch {
+            // Refused when it saw 900,000: 1,100,000 is out of bounds.
+            #expect(error == .invalidSetting(key: "capacity", value: 1_100_000, allowed: Limits.capacity))
+        }
+        concurrent.wait()
+        #expect(calls.withLock { $0 } == 1)
+        #expect(throws: Never.self) { try group.settings.validate() }
+        #expect(group.settings.capacity == 900_000)
     }
 }
 
