@@ -412,6 +412,70 @@ import class Foundation.Thread
         #expect(group.snapshot().members[0].queued == 1)
     }
 
+    @Test func batchReceiveParksTakesWhatIsThereAndPutsBack() throws {
+        let group = try Group(name: "g")
+        let member = try group.join("m")
+        let reader = member.makeReader()
+        let got = Box<[String]>()
+        let record: @Sendable (Result<Received, DeliveryError>) -> Void = { result in
+            got.append(try! result.get().map { String(decoding: $0.bytes, as: UTF8.self) })
+        }
+        let refused = Box<DeliveryError>()
+        #expect(reader.receiveBatch(maxMessages: 8, maxBytes: 100, .nonBlocking) { result in
+            if case .failure(let error) = result { refused.append(error) }
+        } == nil)
+        #expect(refused.values == [.wouldBlock])
+        // Parked on an empty queue: the first message completes it alone.
+        #expect(reader.receiveBatch(maxMessages: 8, maxBytes: 100, .blocking, completion: record) != nil)
+        for text in ["a", "b", "c"] { try group.trySend(message(text)) }
+        #expect(got.values == [["a"]])
+        // Not empty: everything that fits, at once.
+        #expect(reader.receiveBatch(maxMessages: 8, maxBytes: 100, .blocking, completion: record) == nil)
+        #expect(got.values == [["a"], ["b", "c"]])
+        // What could not be handed on comes back first, in order.
+        try group.trySend(message("d"))
+        reader.putBack(try reader.tryReceiveBatch(maxMessages: 8, maxBytes: 100))
+        try group.trySend(message("e"))
+        member.leave()
+        reader.receiveBatch(maxMessages: 8, maxBytes: 100, .blocking, completion: record)
+        reader.receiveBatch(maxMessages: 8, maxBytes: 100, .blocking, completion: record)
+        #expect(got.values == [["a"], ["b", "c"], ["d", "e"], []])
+    }
+
+    @Test func afterShutDownQueuedMessagesAreReadAndWaitsRefused() throws {
+        let group = try Group(name: "g")
+        let reader = try group.join("m").makeReader()
+        try group.trySend(message("kept"))
+        group.shutDown()
+        let results = Box<String>()
+        for _ in 0..<2 {
+            reader.receive(maxBytes: 100, .blocking) { result in
+                switch result {
+                case .success(let chunk): results.append(chunk.map { String(decoding: $0.bytes, as: UTF8.self) } ?? "end")
+                case .failure(let error): results.append("\(error)")
+                }
+            }
+        }
+        #expect(results.values == ["kept", "shutDown"])
+        #expect(expectError(.shutDown) { try group.trySend(message("x")) })
+    }
+
+    @Test func completionsRunWithTheLockReleased() throws {
+        // A completion that calls into its group would deadlock if it ran
+        // under the group's lock.
+        let group = try Group(name: "g")
+        let reader = try group.join("m").makeReader()
+        let sent = Box<UInt64>()
+        reader.receive(maxBytes: 100, .blocking) { _ in sent.append(group.snapshot().sent) }
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            try! group.trySend(message("x"))
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(sent.values == [1])
+    }
+
     @Test func putBackRestoresOrderAndParts() throws {
         let group = try Group(name: "g")
         let reader = try group.join("m").makeReader()
