@@ -91,7 +91,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "core-bench",
-            dependencies: ["DeliveryCore", "Locking"],
+            dependencies: [
+                "DeliveryCore", "Locking",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Benchmarks/core-bench",
             swiftSettings: strict
         ),

@@ -18,6 +18,7 @@
 //     per group, for the locking decision (docs/locking.md). Both sides use
 //     AdaptiveMutex, so only the structure differs.
 
+import ArgumentParser
 import DeliveryCore
 import DequeModule
 import Dispatch
@@ -25,15 +26,26 @@ import Locking
 import Synchronization
 import Glibc
 import class Foundation.Thread
-import struct Foundation.Data
 import class Foundation.JSONSerialization
+import struct Foundation.URL
 
-let arguments = CommandLine.arguments
-let quick = arguments.contains("--quick")
-let jsonPath = arguments.firstIndex(of: "--json").flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil }
-let scale = quick ? 1 : 10
-/// For profilers: run only the single-thread fan-out section.
-let fanOutOnly = arguments.contains("--fan-out-only")
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "core-bench",
+        abstract: "The delivery core's benchmark, each figure beside an anchor from the same run.")
+
+    @Flag(help: "A tenth of the work: a few seconds, for CI smoke runs.")
+    var quick = false
+
+    @Option(name: .customLong("json"), help: ArgumentHelp("Also write the figures as JSON to this file.", valueName: "file"))
+    var jsonPath: String?
+
+    @Flag(help: "Run only the single-thread fan-out section (for profilers).")
+    var fanOutOnly = false
+}
+
+let options = Options.parseOrExit()
+let scale = options.quick ? 1 : 10
 
 /// A lock-guarded value that can live in an array (Mutex itself cannot be copied).
 final class Locked<Value: Sendable>: Sendable {
@@ -131,7 +143,7 @@ for fanOut in [1, 16, 64] {
                value: coreSendBatchReceive(fanOut: fanOut, messages: messages), anchorName: "locked deque", anchor: anchor))
 }
 
-if fanOutOnly { exit(0) }
+if options.fanOutOnly { exit(0) }
 
 // MARK: Two threads
 
@@ -285,24 +297,16 @@ do {
 
 // MARK: Memory
 
-/// Resident bytes of this process, from /proc/self/statm.
+/// Resident bytes of this process: the second field of /proc/self/statm, in pages.
 func residentBytes() -> Int {
     guard let file = fopen("/proc/self/statm", "r") else { return 0 }
     defer { fclose(file) }
-    var size = 0, resident = 0
-    _ = withUnsafeMutablePointer(to: &size) { sizePointer in
-        withUnsafeMutablePointer(to: &resident) { vfscanf_helper(file, sizePointer, $0) }
-    }
-    return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
-
-func vfscanf_helper(_ file: UnsafeMutablePointer<FILE>, _ a: UnsafeMutablePointer<Int>, _ b: UnsafeMutablePointer<Int>) -> Int32 {
     var line = [CChar](repeating: 0, count: 256)
-    guard fgets(&line, 256, file) != nil else { return 0 }
-    let fields = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ")
-    a.pointee = Int(fields[0]) ?? 0
-    b.pointee = Int(fields[1]) ?? 0
-    return 2
+    guard fgets(&line, Int32(line.count), file) != nil else { return 0 }
+    let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
 /// Resident bytes added per queued message per recipient at fan-out 64:
@@ -330,7 +334,7 @@ func memoryPerQueuedMessage(fanOut: Int, count: Int, size: Int) -> (perRecipient
 
 print("== memory: messages of 64 bytes queued for 64 members (resident bytes)")
 do {
-    let count = quick ? 20_000 : 100_000
+    let count = options.quick ? 20_000 : 100_000
     let (perRecipient, perMessage, shared) = memoryPerQueuedMessage(fanOut: 64, count: count, size: 64)
     print("bytes per queued message per recipient: \(format(perRecipient)) (payload stored once: \(shared))")
     print("bytes per message object (64-byte payload, header, malloc): \(format(perMessage))")
@@ -338,19 +342,15 @@ do {
                     anchorName: "one pointer", anchor: 8))
 }
 
-if let jsonPath {
+if let jsonPath = options.jsonPath {
     let objects = rows.map { row -> [String: Any] in
         ["scenario": row.scenario, "unit": row.unit, "value": row.value, "anchor": row.anchorName,
          "anchor_value": row.anchor, "ratio": row.ratio]
     }
-    let data = try! JSONSerialization.data(withJSONObject: ["core": objects], options: [.prettyPrinted, .sortedKeys])
-    FileManagerLite.write(data, to: jsonPath)
-}
-
-enum FileManagerLite {
-    static func write(_ data: Data, to path: String) {
-        guard let file = fopen(path, "w") else { fatalError("cannot write \(path)") }
-        data.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, file) }
-        fclose(file)
+    do {
+        let data = try JSONSerialization.data(withJSONObject: ["core": objects], options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: URL(fileURLWithPath: jsonPath))
+    } catch {
+        Options.exit(withError: error)
     }
 }

@@ -34,12 +34,12 @@ public final class Group: Sendable {
         self.state = AdaptiveMutex(GroupState(settings: settings))
     }
 
-    /// Runs `body` under the lock, then the effects it recorded, unlocked.
+    /// Runs `body` under the lock, then the actions it decided, unlocked.
     @inline(__always)
-    func locked<R>(_ body: (inout GroupState, inout Effects) -> R) -> R {
-        var effects = Effects()
-        let result = state.withLock { body(&$0, &effects) }
-        effects.run()
+    func locked<R>(_ body: (inout GroupState, inout [Action]) -> R) -> R {
+        var actions: [Action] = []
+        let result = state.withLock { body(&$0, &actions) }
+        if !actions.isEmpty { actions.run() }
         return result
     }
 
@@ -48,16 +48,11 @@ public final class Group: Sendable {
     public var settings: GroupSettings { state.withLock { $0.settings } }
 
     /// Changes settings all at once, or not at all when a value is out of bounds.
+    /// `change` runs once, under the group's lock, on the current settings, so
+    /// that what is validated is what is applied: it must only set values
+    /// (calling into the group from it would deadlock).
     public func configure(_ change: (inout GroupSettings) -> Void) throws(DeliveryError) {
-        var candidate = settings
-        change(&candidate)
-        try candidate.validate()
-        let result: Result<Void, DeliveryError> = locked { state, _ in
-            guard !state.closed else { return .failure(.groupClosed) }
-            change(&state.settings)
-            return .success(())
-        }
-        try result.get()
+        try state.withLock { $0.configure(change) }.get()
     }
 
     // MARK: Membership
@@ -65,16 +60,8 @@ public final class Group: Sendable {
     /// Adds a member with the group's default settings, or `settings` if given.
     public func join(_ memberName: String, settings memberSettings: MemberSettings? = nil) throws(DeliveryError) -> Member {
         if let memberSettings { try memberSettings.validate() }
-        let result: Result<Member, DeliveryError> = locked { state, _ in
-            guard !state.closed else { return .failure(.groupClosed) }
-            guard state.membersByName[ExactName(memberName)] == nil else { return .failure(.memberExists) }
-            let defaults = MemberSettings(capacity: state.settings.capacity, queueBytes: state.settings.queueBytes)
-            let memberState = MemberState(id: state.makeID(), name: memberName, settings: memberSettings ?? defaults)
-            state.members.append(memberState)
-            state.membersByName[ExactName(memberName)] = memberState
-            return .success(Member(group: self, state: memberState))
-        }
-        return try result.get()
+        let memberState = try state.withLock { $0.join(memberName, settings: memberSettings) }.get()
+        return Member(group: self, state: memberState)
     }
 
     public func member(named memberName: String) -> Member? {
@@ -86,19 +73,10 @@ public final class Group: Sendable {
         state.withLock { state in state.members }.map { Member(group: self, state: $0) }
     }
 
-    /// Changes one member's settings all at once, or not at all.
+    /// Changes one member's settings all at once, or not at all. As with
+    /// `configure`, `change` runs once, under the lock, and must only set values.
     public func configureMember(named memberName: String, _ change: (inout MemberSettings) -> Void) throws(DeliveryError) {
-        let result: Result<Void, DeliveryError> = locked { state, effects in
-            guard let memberState = state.membersByName[ExactName(memberName)] else { return .failure(.noSuchMember) }
-            var candidate = memberState.settings
-            change(&candidate)
-            do throws(DeliveryError) { try candidate.validate() } catch { return .failure(error) }
-            memberState.settings = candidate
-            // A larger queue or drop-when-full can release blocked senders.
-            state.roomMayHaveAppeared(effects: &effects)
-            return .success(())
-        }
-        try result.get()
+        try locked { state, actions in state.configureMember(named: memberName, change, actions: &actions) }.get()
     }
 
     // MARK: Lifetime
@@ -117,10 +95,7 @@ public final class Group: Sendable {
     /// Releases every waiter with `.shutDown`, and refuses new sends and waits.
     /// For a front end that is going away.
     public func shutDown() {
-        locked { state, effects in
-            state.shutDown = true
-            state.failAllWaiters(with: .shutDown, effects: &effects)
-        }
+        locked { state, actions in state.shutDown(actions: &actions) }
     }
 
     // MARK: Sending
@@ -129,19 +104,18 @@ public final class Group: Sendable {
     /// and nobody received it.
     @discardableResult
     public func trySend(_ message: Message, as sender: Member? = nil) throws(DeliveryError) -> SendReceipt {
-        let result: Result<SendReceipt, DeliveryError> = locked { state, effects in
-            let senderState = sender.map { $0.state(&state) }
-            if let refusal = refusal(of: message, from: senderState, in: state) { return .failure(refusal) }
-            guard state.canSendNow(from: senderState) else { return .failure(.wouldBlock) }
-            return .success(state.deliver(message, from: senderState, effects: &effects))
+        let result = locked { state, actions in
+            state.send(message, from: sender.map { $0.state(&state) }, actions: &actions)
         }
+        guard let result else { throw .wouldBlock }
         return try result.get()
     }
 
-    /// Sends, waiting if a recipient is full. `completion` runs exactly once:
-    /// at once (before this returns, and then the result is nil) or later, from
-    /// the thread that made room, after the group's lock is released. The
-    /// returned `Waiting` cancels a parked send.
+    /// Sends, or parks the send in the same lock hold when a recipient is full
+    /// (`.nonBlocking`: fails with `.wouldBlock` instead). `completion` runs
+    /// exactly once: at once (before this returns, and then the result is nil)
+    /// or later, from the thread that made room, after the group's lock is
+    /// released. The returned `Waiting` cancels a parked send.
     @discardableResult
     public func send(
         _ message: Message,
@@ -149,32 +123,14 @@ public final class Group: Sendable {
         _ blocking: Blocking,
         completion: @escaping @Sendable (Result<SendReceipt, DeliveryError>) -> Void
     ) -> Waiting? {
-        let step: Step<SendReceipt> = locked { state, effects in
+        let step: Step<SendReceipt> = locked { state, actions in
             let senderState = sender.map { $0.state(&state) }
-            if let refusal = refusal(of: message, from: senderState, in: state) { return .done(.failure(refusal)) }
-            if state.canSendNow(from: senderState) {
-                return .done(.success(state.deliver(message, from: senderState, effects: &effects)))
-            }
+            if let result = state.send(message, from: senderState, actions: &actions) { return .done(result) }
             guard blocking == .blocking else { return .done(.failure(.wouldBlock)) }
-            let id = state.makeID()
-            state.parkedSends.append(ParkedSend(id: id, message: message, sender: senderState, completion: completion))
+            let id = state.park(message, from: senderState, completion: completion)
             return .parked(Waiting(group: self, id: id, member: nil))
         }
         return step.finish(completion)
-    }
-
-    private func refusal(of message: Message, from sender: MemberState?, in state: borrowing GroupState) -> DeliveryError? {
-        if state.shutDown { return .shutDown }
-        if state.closed { return .groupClosed }
-        if message.count > state.settings.maxMessage {
-            return .messageTooLarge(size: message.count, limit: state.settings.maxMessage)
-        }
-        if let sender {
-            if !sender.present { return .senderLeft }
-        } else if state.settings.sendPolicy == .members {
-            return .sendNotPermitted
-        }
-        return nil
     }
 
     // MARK: Readiness
@@ -278,7 +234,7 @@ public struct Readiness: Sendable, Equatable {
 }
 
 /// How a send or receive that may wait went: done under the lock (its
-/// completion runs now, unlocked), or parked.
+/// completion runs now, unlocked), or parked in the same lock hold.
 enum Step<T: Sendable>: Sendable {
     case done(Result<T, DeliveryError>)
     case parked(Waiting)
@@ -305,18 +261,9 @@ public struct Waiting: Sendable {
     /// or consumed nothing, and its completion will never run. False: it has
     /// completed, or is completing; its completion runs (or ran) as usual.
     public func cancel() -> Bool {
-        group.locked { state, effects in
-            if let member {
-                let memberState = member(&state)
-                guard let index = memberState.parkedReceives.firstIndex(where: { $0.id == id }) else { return false }
-                memberState.parkedReceives.remove(at: index)
-                return true
-            }
-            guard let index = state.parkedSends.firstIndex(where: { $0.id == id }) else { return false }
-            state.parkedSends.remove(at: index)
-            // The next send in line may need different recipients.
-            state.roomMayHaveAppeared(effects: &effects)
-            return true
+        group.locked { state, actions in
+            if let member { return state.cancelReceive(id: id, of: member(&state)) }
+            return state.cancelSend(id: id, actions: &actions)
         }
     }
 }

@@ -24,9 +24,7 @@ public final class Member: Sendable {
     /// the end of the stream. What is queued stays readable. Leaving twice does
     /// nothing.
     public func leave() {
-        group.locked { groupState, effects in
-            groupState.remove(state(&groupState), effects: &effects)
-        }
+        group.locked { groupState, actions in groupState.leave(state(&groupState), actions: &actions) }
     }
 
     /// A new reader of this member's queue (one per open file). Readers of one
@@ -55,90 +53,91 @@ public final class Reader: Sendable {
 
     private var group: Group { member.group }
 
-    private static func limit(_ maxBytes: Int) -> ReceiveLimit {
-        ReceiveLimit(maxMessages: 1, maxBytes: max(maxBytes, 1), splits: true)
-    }
-
     /// Receives without waiting: the oldest message, or its first `maxBytes`
     /// (the rest comes on this reader's next receive). Nil: the member has left
     /// and everything queued was read. Throws `.wouldBlock` on an empty queue.
     public func tryReceive(maxBytes: Int) throws(DeliveryError) -> MessageChunk? {
-        let received: Received? = group.locked { groupState, effects in
-            groupState.receiveNow(state(&groupState), limit: Self.limit(maxBytes), effects: &effects)
-        }
-        switch received {
-        case .one(let chunk): return chunk
-        case .many(let chunks): return chunks.first
-        case .endOfStream: return nil
-        case nil: throw .wouldBlock
-        }
+        try tryReceive(.one(maxBytes: maxBytes)).first
     }
 
-    /// Receives, waiting on an empty queue. `completion` runs exactly once: at
-    /// once (and then the result is nil) or later, from the sending thread. A
-    /// nil chunk is the end of the stream. The `Waiting` cancels a parked
-    /// receive, which then consumed nothing.
+    /// Receives up to `maxMessages` whole messages and about `maxBytes` without
+    /// waiting. It always takes at least one message, so a `maxMessages` below
+    /// 1 counts as 1, as a `maxBytes` smaller than the next message does.
+    /// Empty: end of the stream. Throws `.wouldBlock` on an empty queue.
+    public func tryReceiveBatch(maxMessages: Int, maxBytes: Int) throws(DeliveryError) -> Received {
+        try tryReceive(.batch(maxMessages: maxMessages, maxBytes: maxBytes))
+    }
+
+    /// Receives, or parks the receive in the same lock hold on an empty queue
+    /// (`.nonBlocking`: fails with `.wouldBlock` instead). `completion` runs
+    /// exactly once: at once (and then the result is nil) or later, from the
+    /// sending thread. A nil chunk is the end of the stream. The `Waiting`
+    /// cancels a parked receive, which then consumed nothing. Once the group
+    /// is shut down, a blocking receive that would wait fails with `.shutDown`
+    /// (what is queued can still be received).
     @discardableResult
     public func receive(
         maxBytes: Int,
         _ blocking: Blocking,
         completion: @escaping @Sendable (Result<MessageChunk?, DeliveryError>) -> Void
     ) -> Waiting? {
-        park(limit: Self.limit(maxBytes), blocking) { result in
-            completion(result.map { received in
-                switch received {
-                case .one(let chunk): chunk
-                case .many(let chunks): chunks.first
-                case .endOfStream: nil
-                }
-            })
-        }
+        receive(.one(maxBytes: maxBytes), blocking, completion) { $0.first }
     }
 
-    /// Receives up to `maxMessages` whole messages and about `maxBytes` (never
-    /// less than one message) without waiting. Empty: end of the stream.
-    public func tryReceiveBatch(maxMessages: Int, maxBytes: Int) throws(DeliveryError) -> [MessageChunk] {
-        let limit = ReceiveLimit(maxMessages: max(maxMessages, 2), maxBytes: maxBytes, splits: false)
-        let received: Received? = group.locked { groupState, effects in
-            groupState.receiveNow(state(&groupState), limit: limit, effects: &effects)
-        }
-        switch received {
-        case .one(let chunk): return [chunk]
-        case .many(let chunks): return chunks
-        case .endOfStream: return []
-        case nil: throw .wouldBlock
-        }
+    /// As `receive(maxBytes:_:completion:)`, for whole messages as
+    /// `tryReceiveBatch` takes them. An empty `Received` is the end of the stream.
+    @discardableResult
+    public func receiveBatch(
+        maxMessages: Int,
+        maxBytes: Int,
+        _ blocking: Blocking,
+        completion: @escaping @Sendable (Result<Received, DeliveryError>) -> Void
+    ) -> Waiting? {
+        receive(.batch(maxMessages: maxMessages, maxBytes: maxBytes), blocking, completion) { $0 }
     }
 
     /// Puts back chunks that were received but could not be handed on (the
     /// requester went away), so they are received next, in the same order.
-    public func putBack(_ chunks: [MessageChunk]) {
-        group.locked { groupState, effects in
+    public func putBack(_ chunks: some BidirectionalCollection<MessageChunk>) {
+        group.locked { groupState, actions in
             let readerState = state(&groupState)
             for chunk in chunks.reversed() {
-                groupState.putBack(chunk, reader: readerState, effects: &effects)
+                groupState.putBack(chunk, reader: readerState, actions: &actions)
             }
         }
     }
 
-    public func putBack(_ chunk: MessageChunk) { putBack([chunk]) }
+    public func putBack(_ chunk: MessageChunk) { putBack(CollectionOfOne(chunk)) }
 
-    private func park(
-        limit: ReceiveLimit,
+    @inline(__always)
+    private func tryReceive(_ limit: ReceiveLimit) throws(DeliveryError) -> Received {
+        let received = group.locked { groupState, actions in
+            groupState.receive(state(&groupState), limit: limit, actions: &actions)
+        }
+        guard let received else { throw .wouldBlock }
+        return received
+    }
+
+    /// The one receive step: what is there now, or parked in the same lock
+    /// hold. `shape` turns what was received into what `completion` takes; it
+    /// captures nothing, and the completion that applies it is only made when
+    /// the receive parks, so a receive done at once allocates nothing here.
+    private func receive<T: Sendable>(
+        _ limit: ReceiveLimit,
         _ blocking: Blocking,
-        completion: @escaping @Sendable (Result<Received, DeliveryError>) -> Void
+        _ completion: @escaping @Sendable (Result<T, DeliveryError>) -> Void,
+        shape: @escaping @Sendable (Received) -> T
     ) -> Waiting? {
-        let step: Step<Received> = group.locked { groupState, effects in
-            if groupState.shutDown { return .done(.failure(.shutDown)) }
+        let step: Step<T> = group.locked { groupState, actions in
             let readerState = state(&groupState)
-            if let received = groupState.receiveNow(readerState, limit: limit, effects: &effects) {
-                return .done(.success(received))
+            if let received = groupState.receive(readerState, limit: limit, actions: &actions) {
+                return .done(.success(shape(received)))
             }
             guard blocking == .blocking else { return .done(.failure(.wouldBlock)) }
-            let id = groupState.makeID()
-            readerState.member.parkedReceives.append(
-                ParkedReceive(id: id, reader: readerState, limit: limit, completion: completion))
-            return .parked(Waiting(group: group, id: id, member: Guarded(readerState.member)))
+            switch groupState.park(readerState, limit: limit, completion: { completion($0.map(shape)) }) {
+            case .success(let id): return .parked(Waiting(group: group, id: id, member: Guarded(readerState.member)))
+            case .failure(let error): return .done(.failure(error))
+            }
         }
         return step.finish(completion)
     }

@@ -1,5 +1,8 @@
 import DeliveryCore
+import Dispatch
 import Testing
+
+import class Foundation.Thread
 
 @Suite struct GroupLifetimeTests {
     @Test func settingsAreValidated() {
@@ -49,6 +52,41 @@ import Testing
         }
         #expect(group.member(named: "a")!.settings.loopback == false)
         #expect(expectError(.noSuchMember) { try group.configureMember(named: "zed") { $0.loopback = true } })
+    }
+
+    @Test func configureValidatesWhatItApplies() throws {
+        // A change that depends on the current value, while another configure
+        // lands as it runs: what is applied must be what was validated, and
+        // the change must run once. The other configure is given a moment to
+        // finish first; a configure that holds the lock throughout makes it
+        // wait instead, and then it applies last.
+        let group = try Group(name: "g")
+        let calls = TestLock(0)
+        let concurrent = DispatchGroup()
+        do {
+            try group.configure { settings in
+                let first = calls.withLock { calls in
+                    calls += 1
+                    return calls == 1
+                }
+                if first {
+                    concurrent.enter()
+                    Thread.detachNewThread {
+                        try! group.configure { $0.capacity = 900_000 }
+                        concurrent.leave()
+                    }
+                    _ = concurrent.wait(timeout: .now() + .milliseconds(200))
+                }
+                settings.capacity += 200_000
+            }
+        } catch {
+            // Refused when it saw 900,000: 1,100,000 is out of bounds.
+            #expect(error == .invalidSetting(key: "capacity", value: 1_100_000, allowed: Limits.capacity))
+        }
+        concurrent.wait()
+        #expect(calls.withLock { $0 } == 1)
+        #expect(throws: Never.self) { try group.settings.validate() }
+        #expect(group.settings.capacity == 900_000)
     }
 }
 
@@ -362,6 +400,80 @@ import Testing
         let rest = try reader.tryReceiveBatch(maxMessages: 100, maxBytes: 1000)
         #expect(rest.map { $0.bytes[0] } == [7, 8, 9])
         #expect(throws: DeliveryError.wouldBlock) { try reader.tryReceiveBatch(maxMessages: 10, maxBytes: 10) }
+    }
+
+    @Test func batchOfOneTakesOneAndLessThanOneCountsAsOne() throws {
+        let group = try Group(name: "g")
+        let reader = try group.join("m").makeReader()
+        for i in 0..<4 { try group.trySend(Message([UInt8(i)])) }
+        #expect(try reader.tryReceiveBatch(maxMessages: 1, maxBytes: 1000).map { $0.bytes[0] } == [0])
+        #expect(try reader.tryReceiveBatch(maxMessages: 0, maxBytes: 1000).map { $0.bytes[0] } == [1])
+        #expect(try reader.tryReceiveBatch(maxMessages: -5, maxBytes: 1000).map { $0.bytes[0] } == [2])
+        #expect(group.snapshot().members[0].queued == 1)
+    }
+
+    @Test func batchReceiveParksTakesWhatIsThereAndPutsBack() throws {
+        let group = try Group(name: "g")
+        let member = try group.join("m")
+        let reader = member.makeReader()
+        let got = Box<[String]>()
+        let record: @Sendable (Result<Received, DeliveryError>) -> Void = { result in
+            got.append(try! result.get().map { String(decoding: $0.bytes, as: UTF8.self) })
+        }
+        let refused = Box<DeliveryError>()
+        #expect(reader.receiveBatch(maxMessages: 8, maxBytes: 100, .nonBlocking) { result in
+            if case .failure(let error) = result { refused.append(error) }
+        } == nil)
+        #expect(refused.values == [.wouldBlock])
+        // Parked on an empty queue: the first message completes it alone.
+        #expect(reader.receiveBatch(maxMessages: 8, maxBytes: 100, .blocking, completion: record) != nil)
+        for text in ["a", "b", "c"] { try group.trySend(message(text)) }
+        #expect(got.values == [["a"]])
+        // Not empty: everything that fits, at once.
+        #expect(reader.receiveBatch(maxMessages: 8, maxBytes: 100, .blocking, completion: record) == nil)
+        #expect(got.values == [["a"], ["b", "c"]])
+        // What could not be handed on comes back first, in order.
+        try group.trySend(message("d"))
+        reader.putBack(try reader.tryReceiveBatch(maxMessages: 8, maxBytes: 100))
+        try group.trySend(message("e"))
+        member.leave()
+        reader.receiveBatch(maxMessages: 8, maxBytes: 100, .blocking, completion: record)
+        reader.receiveBatch(maxMessages: 8, maxBytes: 100, .blocking, completion: record)
+        #expect(got.values == [["a"], ["b", "c"], ["d", "e"], []])
+    }
+
+    @Test func afterShutDownQueuedMessagesAreReadAndWaitsRefused() throws {
+        let group = try Group(name: "g")
+        let reader = try group.join("m").makeReader()
+        try group.trySend(message("kept"))
+        group.shutDown()
+        let results = Box<String>()
+        for _ in 0..<2 {
+            reader.receive(maxBytes: 100, .blocking) { result in
+                switch result {
+                case .success(let chunk): results.append(chunk.map { String(decoding: $0.bytes, as: UTF8.self) } ?? "end")
+                case .failure(let error): results.append("\(error)")
+                }
+            }
+        }
+        #expect(results.values == ["kept", "shutDown"])
+        #expect(expectError(.shutDown) { try group.trySend(message("x")) })
+    }
+
+    @Test func completionsRunWithTheLockReleased() throws {
+        // A completion that calls into its group would deadlock if it ran
+        // under the group's lock.
+        let group = try Group(name: "g")
+        let reader = try group.join("m").makeReader()
+        let sent = Box<UInt64>()
+        reader.receive(maxBytes: 100, .blocking) { _ in sent.append(group.snapshot().sent) }
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            try! group.trySend(message("x"))
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(sent.values == [1])
     }
 
     @Test func putBackRestoresOrderAndParts() throws {
