@@ -23,14 +23,14 @@ extension MulticastFilesystem {
             do throws(DeliveryError) {
                 Self.hand(try reader.tryReceive(maxBytes: size), of: reader, to: reply)
             } catch .wouldBlock where !nonBlocking {
-                guard reply.willWait() else { return }
-                let waiting = reader.receive(maxBytes: size, .blocking) { result in
-                    switch result {
-                    case .success(let chunk): Self.hand(chunk, of: reader, to: reply)
-                    case .failure(let error): reply.fail(Errno(error))
+                Self.wait(reply) {
+                    reader.receive(maxBytes: size, .blocking) { result in
+                        switch result {
+                        case .success(let chunk): Self.hand(chunk, of: reader, to: reply)
+                        case .failure(let error): reply.fail(Errno(error))
+                        }
                     }
                 }
-                if let waiting { reply.cancelOnInterrupt { waiting.cancel() } }
             } catch {
                 reply.fail(Errno(error))
             }
@@ -42,6 +42,22 @@ extension MulticastFilesystem {
         case .directory:
             reply.fail(.isDirectory)
         }
+    }
+
+    /// The slow path of a read or write that found it must wait: arm the
+    /// reply for interrupts, then try again and park in one hold of the
+    /// group's lock (`park`), and say how to cancel what parked.
+    ///
+    /// Why try first and park second, rather than one call that parks: the
+    /// reply must be armed before a parked waiter is visible to the thread
+    /// that will complete it, and the core runs nothing of a front end's
+    /// under its lock (arming calls into libfuse, and answers EINTR there and
+    /// then when the signal came first). Arming every request before its
+    /// first try would cost the fast path, where most writes and many reads
+    /// end, more than the second lock hold costs the slow one.
+    private static func wait(_ reply: some WaitingReply, _ park: () -> Waiting?) {
+        guard reply.willWait() else { return }
+        if let waiting = park() { reply.cancelOnInterrupt { waiting.cancel() } }
     }
 
     private static func hand(_ chunk: MessageChunk?, of reader: Reader, to reply: some ReadReply) {
@@ -96,15 +112,15 @@ extension MulticastFilesystem {
             try group.trySend(message, as: sender)
             reply.reply(written: bytes.count)
         } catch .wouldBlock where !nonBlocking {
-            guard reply.willWait() else { return }
             let count = bytes.count
-            let waiting = group.send(message, as: sender, .blocking) { result in
-                switch result {
-                case .success: reply.reply(written: count)
-                case .failure(let error): reply.fail(Errno(error))
+            Self.wait(reply) {
+                group.send(message, as: sender, .blocking) { result in
+                    switch result {
+                    case .success: reply.reply(written: count)
+                    case .failure(let error): reply.fail(Errno(error))
+                    }
                 }
             }
-            if let waiting { reply.cancelOnInterrupt { waiting.cancel() } }
         } catch {
             reply.fail(Errno(error))
         }
