@@ -99,8 +99,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "LockingTests", dependencies: ["Locking"], swiftSettings: strict),
-        .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore"], swiftSettings: strict),
-        .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "FileSystemTypes", "DeliveryCore", "Locking", system], swiftSettings: strict),
+        // Test-only helpers the test targets share (a seeded generator).
+        .target(name: "TestSupport", path: "Tests/Support", swiftSettings: strict),
+        .testTarget(name: "DeliveryCoreTests", dependencies: ["DeliveryCore", "Locking", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "MulticastFSTests", dependencies: ["MulticastFS", "FileSystemTypes", "DeliveryCore", "Locking", "TestSupport", system], swiftSettings: strict),
         .testTarget(
             name: "MulticastFUSETests",
             dependencies: ["MulticastFUSE", "MulticastFS", "FUSETesting", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system],

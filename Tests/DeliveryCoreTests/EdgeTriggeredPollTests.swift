@@ -1,3 +1,4 @@
+import Locking
 import DeliveryCore
 import Testing
 
@@ -16,7 +17,7 @@ final class EdgeTriggeredPoller: Sendable {
     private let writer: Writer?
     private let id: UInt64
     /// Starts woken: EPOLL_CTL_ADD polls once.
-    private let woken = TestLock(true)
+    private let woken = AdaptiveMutex(true)
 
     init(_ group: Group, reader: Reader? = nil, writer: Writer? = nil, id: UInt64 = 1) {
         self.group = group

@@ -1,3 +1,4 @@
+import Locking
 import DeliveryCore
 import Dispatch
 import Testing
@@ -61,7 +62,7 @@ import class Foundation.Thread
         // finish first; a configure that holds the lock throughout makes it
         // wait instead, and then it applies last.
         let group = try Group(name: "g")
-        let calls = TestLock(0)
+        let calls = AdaptiveMutex(0)
         let concurrent = DispatchGroup()
         do {
             try group.configure { settings in

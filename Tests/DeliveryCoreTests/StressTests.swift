@@ -1,6 +1,8 @@
+import Locking
 import DeliveryCore
 import Synchronization
 import Dispatch
+import TestSupport
 import Testing
 
 // Many threads sending (blocking, non-blocking, cancelled), receiving, joining,
@@ -22,7 +24,7 @@ private func decode(_ chunk: MessageChunk) -> String { String(decoding: chunk.by
 /// Blocking receive on a plain thread.
 private func receiveWaiting(_ reader: Reader) -> MessageChunk? {
     let semaphore = DispatchSemaphore(value: 0)
-    let result = TestLock<Result<MessageChunk?, DeliveryError>?>(nil)
+    let result = AdaptiveMutex<Result<MessageChunk?, DeliveryError>?>(nil)
     reader.receive(maxBytes: 1 << 20, .blocking) { outcome in
         result.withLock { $0 = outcome }
         semaphore.signal()
@@ -39,10 +41,10 @@ private func drain(_ reader: Reader) -> [(UInt64, String)] {
 }
 
 private final class Log: Sendable {
-    let accepted = TestLock<[Sent]>([])
-    let refused = TestLock<Set<String>>([])
-    let received = TestLock<[String: [(UInt64, String)]]>([:])
-    let maxQueued = TestLock<[String: Int]>([:])
+    let accepted = AdaptiveMutex<[Sent]>([])
+    let refused = AdaptiveMutex<Set<String>>([])
+    let received = AdaptiveMutex<[String: [(UInt64, String)]]>([:])
+    let maxQueued = AdaptiveMutex<[String: Int]>([:])
 }
 
 @Suite struct StressTests {
@@ -137,7 +139,7 @@ private final class Log: Sendable {
                         continue
                     }
                     let semaphore = DispatchSemaphore(value: 0)
-                    let outcome = TestLock<Result<SendReceipt, DeliveryError>?>(nil)
+                    let outcome = AdaptiveMutex<Result<SendReceipt, DeliveryError>?>(nil)
                     let waiting = group.send(message, as: asMember, .blocking) { result in
                         outcome.withLock { $0 = result }
                         semaphore.signal()
@@ -240,7 +242,7 @@ private final class Log: Sendable {
         let group = try Group(name: "fifo")
         let slow = try group.join("slow", settings: MemberSettings(capacity: 1))
         try group.trySend(Message([0]))
-        let order = TestLock<[Int]>([])
+        let order = AdaptiveMutex<[Int]>([])
         let all = DispatchGroup()
         for i in 1...50 {
             all.enter()
@@ -266,17 +268,5 @@ private func expectSame(_ got: [UInt64], _ expected: [UInt64], _ name: String) {
     Issue.record("\(name): got \(got.count) messages, expected \(expected.count); first difference at \(index): got \(near(got)), expected \(near(expected))")
 }
 
-/// SplitMix64: reproducible randomness per seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 import class Foundation.Thread

@@ -1,3 +1,4 @@
+import Locking
 import DeliveryCore
 
 func message(_ text: String) -> Message { Message(Array(text.utf8)) }
@@ -11,7 +12,7 @@ extension Reader {
 
 /// Collects results from completions that may run on any thread.
 final class Box<Value: Sendable>: Sendable {
-    private let storage: TestLock<[Value]> = TestLock([])
+    private let storage: AdaptiveMutex<[Value]> = AdaptiveMutex([])
     func append(_ value: Value) { storage.withLock { $0.append(value) } }
     var values: [Value] { storage.withLock { $0 } }
 }

@@ -4,6 +4,7 @@ import Glibc
 import Locking
 import MulticastFS
 import SystemPackage
+import TestSupport
 import Testing
 
 @Suite struct NamespaceTests {
@@ -344,7 +345,7 @@ import Testing
 
     @Test(arguments: 0..<200)
     func controlParserNeverCrashesOnNoise(seed: Int) {
-        var generator = SplitMix(seed: UInt64(seed))
+        var generator = SeededGenerator(seed: UInt64(seed))
         let alphabet = Array("set member capacity queue_bytes max_message send loopback drop_when_full = 0123456789 \n\t-+xyz".utf8) + [0, 0xff, 0xc3]
         let noise = (0..<Int.random(in: 0...60, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }
         do {
@@ -372,18 +373,6 @@ import Testing
         #expect(notified.value == 2)
         #expect(kernel.fs.poll(handle: send, notify: nil).writable)
         kernel.fs.release(handle: readOnly)
-    }
-}
-
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
