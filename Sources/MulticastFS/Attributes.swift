@@ -5,9 +5,9 @@ public typealias InodeNumber = UInt64
 
 /// What an entry is.
 public enum EntryKind: Sendable, Equatable {
-    case root, group, send, control, status, member
+    case root, group, send, control, status, member, frames
 
-    public var isDirectory: Bool { self == .root || self == .group }
+    public var isDirectory: Bool { self == .root || self == .group || self == .frames }
 
     /// As `stat` and readdir show it.
     public var fileType: FileType { isDirectory ? .directory : .regular }

@@ -39,7 +39,8 @@ public final class MulticastFilesystem: Sendable {
     /// Finds `name` in directory `parent`, counting one more kernel reference.
     public func lookup(parent: InodeNumber, name: String) throws(Errno) -> Entry {
         try withNamespace { (namespace) throws(Errno) in
-            namespace.reference(try namespace.child(of: try namespace.node(parent), named: name))
+            let (node, view) = try namespace.child(of: try namespace.node(parent), named: name)
+            return namespace.reference(node, in: view)
         }
     }
 
@@ -106,6 +107,8 @@ public final class MulticastFilesystem: Sendable {
             directory.send = namespace.makeNode(.send, permissions: mode.intersection(Self.writeBits), owner: caller, content: .send(directory)).ino
             directory.control = namespace.makeNode(.control, permissions: mode.intersection(.ownerWrite), owner: caller, content: .control(directory)).ino
             directory.status = namespace.makeNode(.status, permissions: mode.intersection(Self.readBits), owner: caller, content: .status(directory)).ino
+            directory.frames = namespace.makeNode(.frames, permissions: mode, owner: caller, content: .frames(directory)).ino
+            node.attributes.linkCount = 3  // ".", its name in the root, and frames/..
             namespace.groups[ExactName(name)] = node
             namespace.groupOrder.append(ExactName(name))
             namespace.touch(namespace.root)
@@ -117,13 +120,20 @@ public final class MulticastFilesystem: Sendable {
     public func removeGroup(parent: InodeNumber, name: String) throws(Errno) {
         try withNamespace { (namespace) throws(Errno) in
             let parentNode = try namespace.node(parent)
-            // Nothing inside a group is a directory.
-            guard case .root = parentNode.content else { throw .notDirectory }
+            switch parentNode.content {
+            case .root: break
+            // frames/ goes with its group, never alone.
+            case .group where name == "frames": throw .notPermitted
+            // Nothing else inside a group is a directory.
+            default: throw .notDirectory
+            }
             guard let node = namespace.groups[ExactName(name)], case .group(let directory) = node.content else { throw .noSuchFileOrDirectory }
             do throws(DeliveryError) { try directory.group.close() } catch { throw Errno(error) }
             namespace.groups[ExactName(name)] = nil
             namespace.groupOrder.removeAll { $0 == ExactName(name) }
-            for ino in [directory.send, directory.control, directory.status] { namespace.unlink(namespace.entry(ino)) }
+            for ino in [directory.send, directory.control, directory.status, directory.frames] {
+                namespace.unlink(namespace.entry(ino))
+            }
             namespace.unlink(node)
             namespace.touch(namespace.root)
         }
@@ -180,8 +190,8 @@ public final class MulticastFilesystem: Sendable {
     }
 
     /// `rm G/NAME`: NAME leaves. Open handles still read what was queued, then
-    /// end of file; new opens get ENOENT. `send`, `ctl` and `status` cannot be
-    /// removed (EPERM).
+    /// end of file; new opens get ENOENT. `send`, `ctl`, `status` and
+    /// `frames`, and anything in `frames/`, cannot be removed (EPERM).
     public func removeMember(parent: InodeNumber, name: String) throws(Errno) {
         try withNamespace { (namespace) throws(Errno) in
             if case .root = try namespace.node(parent).content { throw .isDirectory }
@@ -203,19 +213,19 @@ public final class MulticastFilesystem: Sendable {
     /// Opens a file. `send` and `ctl` are write-only and `status` read-only,
     /// whatever the caller's privileges (EACCES otherwise).
     public func open(_ ino: InodeNumber, flags: OpenFlags) throws(Errno) -> OpenedFile {
-        let node = try withNamespace { (namespace) throws(Errno) in
-            let node = try namespace.node(ino)
-            guard node.linked else { throw .noSuchFileOrDirectory }
-            return node
+        let (node, view) = try withNamespace { (namespace) throws(Errno) in
+            let target = try namespace.target(ino)
+            guard target.node.linked else { throw .noSuchFileOrDirectory }
+            return target
         }
-        return try open(node, flags: flags)
+        return try open(node, in: view, flags: flags)
     }
 
-    private func open(_ node: Node, flags: OpenFlags) throws(Errno) -> OpenedFile {
+    private func open(_ node: Node, in view: View = .record, flags: OpenFlags) throws(Errno) -> OpenedFile {
         let access = flags
         let content: OpenFile.Content
         switch node.content {
-        case .root, .group:
+        case .root, .group, .frames:
             throw .isDirectory
         case .send(let directory):
             guard !access.reads else { throw .permissionDenied }
@@ -230,7 +240,7 @@ public final class MulticastFilesystem: Sendable {
             guard member.isPresent else { throw .noSuchFileOrDirectory }
             content = .member(member, reader: access.reads ? member.makeReader() : nil, writable: access.writes)
         }
-        let file = OpenFile(content: content, watchID: nextWatchID.add(1, ordering: .relaxed).newValue)
+        let file = OpenFile(content: content, view: view, watchID: nextWatchID.add(1, ordering: .relaxed).newValue)
         let isStream = if case .status = content { false } else { true }
         return OpenedFile(handle: keep(file), isStream: isStream)
     }
@@ -252,12 +262,17 @@ public final class MulticastFilesystem: Sendable {
                 for (name, ino) in directory.entries {
                     entries.append(DirectoryEntry(name: name, ino: ino, type: namespace.entry(ino).kind.fileType))
                 }
+            case .frames(let directory):
+                entries.append(DirectoryEntry(name: "..", ino: directory.directory, type: .directory))
+                for (name, ino) in directory.framedEntries {
+                    entries.append(DirectoryEntry(name: name, ino: ino, type: .regular))
+                }
             case .send, .control, .status, .member:
                 throw .notDirectory
             }
             return entries
         }
-        return OpenedFile(handle: keep(OpenFile(content: .directory(entries), watchID: 0)), isStream: false)
+        return OpenedFile(handle: keep(OpenFile(content: .directory(entries), view: .record, watchID: 0)), isStream: false)
     }
 
     private func keep(_ file: OpenFile) -> UInt64 { openFiles.keep(file) }

@@ -30,7 +30,13 @@ struct Namespace: ~Copyable {
 
     /// The node behind a kernel node id (an entry's own, or an alias).
     func node(_ ino: InodeNumber) throws(Errno) -> Node {
-        if let node = nodes[ino] ?? aliases[ino]?.node { return node }
+        try target(ino).node
+    }
+
+    /// The node behind a kernel node id, and the view it is seen in.
+    func target(_ ino: InodeNumber) throws(Errno) -> (node: Node, view: View) {
+        if let node = nodes[ino] { return (node, .record) }
+        if let alias = aliases[ino] { return (alias.node, alias.view) }
         throw .noSuchFileOrDirectory
     }
 
@@ -48,15 +54,18 @@ struct Namespace: ~Copyable {
     /// 0). With one inode per entry, a second writer on `send` would wait in
     /// that lock, unkillable, for as long as the first writer is blocked on
     /// a full queue. `st_ino` stays the entry's own. See docs/fuse-notes.md.
-    mutating func reference(_ node: Node) -> Entry {
+    ///
+    /// A twin in `G/frames/` is one more alias of the same entry, seen in the
+    /// framed view.
+    mutating func reference(_ node: Node, in view: View = .record) -> Entry {
         let attributes = attributes(of: node)
         switch node.content {
         case .send, .member:
             let alias = nextInode
             nextInode += 1
-            aliases[alias] = Alias(node: node)
+            aliases[alias] = Alias(node: node, view: view)
             return Entry(nodeID: alias, attributes: attributes, cacheable: false)
-        case .root, .group, .control, .status:
+        case .root, .group, .control, .status, .frames:
             node.lookups += 1
             return Entry(nodeID: node.ino, attributes: attributes, cacheable: true)
         }
@@ -67,7 +76,8 @@ struct Namespace: ~Copyable {
         switch node.content {
         case .group(let directory) where node.linked: return directory
         case .group: throw .noSuchFileOrDirectory
-        case .root: throw .notPermitted
+        // Members join in `G/`, never in `G/frames/`.
+        case .root, .frames: throw .notPermitted
         case .send, .control, .status, .member: throw .notDirectory
         }
     }
@@ -90,15 +100,19 @@ struct Namespace: ~Copyable {
         node.attributes.ctime = now
     }
 
-    /// The entry `name` in directory `parent`.
-    func child(of parent: Node, named name: String) throws(Errno) -> Node {
+    /// The entry `name` in directory `parent`, and the view it is seen in.
+    func child(of parent: Node, named name: String) throws(Errno) -> (node: Node, view: View) {
         switch parent.content {
         case .root:
             guard let node = groups[ExactName(name)] else { throw .noSuchFileOrDirectory }
-            return node
+            return (node, .record)
         case .group(let directory):
             guard parent.linked, let node = entry(named: name, in: directory) else { throw .noSuchFileOrDirectory }
-            return node
+            return (node, .record)
+        case .frames(let directory):
+            guard parent.linked, name != "ctl", name != "status", name != "frames",
+                  let node = entry(named: name, in: directory) else { throw .noSuchFileOrDirectory }
+            return (node, .framed)
         case .send, .control, .status, .member:
             throw .notDirectory
         }
@@ -110,6 +124,7 @@ struct Namespace: ~Copyable {
         case "send": entry(directory.send)
         case "ctl": entry(directory.control)
         case "status": entry(directory.status)
+        case "frames": entry(directory.frames)
         default:
             if let ino = directory.members[ExactName(name)] { entry(ino) } else { nil }
         }

@@ -23,6 +23,9 @@ final class Node: @unchecked Sendable {
         case control(GroupDirectory)
         case status(GroupDirectory)
         case member(GroupDirectory, Member)
+        /// `G/frames/`: the twins of `send` and of every member, in the
+        /// framed view.
+        case frames(GroupDirectory)
     }
 
     init(ino: InodeNumber, kind: EntryKind, attributes: FileAttributes, content: Content) {
@@ -42,12 +45,25 @@ final class Node: @unchecked Sendable {
     }
 }
 
-/// One kernel inode for a `send` or member entry: see `Namespace.reference`.
+/// How a `send` or member entry is seen: through the group directory, one
+/// message per read and write, or through `G/frames/`, batches of framed
+/// messages. Both are the same entry: the same attributes and queue.
+enum View: Sendable {
+    case record
+    case framed
+}
+
+/// One kernel inode for a `send` or member entry, in one view: see
+/// `Namespace.reference`.
 final class Alias: @unchecked Sendable {
     let node: Node
+    let view: View
     var lookups: UInt64 = 1
 
-    init(node: Node) { self.node = node }
+    init(node: Node, view: View) {
+        self.node = node
+        self.view = view
+    }
 }
 
 /// A group's directory: the core's group and the entries beneath it, by
@@ -59,6 +75,7 @@ final class GroupDirectory: @unchecked Sendable {
     var send: InodeNumber = 0
     var control: InodeNumber = 0
     var status: InodeNumber = 0
+    var frames: InodeNumber = 0
     /// Members by name, in the order they joined.
     var members: [ExactName: InodeNumber] = [:]
     var memberOrder: [ExactName] = []
@@ -67,8 +84,13 @@ final class GroupDirectory: @unchecked Sendable {
 
     /// The fixed entries, then the members.
     var entries: [(String, InodeNumber)] {
-        [("send", send), ("ctl", control), ("status", status)] + memberOrder.compactMap { name in
-            members[name].map { (name.string, $0) }
-        }
+        [("send", send), ("ctl", control), ("status", status), ("frames", frames)] + memberEntries
+    }
+
+    /// What `G/frames/` lists: the twins of `send` and of the members.
+    var framedEntries: [(String, InodeNumber)] { [("send", send)] + memberEntries }
+
+    private var memberEntries: [(String, InodeNumber)] {
+        memberOrder.compactMap { name in members[name].map { (name.string, $0) } }
     }
 }

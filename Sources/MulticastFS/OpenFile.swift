@@ -20,11 +20,15 @@ final class OpenFile: Sendable {
     }
 
     let content: Content
+    /// How `send` and member files encode messages: one per read and write,
+    /// or framed batches (opened in `G/frames/`).
+    let view: View
     /// Identifies this file's poll watch in the core.
     let watchID: UInt64
 
-    init(content: Content, watchID: UInt64) {
+    init(content: Content, view: View, watchID: UInt64) {
         self.content = content
+        self.view = view
         self.watchID = watchID
     }
 

@@ -16,8 +16,12 @@ import Testing
         #expect(try kernel.stat("/chat/status").permissions == 0o440)
         #expect(try kernel.stat("/chat/ctl").permissions == 0o200)
         #expect(try kernel.list("/") == [".", "..", "chat"])
-        #expect(try kernel.list("/chat") == [".", "..", "send", "ctl", "status"])
+        #expect(try kernel.list("/chat") == [".", "..", "send", "ctl", "status", "frames"])
         #expect(try kernel.stat("/").linkCount == 3)
+        #expect(try kernel.stat("/chat").linkCount == 3)
+        let frames = try kernel.stat("/chat/frames")
+        #expect(frames.mode.type == .directory && frames.permissions == 0o750 && frames.uid.rawValue == 1000)
+        #expect(try kernel.list("/chat/frames") == [".", "..", "send"])
         #expect(throws: Errno.fileExists) { try kernel.mkdir("/chat") }
     }
 
@@ -56,7 +60,42 @@ import Testing
             _ = try kernel.fs.makeNode(parent: kernel.resolve("/g"), name: "fifo", mode: FileMode(rawValue: S_IFIFO | 0o644), caller: kernel.caller)
         }
         #expect(throws: Errno.notPermitted) { try kernel.unlink("/g/send") }
-        #expect(try kernel.list("/g") == [".", "..", "send", "ctl", "status"])
+        #expect(try kernel.list("/g") == [".", "..", "send", "ctl", "status", "frames"])
+    }
+
+    /// `G/frames/NAME` is the member NAME itself in another encoding: the
+    /// same entry (attributes, owner, mode), a new kernel node id per lookup,
+    /// listed beside `send`; nothing can be made or removed there.
+    @Test func framesHoldTwinsOfSendAndEveryMember() throws {
+        var kernel = try KernelDriver()
+        try kernel.mkdir("/g", mode: 0o755)
+        kernel.caller = Caller(uid: UserID(rawValue: 42), gid: GroupID(rawValue: 43))
+        kernel.fs.release(handle: try kernel.create("/g/alice", mode: 0o640))
+        #expect(try kernel.list("/g/frames") == [".", "..", "send", "alice"])
+        let member = try kernel.stat("/g/alice"), twin = try kernel.stat("/g/frames/alice")
+        #expect(twin == member)
+        let frames = try kernel.resolve("/g/frames")
+        let first = try kernel.fs.lookup(parent: frames, name: "alice"), second = try kernel.fs.lookup(parent: frames, name: "alice")
+        #expect(!first.cacheable && first.nodeID != second.nodeID)
+        // chmod of either is the chmod of both.
+        _ = try kernel.fs.setAttributes(of: first.nodeID, AttributeChanges(permissions: FilePermissions(rawValue: 0o600)))
+        #expect(try kernel.stat("/g/alice").permissions == 0o600)
+        #expect(try kernel.stat("/g/frames/send") == kernel.stat("/g/send"))
+        for name in ["ctl", "status", "frames", "bob"] {
+            #expect(throws: Errno.noSuchFileOrDirectory, "\(name)") { _ = try kernel.resolve("/g/frames/" + name) }
+        }
+        #expect(throws: Errno.notPermitted) { _ = try kernel.create("/g/frames/bob") }
+        #expect(throws: Errno.notPermitted) { try kernel.unlink("/g/frames/alice") }
+        #expect(throws: Errno.notPermitted) { try kernel.unlink("/g/frames") }
+        #expect(throws: Errno.notPermitted) { try kernel.rmdir("/g/frames") }
+        #expect(throws: Errno.notPermitted) { try kernel.mkdir("/g/frames/sub") }
+        #expect(throws: Errno.fileExists) { _ = try kernel.fs.makeNode(parent: kernel.resolve("/g"), name: "frames", mode: FileMode(rawValue: S_IFREG | 0o644), caller: kernel.caller) }
+        // rm G/NAME removes both; the group goes with its frames/.
+        try kernel.unlink("/g/alice")
+        #expect(try kernel.list("/g/frames") == [".", "..", "send"])
+        try kernel.rmdir("/g")
+        #expect(throws: Errno.noSuchFileOrDirectory) { _ = try kernel.fs.lookup(parent: frames, name: "send") }
+        #expect(throws: Errno.noSuchFileOrDirectory) { _ = try kernel.fs.openDirectory(frames) }
     }
 
     @Test func membersJoinAndLeave() throws {

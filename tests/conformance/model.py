@@ -28,7 +28,10 @@ DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
 CAPACITY_RANGE = (1, 1_000_000)
 QUEUE_BYTES_RANGE = (1, 1 << 30)
 MAX_MESSAGE_RANGE = (1, MAX_MESSAGE)
-RESERVED = ("send", "ctl", "status")
+FIXED_FILES = ("send", "ctl", "status")
+# Directories mcastfs makes in every group (docs/contract.md, "A group directory").
+FIXED_DIRECTORIES = ("frames",)
+RESERVED = FIXED_FILES + FIXED_DIRECTORIES
 NAME_MAX = 255
 
 # --- names ----------------------------------------------------------------------
@@ -437,6 +440,8 @@ class Filesystem:
         if text in RESERVED or text in g.members:
             if excl:
                 raise ModelError(errno.EEXIST)
+            if text in FIXED_DIRECTORIES:
+                raise ModelError(errno.EISDIR)  # the kernel's answer to O_CREAT on a directory
             if (text in ("send", "ctl") and not writes) or (text == "status" and writes):
                 raise ModelError(errno.EACCES)  # even for root (docs/contract.md)
             return None
@@ -449,6 +454,8 @@ class Filesystem:
 
     def unlink(self, group: str, name: str) -> None:
         g = self.group(group)
+        if name in FIXED_DIRECTORIES:
+            raise ModelError(errno.EISDIR)  # unlink(2) of a directory, refused by the kernel
         if name in RESERVED:
             raise ModelError(errno.EPERM)
         m = g.members.pop(name, None)

@@ -97,9 +97,11 @@ class Backend:
                 continue
             for entry in os.listdir(path):
                 ep = os.path.join(path, entry)
+                if self.mcastfs and entry in RESERVED + ("frames",):
+                    continue  # a group's own entries go with it
                 if os.path.isdir(ep):
                     os.rmdir(ep)
-                elif not (self.mcastfs and entry in RESERVED):
+                else:
                     os.unlink(ep)
             os.rmdir(path)
 

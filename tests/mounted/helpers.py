@@ -37,7 +37,10 @@ DEFAULT_CAPACITY = 256
 DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
 MAX_CAPACITY = 1_000_000
 MAX_QUEUE_BYTES = 1 << 30
-RESERVED = ("send", "ctl", "status")
+# What every group directory holds (docs/contract.md, "A group directory"):
+# its files, and frames/ (the framed view).
+FIXED_FILES = ("send", "ctl", "status")
+RESERVED = FIXED_FILES + ("frames",)
 
 GROUP_KEYS = ("send", "capacity", "queue_bytes", "max_message", "members", "sent", "blocked_writers")
 MEMBER_KEYS = (

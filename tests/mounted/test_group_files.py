@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from helpers import NOBODY, RESERVED, expect_errno, sh
+from helpers import FIXED_FILES, NOBODY, RESERVED, expect_errno, sh
 
 REFUSED = (errno.EPERM, errno.EINVAL)
 
@@ -76,7 +76,7 @@ def test_modes_of_send_ctl_status_from_dir_mode(mount, request, dir_mode, send, 
         assert mode_of(os.path.join(path, "send")) == send
         assert mode_of(os.path.join(path, "status")) == status
         assert mode_of(os.path.join(path, "ctl")) == ctl
-        for f in RESERVED:
+        for f in FIXED_FILES:
             st = os.stat(os.path.join(path, f))
             assert stat.S_ISREG(st.st_mode), f"{f} is not a regular file"
             assert st.st_uid == os.getuid() and st.st_gid == os.getgid()
