@@ -104,8 +104,9 @@ public final class Group: Sendable {
     /// and nobody received it.
     @discardableResult
     public func trySend(_ message: Message, as sender: Member? = nil) throws(DeliveryError) -> SendReceipt {
+        let now = realtimeNanoseconds()
         let result = locked { state, actions in
-            state.send(message, from: sender.map { $0.state(&state) }, actions: &actions)
+            state.send(message, from: sender.map { $0.state(&state) }, at: now, actions: &actions)
         }
         guard let result else { throw .wouldBlock }
         return try result.get()
@@ -123,9 +124,10 @@ public final class Group: Sendable {
         _ blocking: Blocking,
         completion: @escaping @Sendable (Result<SendReceipt, DeliveryError>) -> Void
     ) -> Waiting? {
+        let now = realtimeNanoseconds()
         let step: Step<SendReceipt> = locked { state, actions in
             let senderState = sender.map { $0.state(&state) }
-            if let result = state.send(message, from: senderState, actions: &actions) { return .done(result) }
+            if let result = state.send(message, from: senderState, at: now, actions: &actions) { return .done(result) }
             guard blocking == .blocking else { return .done(.failure(.wouldBlock)) }
             let id = state.park(message, from: senderState, completion: completion)
             return .parked(Waiting(group: self, id: id, member: nil))

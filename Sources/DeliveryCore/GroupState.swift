@@ -1,4 +1,5 @@
 import DequeModule
+import Glibc
 
 // The state of one group, touched only while holding the group's lock.
 //
@@ -28,6 +29,13 @@ final class MemberState: @unchecked Sendable {
     @exclusivity(unchecked) var parkedReceives = Deque<ParkedReceive>()
     /// Poll watches waiting for this member to become readable.
     @exclusivity(unchecked) var readWatches: [UInt64: @Sendable () -> Void] = [:]
+    /// Messages dropped since the last one that reached this member.
+    @exclusivity(unchecked) var dropsPending: UInt32 = 0
+    /// The queued messages that follow drops, oldest first, with how many
+    /// were dropped before each. Kept beside the queue rather than in it, so
+    /// that a queue entry stays one 8-byte reference: only a member that
+    /// dropped ever has one, and the hot paths pay a test of `isEmpty`.
+    @exclusivity(unchecked) var dropMarks = Deque<DropMark>()
 
     init(id: UInt64, name: String, settings: MemberSettings) {
         self.id = id
@@ -42,6 +50,35 @@ final class MemberState: @unchecked Sendable {
 
     /// Holds senders back: full and not drop-when-full.
     var isBlocking: Bool { !settings.dropWhenFull && isFull }
+
+    /// The drops recorded before `message`, just taken from the queue front.
+    /// Marks are matched by sequence number; one at or below the message's
+    /// belongs to it (below only when a message was sent twice and
+    /// restamped, where the count comes one message early rather than stick).
+    @inline(__always)
+    func dropsBefore(_ message: Message) -> UInt32 {
+        guard !dropMarks.isEmpty else { return 0 }
+        let sequence = message.sequence
+        var drops: UInt32 = 0
+        while let mark = dropMarks.first, mark.sequence <= sequence {
+            dropMarks.removeFirst()
+            drops = drops.addingReportingOverflow(mark.drops).overflow ? .max : drops + mark.drops
+        }
+        return drops
+    }
+}
+
+/// `drops` messages were dropped before the queued message numbered `sequence`.
+struct DropMark: Sendable {
+    let sequence: UInt64
+    let drops: UInt32
+}
+
+/// CLOCK_REALTIME in nanoseconds.
+func realtimeNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
 }
 
 /// One open reader of a member (a file handle): it keeps the rest of a message
@@ -126,6 +163,10 @@ struct GroupState: ~Copyable, Sendable {
     var writeWatches: [UInt64: @Sendable () -> Void] = [:]
     var sent: UInt64 = 0
     var nextSequence: UInt64 = 1
+    /// The time stamped on the last accepted message: times never go back
+    /// from one sequence number to the next, even if the clock read before
+    /// taking the lock was a little older, or the clock was set back.
+    var lastTime: UInt64 = 0
     var nextID: UInt64 = 1
     var closed = false
     var shutDown = false
@@ -160,10 +201,23 @@ struct GroupState: ~Copyable, Sendable {
     /// A send: refused, or delivered to every recipient now. Nil: it must
     /// wait (the caller parks it in the same lock hold, or fails it with
     /// `.wouldBlock`).
-    mutating func send(_ message: Message, from sender: MemberState?, actions: inout [Action]) -> Result<SendReceipt, DeliveryError>? {
+    ///
+    /// `now` is the clock read by the sender just before it took the lock:
+    /// read there, it keeps a vDSO call (about 28 ns here) out of the lock
+    /// hold; `acceptanceTime` keeps the stamps in sequence order.
+    mutating func send(
+        _ message: Message, from sender: MemberState?, at now: UInt64 = realtimeNanoseconds(), actions: inout [Action]
+    ) -> Result<SendReceipt, DeliveryError>? {
         if let refusal = refusal(of: message, from: sender) { return .failure(refusal) }
         guard canSendNow(from: sender) else { return nil }
-        return .success(deliver(message, from: sender, actions: &actions))
+        return .success(deliver(message, from: sender, time: acceptanceTime(now), actions: &actions))
+    }
+
+    /// The time to stamp on what is accepted now, given a clock reading.
+    @inline(__always)
+    mutating func acceptanceTime(_ now: UInt64) -> UInt64 {
+        if now > lastTime { lastTime = now }
+        return lastTime
     }
 
     /// Parks a send that must wait, behind every send that began before it.
@@ -190,30 +244,34 @@ struct GroupState: ~Copyable, Sendable {
     }
 
     /// Delivers to every recipient at once; the caller checked there is room.
-    mutating func deliver(_ message: Message, from sender: MemberState?, actions: inout [Action]) -> SendReceipt {
+    mutating func deliver(_ message: Message, from sender: MemberState?, time: UInt64, actions: inout [Action]) -> SendReceipt {
         let sequence = nextSequence
         nextSequence &+= 1
         sent &+= 1
-        message.setSequence(sequence)
+        message.stamp(sequence: sequence, time: time, senderName: sender?.name)
         var recipients = 0
         var dropped = 0
         for member in members where member !== sender || member.settings.loopback {
             if member.isFull {
                 // Only a drop-when-full member can be full here.
                 member.dropped &+= 1
+                if member.dropsPending < .max { member.dropsPending += 1 }
                 dropped += 1
                 continue
             }
             member.delivered &+= 1
             recipients += 1
+            let dropsBefore = member.dropsPending
+            if dropsBefore != 0 { member.dropsPending = 0 }
             if member.parkedReceives.isEmpty {
                 member.queue.append(message)
                 member.queuedBytes += message.count
+                if dropsBefore != 0 { member.dropMarks.append(DropMark(sequence: sequence, drops: dropsBefore)) }
                 fireReadWatches(of: member, actions: &actions)
             } else {
                 // A parked receive implies an empty queue: hand the message over.
                 let receive = member.parkedReceives.removeFirst()
-                let received = take(message, for: receive.reader, limit: receive.limit)
+                let received = take(message, droppedBefore: dropsBefore, for: receive.reader, limit: receive.limit)
                 actions.append(.completeReceive(receive, .success(received)))
             }
         }
@@ -223,6 +281,9 @@ struct GroupState: ~Copyable, Sendable {
     /// Completes parked sends, oldest first, while the oldest can be delivered.
     mutating func completeParkedSends(actions: inout [Action]) {
         var completedAny = false
+        // Read once, and only when something is delivered: this runs under
+        // the lock, on the path that makes room.
+        var time: UInt64?
         while let head = parkedSends.first {
             if let sender = head.sender, !sender.present {
                 parkedSends.removeFirst()
@@ -232,7 +293,8 @@ struct GroupState: ~Copyable, Sendable {
             }
             guard recipientsHaveRoom(from: head.sender) else { break }
             parkedSends.removeFirst()
-            let receipt = deliver(head.message, from: head.sender, actions: &actions)
+            if time == nil { time = acceptanceTime(realtimeNanoseconds()) }
+            let receipt = deliver(head.message, from: head.sender, time: time!, actions: &actions)
             actions.append(.completeSend(head, .success(receipt)))
             completedAny = true
         }
@@ -290,10 +352,10 @@ struct GroupState: ~Copyable, Sendable {
         let message = member.queue.removeFirst()
         var bytes = message.count
         member.queuedBytes -= bytes
+        let first = MessageChunk(message: message, range: 0..<bytes, droppedBefore: member.dropsBefore(message))
         guard limit.maxMessages > 1, let second = member.queue.first, bytes + second.count <= limit.maxBytes else {
-            return Received(split(MessageChunk(message: message, range: 0..<bytes), for: reader, limit: limit))
+            return Received(split(first, for: reader, limit: limit))
         }
-        let first = MessageChunk(message: message, range: 0..<bytes)
         // A batch stops before a message that would overflow it.
         var chunks: [MessageChunk] = []
         chunks.reserveCapacity(min(limit.maxMessages, member.queue.count + 1))
@@ -301,7 +363,8 @@ struct GroupState: ~Copyable, Sendable {
         while chunks.count < limit.maxMessages, let next = member.queue.first, bytes + next.count <= limit.maxBytes {
             bytes += next.count
             member.queuedBytes -= next.count
-            chunks.append(MessageChunk(message: member.queue.removeFirst(), range: 0..<next.count))
+            let message = member.queue.removeFirst()
+            chunks.append(MessageChunk(message: message, range: 0..<next.count, droppedBefore: member.dropsBefore(message)))
         }
         return Received(chunks)
     }
@@ -326,8 +389,8 @@ struct GroupState: ~Copyable, Sendable {
     }
 
     /// Hands `reader` a message already out of the queue.
-    func take(_ message: Message, for reader: ReaderState, limit: ReceiveLimit) -> Received {
-        Received(split(MessageChunk(message: message, range: 0..<message.count), for: reader, limit: limit))
+    func take(_ message: Message, droppedBefore: UInt32, for reader: ReaderState, limit: ReceiveLimit) -> Received {
+        Received(split(MessageChunk(message: message, range: 0..<message.count, droppedBefore: droppedBefore), for: reader, limit: limit))
     }
 
     /// The part of `chunk` that fits, leaving the rest with the reader.
@@ -335,7 +398,7 @@ struct GroupState: ~Copyable, Sendable {
         guard limit.splits, chunk.count > limit.maxBytes else { return chunk }
         let cut = chunk.range.lowerBound + limit.maxBytes
         reader.remainder = MessageChunk(message: chunk.message, range: cut..<chunk.range.upperBound)
-        return MessageChunk(message: chunk.message, range: chunk.range.lowerBound..<cut)
+        return MessageChunk(message: chunk.message, range: chunk.range.lowerBound..<cut, droppedBefore: chunk.droppedBefore)
     }
 
     /// Puts back a chunk whose hand-over failed, so that it is read next: the
@@ -350,12 +413,15 @@ struct GroupState: ~Copyable, Sendable {
         if reader.remainder?.message.isSame(as: message) == true { reader.remainder = nil }
         let member = reader.member
         if let receive = member.parkedReceives.popFirst() {
-            let received = take(message, for: receive.reader, limit: receive.limit)
+            let received = take(message, droppedBefore: chunk.droppedBefore, for: receive.reader, limit: receive.limit)
             actions.append(.completeReceive(receive, .success(received)))
             return
         }
         member.queue.prepend(message)
         member.queuedBytes += message.count
+        if chunk.droppedBefore != 0 {
+            member.dropMarks.prepend(DropMark(sequence: message.sequence, drops: chunk.droppedBefore))
+        }
         fireReadWatches(of: member, actions: &actions)
     }
 
