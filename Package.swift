@@ -77,7 +77,7 @@ let package = Package(
         ),
         .target(
             name: "MulticastFUSE",
-            dependencies: ["MulticastFS", "FUSELowLevel", "FileSystemTypes", system],
+            dependencies: ["MulticastFS", "DeliveryCore", "FUSELowLevel", "FileSystemTypes", system],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -20,6 +20,7 @@ extension MulticastFilesystem {
             // kernel asking for more within the same read(2), after a reply
             // that filled its buffer exactly. End that read at the message.
             guard offset == 0 else { _ = reply.reply(UnsafeRawBufferPointer(start: nil, count: 0)); return }
+            if file.view == .framed { return readFrames(from: reader, size: size, nonBlocking: nonBlocking, reply: reply) }
             do throws(DeliveryError) {
                 Self.hand(try reader.tryReceive(maxBytes: size), of: reader, to: reply)
             } catch .wouldBlock where !nonBlocking {
@@ -55,7 +56,7 @@ extension MulticastFilesystem {
     /// then when the signal came first). Arming every request before its
     /// first try would cost the fast path, where most writes and many reads
     /// end, more than the second lock hold costs the slow one.
-    private static func wait(_ reply: some WaitingReply, _ park: () -> Waiting?) {
+    static func wait(_ reply: some WaitingReply, _ park: () -> Waiting?) {
         guard reply.willWait() else { return }
         if let waiting = park() { reply.cancelOnInterrupt { waiting.cancel() } }
     }
@@ -73,7 +74,10 @@ extension MulticastFilesystem {
     /// or to none; a full recipient makes it wait (EAGAIN when `nonBlocking`).
     /// On `ctl`: one command. `reply` may be answered now or later.
     /// `flags` are the request's open flags (O_NONBLOCK, O_APPEND).
-    public func write(handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, reply: some WriteReply) {
+    /// `writer`: the writing thread's credentials as the kernel gave them,
+    /// which every message carries.
+    public func write(handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, writer: Credentials,
+                      reply: some WriteReply) {
         let file = OpenFile.of(handle)
         let nonBlocking = flags.isNonBlocking
         // A stream's write(2) starts at offset 0, so a later offset is the
@@ -84,9 +88,9 @@ extension MulticastFilesystem {
         let continuation = offset != 0 && !flags.options.contains(.append)
         switch file.content {
         case .send(let group):
-            send(bytes, continuation: continuation, to: group, as: nil, nonBlocking: nonBlocking, reply: reply)
+            send(bytes, continuation: continuation, to: group, as: nil, writer: writer, nonBlocking: nonBlocking, reply: reply)
         case .member(let member, _, true):
-            send(bytes, continuation: continuation, to: member.group, as: member, nonBlocking: nonBlocking, reply: reply)
+            send(bytes, continuation: continuation, to: member.group, as: member, writer: writer, nonBlocking: nonBlocking, reply: reply)
         case .control(let group):
             do throws(Errno) {
                 // A longer write reaches us in parts, each of which would be
@@ -105,9 +109,9 @@ extension MulticastFilesystem {
     }
 
     private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, to group: Group, as sender: Member?,
-                      nonBlocking: Bool, reply: some WriteReply) {
+                      writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
         guard !continuation else { return reply.fail(.messageTooLong) }
-        let message = Message(copying: bytes)
+        let message = Message(copying: bytes, credentials: writer)
         do throws(DeliveryError) {
             try group.trySend(message, as: sender)
             reply.reply(written: bytes.count)

@@ -1,3 +1,4 @@
+import DeliveryCore
 public import FUSELowLevel
 public import FileSystemTypes
 public import MulticastFS
@@ -108,7 +109,10 @@ public final class Bridge: FilesystemOperations {
     }
 
     public func write(_ context: RequestContext, ino: UInt64, fh: UInt64, data: UnsafeRawBufferPointer, offset: Int64, flags: OpenFlags, reply: ReplyWrite) {
-        fs.write(handle: fh, bytes: data, offset: offset, flags: flags, reply: KernelWrite(reply: reply))
+        // The kernel's pid is the writing thread's id in the daemon's pid
+        // namespace, 0 when the writer is outside it.
+        let writer = Credentials(pid: UInt32(bitPattern: context.pid), uid: context.uid, gid: context.gid)
+        fs.write(handle: fh, bytes: data, offset: offset, flags: flags, writer: writer, reply: KernelWrite(reply: reply))
     }
 
     public func flush(_ context: RequestContext, ino: UInt64, fh: UInt64, reply: ReplyEmpty) {

@@ -11,6 +11,8 @@ import SystemPackage
 struct KernelDriver {
     let fs: MulticastFilesystem
     var caller = Caller(uid: UserID(rawValue: 1000), gid: GroupID(rawValue: 1000))
+    /// Who writes: what the kernel would say of the writing thread.
+    var writer = Credentials(pid: 4242, uid: 1000, gid: 1000)
 
     init(defaults: GroupSettings = GroupSettings()) throws {
         fs = try MulticastFilesystem(owner: Caller(uid: UserID(rawValue: 1000), gid: GroupID(rawValue: 1000)), defaults: defaults)
@@ -79,7 +81,9 @@ struct KernelDriver {
     func write(_ handle: UInt64, _ bytes: [UInt8], offset: Int64 = 0, nonBlocking: Bool = false, append: Bool = false) -> RecordedReply {
         let reply = RecordedReply()
         let flags = O_WRONLY | (nonBlocking ? O_NONBLOCK : 0) | (append ? O_APPEND : 0)
-        bytes.withUnsafeBytes { fs.write(handle: handle, bytes: $0, offset: offset, flags: OpenFlags(rawValue: flags), reply: reply) }
+        bytes.withUnsafeBytes {
+            fs.write(handle: handle, bytes: $0, offset: offset, flags: OpenFlags(rawValue: flags), writer: writer, reply: reply)
+        }
         return reply
     }
 

@@ -1,0 +1,58 @@
+import DeliveryCore
+import SystemPackage
+
+// Reads and writes of the framed view (`G/frames/`): many messages per
+// request, each with its metadata. docs/contract.md, "The framed view".
+
+extension MulticastFilesystem {
+    /// read(2) on `G/frames/NAME`: as many whole frames as fit in `size`
+    /// bytes, at least one, oldest first; waits on an empty queue (EAGAIN
+    /// when `nonBlocking`); EMSGSIZE, consuming nothing, when the first frame
+    /// does not fit; end of file once the member left and its queue drained.
+    func readFrames(from reader: Reader, size: Int, nonBlocking: Bool, reply: some ReadReply) {
+        // The core limits a batch by payload bytes; a frame also carries its
+        // header, name and padding, so what does not fit goes back.
+        let maxMessages = max(1, size / FrameFormat.frameSize(payload: 1, nameSize: 0))
+        do throws(DeliveryError) {
+            Self.hand(try reader.tryReceiveBatch(maxMessages: maxMessages, maxBytes: size), of: reader, size: size, to: reply)
+        } catch .wouldBlock where !nonBlocking {
+            Self.wait(reply) {
+                reader.receiveBatch(maxMessages: maxMessages, maxBytes: size, .blocking) { result in
+                    switch result {
+                    case .success(let received): Self.hand(received, of: reader, size: size, to: reply)
+                    case .failure(let error): reply.fail(Errno(error))
+                    }
+                }
+            }
+        } catch {
+            reply.fail(Errno(error))
+        }
+    }
+
+    private static func hand(_ received: Received, of reader: Reader, size: Int, to reply: some ReadReply) {
+        guard !received.isEndOfStream else {
+            _ = reply.reply(UnsafeRawBufferPointer(start: nil, count: 0))
+            return
+        }
+        var fitting = 0, bytes = 0
+        for chunk in received {
+            let frame = FrameFormat.frameSize(of: chunk)
+            guard bytes + frame <= size else { break }
+            bytes += frame
+            fitting += 1
+        }
+        guard fitting > 0 else {
+            reader.putBack(received)
+            reply.fail(.messageTooLong)
+            return
+        }
+        if fitting < received.count { reader.putBack(received[fitting...]) }
+        let delivered = withUnsafeTemporaryAllocation(byteCount: bytes, alignment: FrameFormat.alignment) { buffer in
+            var offset = 0
+            for chunk in received[..<fitting] { offset = FrameFormat.encode(chunk, into: buffer, at: offset) }
+            return reply.reply(UnsafeRawBufferPointer(buffer))
+        }
+        // The requester died before the hand-over: nothing is lost.
+        if !delivered { reader.putBack(received[..<fitting]) }
+    }
+}
