@@ -10,6 +10,15 @@ extension Group {
             self.send(message, as: sender, .blocking, completion: completion)
         }
     }
+
+    /// Sends a batch, suspending until its first message fits; see
+    /// `send(batch:as:_:completion:)`. Throws `.cancelled` if the task is
+    /// cancelled while parked; nothing of the batch was delivered then.
+    public func send(batch messages: [Message], as sender: Member? = nil) async throws(DeliveryError) -> BatchReceipt {
+        try await awaitCompletion { completion in
+            self.send(batch: messages, as: sender, .blocking, completion: completion)
+        }
+    }
 }
 
 extension Reader {

@@ -9,6 +9,43 @@ public struct SendReceipt: Sendable, Equatable {
     public let dropped: Int
 }
 
+/// What a completed batch send did. The messages delivered are the batch's
+/// first `delivered`, numbered `firstSequence` onwards without a gap: they
+/// entered every queue consecutively, in order.
+public struct BatchReceipt: Sendable, Equatable {
+    /// How many of the batch's messages were delivered, from its start; fewer
+    /// than the batch holds is a short send (the rest was not sent).
+    public internal(set) var delivered: Int
+    /// The sequence number of the first message delivered (0 when none was).
+    public let firstSequence: UInt64
+    /// Deliveries: the messages that entered members' queues, summed over
+    /// the messages delivered.
+    public internal(set) var recipients: Int
+    /// Misses by drop-when-full members that were full, summed likewise.
+    public internal(set) var dropped: Int
+
+    /// The receipt of an empty batch.
+    static let nothing = BatchReceipt(delivered: 0, firstSequence: 0, recipients: 0, dropped: 0)
+
+    init(delivered: Int, firstSequence: UInt64, recipients: Int, dropped: Int) {
+        self.delivered = delivered
+        self.firstSequence = firstSequence
+        self.recipients = recipients
+        self.dropped = dropped
+    }
+
+    init(single receipt: SendReceipt) {
+        self.init(delivered: 1, firstSequence: receipt.sequence, recipients: receipt.recipients, dropped: receipt.dropped)
+    }
+}
+
+extension SendReceipt {
+    /// The receipt of a batch of one.
+    init(single receipt: BatchReceipt) {
+        self.init(sequence: receipt.firstSequence, recipients: receipt.recipients, dropped: receipt.dropped)
+    }
+}
+
 /// Whether an operation may wait.
 public enum Blocking: Sendable {
     /// Fail with `.wouldBlock` instead of waiting.
@@ -130,6 +167,49 @@ public final class Group: Sendable {
             if let result = state.send(message, from: senderState, at: now, actions: &actions) { return .done(result) }
             guard blocking == .blocking else { return .done(.failure(.wouldBlock)) }
             let id = state.park(message, from: senderState, completion: completion)
+            return .parked(Waiting(group: self, id: id, member: nil))
+        }
+        return step.finish(completion)
+    }
+
+    /// Sends a batch without waiting: the longest prefix of `messages` that
+    /// every blocking recipient can take now, at least one message, delivered
+    /// in one lock hold, so the messages enter every queue consecutively and
+    /// in order. The whole batch is checked first: a message above
+    /// `maxMessage` (`.messageTooLarge`), or any refusal of a single send,
+    /// delivers none of it. Throws `.wouldBlock` when not even the first
+    /// message fits. An empty batch delivers nothing.
+    @discardableResult
+    public func trySend(batch messages: [Message], as sender: Member? = nil) throws(DeliveryError) -> BatchReceipt {
+        let now = realtimeNanoseconds()
+        let result = locked { state, actions in
+            state.send(batch: messages, from: sender.map { $0.state(&state) }, at: now, actions: &actions)
+        }
+        guard let result else { throw .wouldBlock }
+        return try result.get()
+    }
+
+    /// As `trySend(batch:as:)`, parking the batch in the same lock hold when
+    /// not even its first message fits (`.nonBlocking`: fails with
+    /// `.wouldBlock` instead). A parked batch waits in line with parked
+    /// single sends, in the order they began; at the head, once its first
+    /// message fits, it delivers that one and every following one that fits
+    /// at that moment, and completes with the count (a short send). The
+    /// `Waiting` cancels a parked batch, which then delivered nothing.
+    /// `completion` runs exactly once, as for `send(_:as:_:completion:)`.
+    @discardableResult
+    public func send(
+        batch messages: [Message],
+        as sender: Member? = nil,
+        _ blocking: Blocking,
+        completion: @escaping @Sendable (Result<BatchReceipt, DeliveryError>) -> Void
+    ) -> Waiting? {
+        let now = realtimeNanoseconds()
+        let step: Step<BatchReceipt> = locked { state, actions in
+            let senderState = sender.map { $0.state(&state) }
+            if let result = state.send(batch: messages, from: senderState, at: now, actions: &actions) { return .done(result) }
+            guard blocking == .blocking else { return .done(.failure(.wouldBlock)) }
+            let id = state.park(batch: messages, from: senderState, completion: completion)
             return .parked(Waiting(group: self, id: id, member: nil))
         }
         return step.finish(completion)

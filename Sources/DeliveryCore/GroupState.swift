@@ -118,19 +118,35 @@ struct ParkedReceive: Sendable {
     let completion: @Sendable (Result<Received, DeliveryError>) -> Void
 }
 
+/// A send waiting in line: one message, or a batch. Both wait in the one
+/// queue of parked sends, so a batch keeps the fairness of single sends.
 struct ParkedSend: Sendable {
+    enum Payload: Sendable {
+        case one(Message, @Sendable (Result<SendReceipt, DeliveryError>) -> Void)
+        /// Not empty.
+        case batch([Message], @Sendable (Result<BatchReceipt, DeliveryError>) -> Void)
+    }
+
     let id: UInt64
-    let message: Message
     let sender: MemberState?
-    let completion: @Sendable (Result<SendReceipt, DeliveryError>) -> Void
+    let payload: Payload
+
+    /// Runs the completion; a single send gets its one message's receipt.
+    func complete(_ result: Result<BatchReceipt, DeliveryError>) {
+        switch payload {
+        case .one(_, let completion): completion(result.map(SendReceipt.init(single:)))
+        case .batch(_, let completion): completion(result)
+        }
+    }
 }
 
 /// What must happen once the group's lock is released.
 enum Action: Sendable {
     /// A parked receive is done: messages, the end of the stream, or an error.
     case completeReceive(ParkedReceive, Result<Received, DeliveryError>)
-    /// A parked send is done: delivered, or failed.
-    case completeSend(ParkedSend, Result<SendReceipt, DeliveryError>)
+    /// A parked send is done: delivered (a single send's receipt is that of a
+    /// batch of one), or failed.
+    case completeSend(ParkedSend, Result<BatchReceipt, DeliveryError>)
     /// Poll watches whose readiness may have changed (they poll again).
     case notify([UInt64: @Sendable () -> Void])
 }
@@ -143,7 +159,7 @@ extension [Action] {
         for action in self {
             switch action {
             case .completeReceive(let receive, let result): receive.completion(result)
-            case .completeSend(let send, let result): send.completion(result)
+            case .completeSend(let send, let result): send.complete(result)
             case .notify(let watches): for notify in watches.values { notify() }
             }
         }
@@ -190,6 +206,11 @@ struct GroupState: ~Copyable, Sendable {
         if message.count > settings.maxMessage {
             return .messageTooLarge(size: message.count, limit: settings.maxMessage)
         }
+        return refusal(from: sender)
+    }
+
+    @inline(__always)
+    func refusal(from sender: MemberState?) -> DeliveryError? {
         if let sender {
             if !sender.present { return .senderLeft }
         } else if settings.sendPolicy == .members {
@@ -213,6 +234,42 @@ struct GroupState: ~Copyable, Sendable {
         return .success(deliver(message, from: sender, time: acceptanceTime(now), actions: &actions))
     }
 
+    /// A batch send: refused as a whole (any message above `maxMessage`
+    /// refuses all of it), or the longest prefix that every blocking
+    /// recipient can take now, at least one message. Nil: not even the first
+    /// message can be delivered now (the caller parks the batch or fails it
+    /// with `.wouldBlock`). An empty batch delivers nothing and never waits.
+    mutating func send(
+        batch messages: [Message], from sender: MemberState?, at now: UInt64 = realtimeNanoseconds(),
+        actions: inout [Action]
+    ) -> Result<BatchReceipt, DeliveryError>? {
+        if let refusal = refusal(ofBatch: messages, from: sender) { return .failure(refusal) }
+        guard !messages.isEmpty else { return .success(.nothing) }
+        guard canSendNow(from: sender) else { return nil }
+        return .success(deliver(batch: messages, from: sender, time: acceptanceTime(now), actions: &actions))
+    }
+
+    /// As `refusal(of:from:)`, for every message of a batch.
+    func refusal(ofBatch messages: [Message], from sender: MemberState?) -> DeliveryError? {
+        if shutDown { return .shutDown }
+        if closed { return .groupClosed }
+        let limit = settings.maxMessage
+        for message in messages where message.count > limit {
+            return .messageTooLarge(size: message.count, limit: limit)
+        }
+        return refusal(from: sender)
+    }
+
+    /// Parks a batch that must wait, in the same line as single sends.
+    mutating func park(
+        batch messages: [Message], from sender: MemberState?,
+        completion: @escaping @Sendable (Result<BatchReceipt, DeliveryError>) -> Void
+    ) -> UInt64 {
+        let id = makeID()
+        parkedSends.append(ParkedSend(id: id, sender: sender, payload: .batch(messages, completion)))
+        return id
+    }
+
     /// The time to stamp on what is accepted now, given a clock reading.
     @inline(__always)
     mutating func acceptanceTime(_ now: UInt64) -> UInt64 {
@@ -226,7 +283,7 @@ struct GroupState: ~Copyable, Sendable {
         completion: @escaping @Sendable (Result<SendReceipt, DeliveryError>) -> Void
     ) -> UInt64 {
         let id = makeID()
-        parkedSends.append(ParkedSend(id: id, message: message, sender: sender, completion: completion))
+        parkedSends.append(ParkedSend(id: id, sender: sender, payload: .one(message, completion)))
         return id
     }
 
@@ -245,6 +302,34 @@ struct GroupState: ~Copyable, Sendable {
 
     /// Delivers to every recipient at once; the caller checked there is room.
     mutating func deliver(_ message: Message, from sender: MemberState?, time: UInt64, actions: inout [Action]) -> SendReceipt {
+        deliver(message, from: sender, time: time, actions: &actions, tracksRoom: false).receipt
+    }
+
+    /// Delivers a prefix of `messages` (not empty) one after another in this
+    /// lock hold: the first (the caller checked there is room), then each
+    /// next one while every blocking recipient still has room.
+    mutating func deliver(batch messages: [Message], from sender: MemberState?, time: UInt64, actions: inout [Action]) -> BatchReceipt {
+        var receipt = BatchReceipt(delivered: 0, firstSequence: nextSequence, recipients: 0, dropped: 0)
+        for message in messages {
+            let (one, roomLeft) = deliver(message, from: sender, time: time, actions: &actions, tracksRoom: true)
+            receipt.delivered += 1
+            receipt.recipients += one.recipients
+            receipt.dropped += one.dropped
+            if !roomLeft { break }
+        }
+        return receipt
+    }
+
+    /// The delivery of one message. With `tracksRoom`, it also says whether
+    /// every blocking recipient still has room for one more: only the queues
+    /// it just appended to can have filled (the caller checked the rest), so
+    /// this costs a test per recipient instead of a second pass over the
+    /// members. Inlined, so a single send's `tracksRoom: false` costs nothing.
+    @inline(__always)
+    private mutating func deliver(
+        _ message: Message, from sender: MemberState?, time: UInt64, actions: inout [Action], tracksRoom: Bool
+    ) -> (receipt: SendReceipt, roomLeft: Bool) {
+        var roomLeft = true
         let sequence = nextSequence
         nextSequence &+= 1
         sent &+= 1
@@ -267,6 +352,7 @@ struct GroupState: ~Copyable, Sendable {
                 member.queue.append(message)
                 member.queuedBytes += message.count
                 if dropsBefore != 0 { member.dropMarks.append(DropMark(sequence: sequence, drops: dropsBefore)) }
+                if tracksRoom && member.isBlocking { roomLeft = false }
                 fireReadWatches(of: member, actions: &actions)
             } else {
                 // A parked receive implies an empty queue: hand the message over.
@@ -275,7 +361,7 @@ struct GroupState: ~Copyable, Sendable {
                 actions.append(.completeReceive(receive, .success(received)))
             }
         }
-        return SendReceipt(sequence: sequence, recipients: recipients, dropped: dropped)
+        return (SendReceipt(sequence: sequence, recipients: recipients, dropped: dropped), roomLeft)
     }
 
     /// Completes parked sends, oldest first, while the oldest can be delivered.
@@ -294,7 +380,14 @@ struct GroupState: ~Copyable, Sendable {
             guard recipientsHaveRoom(from: head.sender) else { break }
             parkedSends.removeFirst()
             if time == nil { time = acceptanceTime(realtimeNanoseconds()) }
-            let receipt = deliver(head.message, from: head.sender, time: time!, actions: &actions)
+            let receipt: BatchReceipt
+            switch head.payload {
+            case .one(let message, _):
+                receipt = BatchReceipt(single: deliver(message, from: head.sender, time: time!, actions: &actions))
+            case .batch(let messages, _):
+                // The head delivers what fits now and completes: a short send.
+                receipt = deliver(batch: messages, from: head.sender, time: time!, actions: &actions)
+            }
             actions.append(.completeSend(head, .success(receipt)))
             completedAny = true
         }

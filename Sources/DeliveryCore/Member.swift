@@ -38,6 +38,12 @@ public final class Member: Sendable {
     public func trySend(_ message: Message) throws(DeliveryError) -> SendReceipt {
         try group.trySend(message, as: self)
     }
+
+    /// Sends a batch as this member without waiting; see `Group.trySend(batch:as:)`.
+    @discardableResult
+    public func trySend(batch messages: [Message]) throws(DeliveryError) -> BatchReceipt {
+        try group.trySend(batch: messages, as: self)
+    }
 }
 
 /// One reader of a member's queue. It holds the rest of a message that it began

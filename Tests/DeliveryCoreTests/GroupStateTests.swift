@@ -16,7 +16,8 @@ private func describe(_ actions: [Action]) -> [String] {
         case .completeReceive(let receive, .failure(let error)):
             "receive \(receive.id): \(error)"
         case .completeSend(let send, .success(let receipt)):
-            "send \(send.id): sequence \(receipt.sequence) to \(receipt.recipients)"
+            "send \(send.id): " + (receipt.delivered == 1 ? "" : "\(receipt.delivered) from ")
+                + "sequence \(receipt.firstSequence) to \(receipt.recipients)"
         case .completeSend(let send, .failure(let error)):
             "send \(send.id): \(error)"
         case .notify(let watches):
@@ -112,5 +113,39 @@ private let neverSent: @Sendable (Result<SendReceipt, DeliveryError>) -> Void = 
         let queued = try #require(state.receive(ReaderState(member: full), limit: .one(maxBytes: 10), actions: &actions))
         #expect(queued.map(text) == ["0"])
         #expect(actions.isEmpty)
+    }
+}
+
+@Suite struct BatchStateTests {
+    @Test func aParkedBatchCompletesWithTheCountThatFitAtTheHead() throws {
+        var state = GroupState(settings: GroupSettings())
+        let member = try state.join("slow", settings: MemberSettings(capacity: 2)).get()
+        let reader = ReaderState(member: member)
+        var actions: [Action] = []
+        let full = try #require(state.send(batch: [message("0"), message("1"), message("2")], from: nil, actions: &actions)).get()
+        #expect(full.delivered == 2 && full.firstSequence == 1)
+        let batch = [message("a"), message("b"), message("c")]
+        #expect(state.send(batch: batch, from: nil, actions: &actions) == nil)
+        let id = state.park(batch: batch, from: nil, completion: { _ in Issue.record("a completion ran") })
+        #expect(actions.isEmpty)
+
+        _ = state.receive(reader, limit: .one(maxBytes: 10), actions: &actions)
+        #expect(describe(actions) == ["send \(id): sequence 3 to 1"])
+        actions = []
+        _ = state.receive(reader, limit: .batch(maxMessages: 2, maxBytes: 10), actions: &actions)
+        #expect(actions.isEmpty && state.parkedSends.isEmpty)
+        #expect(member.queue.isEmpty)
+    }
+
+    @Test func aParkedBatchOfSeveralReportsItsCount() throws {
+        var state = GroupState(settings: GroupSettings())
+        let member = try state.join("slow", settings: MemberSettings(capacity: 3)).get()
+        var actions: [Action] = []
+        _ = state.send(batch: [message("0"), message("1"), message("2")], from: nil, actions: &actions)
+        let batch = [message("a"), message("b"), message("c"), message("d")]
+        let id = state.park(batch: batch, from: nil, completion: { _ in Issue.record("a completion ran") })
+        _ = state.receive(ReaderState(member: member), limit: .batch(maxMessages: 3, maxBytes: 10), actions: &actions)
+        #expect(describe(actions) == ["send \(id): 3 from sequence 4 to 3"])
+        #expect(member.queue.map(\.bytes) == ["a", "b", "c"].map { Array($0.utf8) })
     }
 }

@@ -33,17 +33,22 @@ private func receiveWaiting(_ reader: Reader) -> MessageChunk? {
     return try! result.withLock { $0! }.get()
 }
 
-/// Reads until the end of the stream, recording (sequence, payload).
-private func drain(_ reader: Reader) -> [(UInt64, String)] {
-    var got: [(UInt64, String)] = []
-    while let chunk = receiveWaiting(reader) { got.append((chunk.message.sequence, decode(chunk))) }
-    return got
+/// What a reader got: sequence, payload, and the drops reported before it.
+private typealias Got = (UInt64, String, UInt32)
+
+private func got(_ chunk: MessageChunk) -> Got { (chunk.message.sequence, decode(chunk), chunk.droppedBefore) }
+
+/// Reads until the end of the stream.
+private func drain(_ reader: Reader) -> [Got] {
+    var all: [Got] = []
+    while let chunk = receiveWaiting(reader) { all.append(got(chunk)) }
+    return all
 }
 
 private final class Log: Sendable {
     let accepted = AdaptiveMutex<[Sent]>([])
     let refused = AdaptiveMutex<Set<String>>([])
-    let received = AdaptiveMutex<[String: [(UInt64, String)]]>([:])
+    let received = AdaptiveMutex<[String: [Got]]>([:])
     let maxQueued = AdaptiveMutex<[String: Int]>([:])
 }
 
@@ -57,7 +62,9 @@ private final class Log: Sendable {
         }
         let lossy = try group.join("lossy", settings: MemberSettings(capacity: 2, dropWhenFull: true))
         let shared = try group.join("shared", settings: MemberSettings(capacity: 3))
-        let senders = 4
+        // Senders 0-3 send one message at a time; 4 and 5 send batches.
+        let singleSenders = 4
+        let senders = 6
         let perSender = 1500
         let work = DispatchGroup()
         let sendersDone = DispatchGroup()
@@ -93,14 +100,14 @@ private final class Log: Sendable {
                 round += 1
                 guard let member = try? group.join(name) else { break }
                 let reader = member.makeReader()
-                var got: [(UInt64, String)] = []
+                var all: [Got] = []
                 for _ in 0..<Int.random(in: 1...20, using: &generator) {
                     guard let chunk = try? reader.tryReceive(maxBytes: 1 << 20) else { continue }
-                    got.append((chunk.message.sequence, decode(chunk)))
+                    all.append(got(chunk))
                 }
                 member.leave()
-                got += drain(reader)
-                log.received.withLock { $0[name] = got }
+                all += drain(reader)
+                log.received.withLock { $0[name] = all }
             }
         }
         // Settings that change under load; and a watcher of the bounds.
@@ -120,7 +127,15 @@ private final class Log: Sendable {
                 }
             }
         }
-        for sender in 0..<senders {
+        for sender in singleSenders..<senders {
+            sendersDone.enter()
+            run {
+                var generator = SeededGenerator(seed: seed &+ UInt64(sender) &* 1_000_003)
+                sendBatches(sender: sender, perSender: perSender, group: group, log: log, using: &generator)
+                sendersDone.leave()
+            }
+        }
+        for sender in 0..<singleSenders {
             sendersDone.enter()
             let asMember: Member? = sender < 2 ? steady[sender] : nil
             run {
@@ -164,6 +179,57 @@ private final class Log: Sendable {
         try check(log: log, group: group, senders: senders, perSender: perSender)
     }
 
+    /// Batches of 1 to 8 messages, non-blocking or blocking (and sometimes
+    /// cancelled); a short send sends the rest again, as a front end's client
+    /// would; what was refused or cancelled is not sent again.
+    private func sendBatches(
+        sender: Int, perSender: Int, group: Group, log: Log, using generator: inout SeededGenerator
+    ) {
+        var counter = 0
+        while counter < perSender {
+            let size = min(Int.random(in: 1...8, using: &generator), perSender - counter)
+            var pending = Array(counter..<(counter + size))
+            counter += size
+            while !pending.isEmpty {
+                let messages = pending.map { payload(sender: sender, counter: $0) }
+                let outcome: Result<BatchReceipt, DeliveryError>
+                if Bool.random(using: &generator) {
+                    do throws(DeliveryError) {
+                        outcome = .success(try group.trySend(batch: messages))
+                    } catch {
+                        outcome = .failure(error)
+                    }
+                } else {
+                    let semaphore = DispatchSemaphore(value: 0)
+                    let result = AdaptiveMutex<Result<BatchReceipt, DeliveryError>?>(nil)
+                    let waiting = group.send(batch: messages, .blocking) { done in
+                        result.withLock { $0 = done }
+                        semaphore.signal()
+                    }
+                    if let waiting, Int.random(in: 0..<4, using: &generator) == 0, waiting.cancel() {
+                        outcome = .failure(.cancelled)
+                    } else {
+                        semaphore.wait()
+                        outcome = result.withLock { $0! }
+                    }
+                }
+                switch outcome {
+                case .success(let receipt):
+                    #expect(receipt.delivered >= 1 && receipt.delivered <= pending.count)
+                    let delivered = pending.prefix(receipt.delivered).enumerated().map { offset, counter in
+                        Sent(sender: sender, counter: counter, sequence: receipt.firstSequence + UInt64(offset))
+                    }
+                    log.accepted.withLock { $0 += delivered }
+                    pending.removeFirst(receipt.delivered)
+                case .failure(let error):
+                    #expect(error == .wouldBlock || error == .cancelled)
+                    log.refused.withLock { $0.formUnion(pending.map { "\(sender):\($0)" }) }
+                    pending = []
+                }
+            }
+        }
+    }
+
     private func check(log: Log, group: Group, senders: Int, perSender: Int) throws {
         let accepted = log.accepted.withLock { $0 }
         let refused = log.refused.withLock { $0 }
@@ -182,7 +248,7 @@ private final class Log: Sendable {
         }
         for (name, got) in received {
             // Every chunk is a message that was accepted, with its sequence.
-            for (sequence, text) in got {
+            for (sequence, text, _) in got {
                 #expect(!refused.contains(text), "\(name) got refused message \(text)")
                 #expect(sequenceOf[text] == sequence, "\(name) got \(text) with a wrong sequence")
             }
@@ -202,9 +268,24 @@ private final class Log: Sendable {
         // Two readers of one member: every message exactly once between them.
         let sharedGot = (received["shared#0"]! + received["shared#1"]!).map(\.0).sorted()
         expectSame(sharedGot, allSequences, "shared")
-        // The drop-when-full member: what it missed is what it counted as dropped.
-        let lossyGot = received["lossy"]!.count
-        #expect(lossyGot > 0)
+        // The drop-when-full member: every accepted message reached it or was
+        // dropped, and each message it got says how many it missed since the
+        // one before.
+        let lossyGot = received["lossy"]!
+        #expect(lossyGot.count > 0)
+        var next = allSequences.startIndex
+        for (sequence, _, dropped) in lossyGot {
+            var missed = 0
+            while next < allSequences.endIndex && allSequences[next] < sequence {
+                missed += 1
+                next += 1
+            }
+            next += 1
+            if Int(dropped) != missed {
+                Issue.record("lossy: \(dropped) drops reported before \(sequence), \(missed) missed")
+                break
+            }
+        }
         // (Its final count is read before it left: `lossy` left after all sends.)
         // Churn members: present for an interval, non-drop, so they got every
         // accepted message between their first and last, none missing.
