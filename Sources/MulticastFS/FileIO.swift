@@ -88,9 +88,11 @@ extension MulticastFilesystem {
         let continuation = offset != 0 && !flags.options.contains(.append)
         switch file.content {
         case .send(let group):
-            send(bytes, continuation: continuation, to: group, as: nil, writer: writer, nonBlocking: nonBlocking, reply: reply)
+            send(bytes, continuation: continuation, view: file.view, to: group, as: nil, writer: writer, nonBlocking: nonBlocking,
+                 reply: reply)
         case .member(let member, _, true):
-            send(bytes, continuation: continuation, to: member.group, as: member, writer: writer, nonBlocking: nonBlocking, reply: reply)
+            send(bytes, continuation: continuation, view: file.view, to: member.group, as: member, writer: writer,
+                 nonBlocking: nonBlocking, reply: reply)
         case .control(let group):
             do throws(Errno) {
                 // A longer write reaches us in parts, each of which would be
@@ -108,9 +110,12 @@ extension MulticastFilesystem {
         }
     }
 
-    private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, to group: Group, as sender: Member?,
+    private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, view: View, to group: Group, as sender: Member?,
                       writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
         guard !continuation else { return reply.fail(.messageTooLong) }
+        if view == .framed {
+            return writeBatch(bytes, to: group, as: sender, writer: writer, nonBlocking: nonBlocking, reply: reply)
+        }
         let message = Message(copying: bytes, credentials: writer)
         do throws(DeliveryError) {
             try group.trySend(message, as: sender)

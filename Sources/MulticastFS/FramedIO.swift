@@ -55,4 +55,36 @@ extension MulticastFilesystem {
         // The requester died before the hand-over: nothing is lost.
         if !delivered { reader.putBack(received[..<fitting]) }
     }
+
+    /// write(2) on `G/frames/send` or `G/frames/NAME`: a batch of records,
+    /// delivered as the longest prefix every blocking recipient can take, at
+    /// least one message (waiting for that one, or EAGAIN when
+    /// `nonBlocking`). Answers the bytes of the records delivered.
+    func writeBatch(_ bytes: UnsafeRawBufferPointer, to group: Group, as sender: Member?, writer: Credentials,
+                    nonBlocking: Bool, reply: some WriteReply) {
+        let records: [Range<Int>]
+        // The parser checks the structure; the core checks every size
+        // against max_message, under its lock, before delivering any.
+        do throws(Errno) { records = try FrameFormat.records(in: bytes, maxMessage: .max) } catch {
+            return reply.fail(error)
+        }
+        let messages = records.map { Message(copying: UnsafeRawBufferPointer(rebasing: bytes[$0]), credentials: writer) }
+        // Records are back to back from the start: the first k end where the
+        // k-th record's payload ends.
+        let written = { @Sendable (delivered: Int) -> Int in delivered == 0 ? 0 : records[delivered - 1].upperBound }
+        do throws(DeliveryError) {
+            reply.reply(written: written(try group.trySend(batch: messages, as: sender).delivered))
+        } catch .wouldBlock where !nonBlocking {
+            Self.wait(reply) {
+                group.send(batch: messages, as: sender, .blocking) { result in
+                    switch result {
+                    case .success(let receipt): reply.reply(written: written(receipt.delivered))
+                    case .failure(let error): reply.fail(Errno(error))
+                    }
+                }
+            }
+        } catch {
+            reply.fail(Errno(error))
+        }
+    }
 }
