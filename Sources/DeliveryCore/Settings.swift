@@ -6,6 +6,16 @@ public enum SendPolicy: String, Sendable, CaseIterable {
     case members
 }
 
+/// Where a front end that receives a stream of bytes (a file's writes) cuts
+/// it into messages. The core stores it with the group's settings; the front
+/// end does the cutting.
+public enum MessageBoundary: String, Sendable, CaseIterable {
+    /// Each write is one message.
+    case write
+    /// Each line, up to and including its newline, is one message.
+    case line
+}
+
 /// The bounds every setting must stay within.
 public enum Limits {
     public static let capacity: ClosedRange<Int> = 1...1_000_000
@@ -22,17 +32,20 @@ public struct GroupSettings: Sendable, Equatable {
     public var queueBytes: Int
     public var maxMessage: Int
     public var sendPolicy: SendPolicy
+    public var messageBoundary: MessageBoundary
 
     public init(
         capacity: Int = 256,
         queueBytes: Int = 4 << 20,
         maxMessage: Int = Limits.maxMessage.upperBound,
-        sendPolicy: SendPolicy = .anyone
+        sendPolicy: SendPolicy = .anyone,
+        messageBoundary: MessageBoundary = .write
     ) {
         self.capacity = capacity
         self.queueBytes = queueBytes
         self.maxMessage = maxMessage
         self.sendPolicy = sendPolicy
+        self.messageBoundary = messageBoundary
     }
 
     /// Throws `.invalidSetting` naming the first value out of bounds.

@@ -4,7 +4,7 @@ public import DeliveryCore
 /// One command written to `G/ctl`, parsed. A command applies all its keys or
 /// none: parsing checks every key and value first.
 ///
-///     set KEY=VALUE ...              capacity queue_bytes max_message send
+///     set KEY=VALUE ...              capacity queue_bytes max_message send message
 ///     member NAME KEY=VALUE ...      capacity queue_bytes loopback drop_when_full
 public enum ControlCommand: Equatable, Sendable {
     /// The longest command, in bytes (with every key, a 255-byte name and
@@ -15,7 +15,7 @@ public enum ControlCommand: Equatable, Sendable {
     case member(name: String, [MemberKey])
 
     public enum GroupKey: Equatable, Sendable {
-        case capacity(Int), queueBytes(Int), maxMessage(Int), send(SendPolicy)
+        case capacity(Int), queueBytes(Int), maxMessage(Int), send(SendPolicy), message(MessageBoundary)
     }
 
     public enum MemberKey: Equatable, Sendable {
@@ -62,6 +62,9 @@ public enum ControlCommand: Equatable, Sendable {
         case "send":
             guard let policy = SendPolicy(rawValue: String(value)) else { throw .invalidArgument }
             return .send(policy)
+        case "message":
+            guard let boundary = MessageBoundary(rawValue: String(value)) else { throw .invalidArgument }
+            return .message(boundary)
         default: throw .invalidArgument
         }
     }
@@ -103,6 +106,7 @@ public enum ControlCommand: Equatable, Sendable {
                         case .queueBytes(let value): settings.queueBytes = value
                         case .maxMessage(let value): settings.maxMessage = value
                         case .send(let policy): settings.sendPolicy = policy
+                        case .message(let boundary): settings.messageBoundary = boundary
                         }
                     }
                 }

@@ -88,10 +88,10 @@ extension MulticastFilesystem {
         let continuation = offset != 0 && !flags.options.contains(.append)
         switch file.content {
         case .send(let group):
-            send(bytes, continuation: continuation, view: file.view, to: group, as: nil, writer: writer, nonBlocking: nonBlocking,
+            send(bytes, continuation: continuation, from: file, to: group, as: nil, writer: writer, nonBlocking: nonBlocking,
                  reply: reply)
         case .member(let member, _, true):
-            send(bytes, continuation: continuation, view: file.view, to: member.group, as: member, writer: writer,
+            send(bytes, continuation: continuation, from: file, to: member.group, as: member, writer: writer,
                  nonBlocking: nonBlocking, reply: reply)
         case .control(let group):
             do throws(Errno) {
@@ -110,10 +110,16 @@ extension MulticastFilesystem {
         }
     }
 
-    private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, view: View, to group: Group, as sender: Member?,
-                      writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
+    private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, from file: OpenFile, to group: Group,
+                      as sender: Member?, writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
+        // Lines are cut wherever the bytes arrive, so the rest of a write
+        // the kernel split is just more of them.
+        if let pending = file.pendingLine, group.settings.messageBoundary == .line {
+            return writeLines(bytes, pending: pending, to: group, as: sender, writer: writer, nonBlocking: nonBlocking,
+                              reply: reply)
+        }
         guard !continuation else { return reply.fail(.messageTooLong) }
-        if view == .framed {
+        if file.view == .framed {
             return writeBatch(bytes, to: group, as: sender, writer: writer, nonBlocking: nonBlocking, reply: reply)
         }
         let message = Message(copying: bytes, credentials: writer)

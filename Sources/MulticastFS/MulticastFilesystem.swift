@@ -284,8 +284,21 @@ public final class MulticastFilesystem: Sendable {
         return entries.dropFirst(max(0, offset))
     }
 
+    /// fsync(2), and the last close (release): a line that waits for its
+    /// newline is sent as a message of its own.
+    public func flush(handle: UInt64) {
+        let file = OpenFile.of(handle)
+        guard let pending = file.pendingLine else { return }
+        switch file.content {
+        case .send(let group): flushLine(pending, to: group, as: nil)
+        case .member(let member, _, _): flushLine(pending, to: member.group, as: member)
+        case .control, .status, .directory: break
+        }
+    }
+
     /// The last close of an open file (or directory).
     public func release(handle: UInt64) {
+        flush(handle: handle)
         let file = OpenFile.of(handle)
         switch file.content {
         case .member(let member, let reader, _): member.group.cancelWatch(id: file.watchID, reader: reader)

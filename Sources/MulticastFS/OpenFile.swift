@@ -25,11 +25,18 @@ final class OpenFile: Sendable {
     let view: View
     /// Identifies this file's poll watch in the core.
     let watchID: UInt64
+    /// What waits for this file's next line message, for a file that sends
+    /// in the record view (used when its group has `message=line`).
+    let pendingLine: PendingLine?
 
     init(content: Content, view: View, watchID: UInt64) {
         self.content = content
         self.view = view
         self.watchID = watchID
+        pendingLine = switch (content, view) {
+        case (.send, .record), (.member(_, _, writable: true), .record): PendingLine()
+        default: nil
+        }
     }
 
     var handle: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())) }

@@ -2,14 +2,15 @@ public import DeliveryCore
 
 /// The text of `G/status`: nested-keyed lines, as cgroup v2 interface files.
 ///
-///     group NAME send=... capacity=... queue_bytes=... max_message=... members=N sent=N blocked_writers=N
+///     group NAME send=... capacity=... queue_bytes=... max_message=... members=N sent=N blocked_writers=N message=write|line
 ///     member NAME queued=N queued_bytes=N capacity=N queue_bytes=N loopback=0|1 drop_when_full=0|1 full=0|1 delivered=N dropped=N
 public enum StatusFormat {
     public static func render(_ snapshot: GroupSnapshot) -> String {
         let settings = snapshot.settings
         var text = "group \(snapshot.name) send=\(settings.sendPolicy.rawValue) capacity=\(settings.capacity)"
             + " queue_bytes=\(settings.queueBytes) max_message=\(settings.maxMessage)"
-            + " members=\(snapshot.members.count) sent=\(snapshot.sent) blocked_writers=\(snapshot.blockedWriters)\n"
+            + " members=\(snapshot.members.count) sent=\(snapshot.sent) blocked_writers=\(snapshot.blockedWriters)"
+            + " message=\(settings.messageBoundary.rawValue)\n"
         for member in snapshot.members {
             text += "member \(member.name) queued=\(member.queued) queued_bytes=\(member.queuedBytes)"
                 + " capacity=\(member.settings.capacity) queue_bytes=\(member.settings.queueBytes)"

@@ -115,11 +115,15 @@ public final class Bridge: FilesystemOperations {
         fs.write(handle: fh, bytes: data, offset: offset, flags: flags, writer: writer, reply: KernelWrite(reply: reply))
     }
 
+    /// close(2) of one descriptor. A waiting partial line is not sent here
+    /// but at release: a shell's subshell that inherited the descriptor and
+    /// exits closes it too, in the middle of its parent's line.
     public func flush(_ context: RequestContext, ino: UInt64, fh: UInt64, reply: ReplyEmpty) {
         reply.ok()
     }
 
     public func fsync(_ context: RequestContext, ino: UInt64, fh: UInt64, dataOnly: Bool, reply: ReplyEmpty) {
+        fs.flush(handle: fh)
         reply.ok()
     }
 

@@ -1,0 +1,216 @@
+import DeliveryCore
+import Locking
+import SystemPackage
+
+// Line messages (docs/contract.md, "Line messages"): with `message=line`, a
+// record-view write is cut after every newline, each line one message; the
+// bytes after the last newline wait in the open file for its next write, or
+// for close or fsync.
+
+/// The bytes after the last newline an open file wrote: the start of its
+/// next line message.
+final class PendingLine: Sendable {
+    private let bytes = AdaptiveMutex<[UInt8]>([])
+
+    /// Takes what waits, leaving nothing.
+    func take() -> [UInt8] { bytes.withLock { pending in defer { pending = [] }; return pending } }
+
+    func keep(_ tail: [UInt8]) { bytes.withLock { $0 = tail } }
+}
+
+/// One write's lines, cut: the messages, and what waits for the next write.
+struct LineCut {
+    /// The complete lines, each up to and including its newline.
+    var lines: [Range<Int>]
+    /// The bytes after the last newline.
+    var tail: Range<Int>
+    /// The waiting bytes of earlier writes, then this write's.
+    var text: [UInt8]
+    /// How many bytes of `text` came from earlier writes.
+    var carried: Int
+
+    init(carried pending: [UInt8], _ bytes: UnsafeRawBufferPointer) {
+        text = pending
+        text.append(contentsOf: bytes)
+        carried = pending.count
+        lines = []
+        var start = 0
+        // Only this write's bytes can hold a newline: what waited had none.
+        for index in carried..<text.count where text[index] == UInt8(ascii: "\n") {
+            lines.append(start..<index + 1)
+            start = index + 1
+        }
+        tail = start..<text.count
+    }
+
+    /// The longest line, or the tail that would begin the next one.
+    var longest: Int { max(lines.map(\.count).max() ?? 0, tail.count) }
+
+    /// This write's bytes covered by its first `count` lines.
+    func written(byLines count: Int) -> Int {
+        count == 0 ? 0 : max(0, lines[count - 1].upperBound - carried)
+    }
+}
+
+extension MulticastFilesystem {
+    /// write(2) in line mode on `send` or a member file.
+    func writeLines(_ bytes: UnsafeRawBufferPointer, pending: PendingLine, to group: Group, as sender: Member?,
+                    writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
+        let carried = pending.take()
+        let cut = LineCut(carried: carried, bytes)
+        // A line (or the tail it begins) longer than max_message: the write
+        // that makes it so delivers nothing; what waited stays.
+        guard cut.longest <= group.settings.maxMessage else {
+            pending.keep(carried)
+            return reply.fail(.messageTooLong)
+        }
+        guard !cut.lines.isEmpty else {
+            pending.keep(Array(cut.text[cut.tail]))
+            return reply.reply(written: bytes.count)
+        }
+        let messages = cut.text.withUnsafeBytes { text in
+            cut.lines.map { Message(copying: UnsafeRawBufferPointer(rebasing: text[$0]), credentials: writer) }
+        }
+        // Arm for interrupts before any line is sent: once one is, the write
+        // can only end with a count, never EINTR.
+        if !nonBlocking {
+            guard reply.willWait() else { return pending.keep(carried) }
+        }
+        let total = bytes.count
+        let send = LineSend(group: group, sender: sender, messages: messages, nonBlocking: nonBlocking) { delivered in
+            // All delivered: the tail waits. None: as if never written, what
+            // waited stays. Some: a short count; the caller sends the rest
+            // again, so nothing of it is kept.
+            if delivered == messages.count {
+                pending.keep(Array(cut.text[cut.tail]))
+                reply.reply(written: total)
+            } else if delivered > 0 {
+                reply.reply(written: cut.written(byLines: delivered))
+            } else {
+                pending.keep(carried)
+                return false
+            }
+            return true
+        } failed: { error in
+            pending.keep(carried)
+            reply.fail(error)
+        }
+        if !nonBlocking { reply.cancelOnInterrupt { send.interrupt() } }
+        send.advance()
+    }
+
+    /// Sends what waits in `pending` as a message of its own (close, fsync).
+    /// It does not hold the closer: if a recipient is full, it waits in line
+    /// in the group like any blocked write, answering nobody.
+    func flushLine(_ pending: PendingLine, to group: Group, as sender: Member?) {
+        let tail = pending.take()
+        guard !tail.isEmpty else { return }
+        group.send(Message(tail), as: sender, .blocking) { _ in }
+    }
+}
+
+/// The lines of one write on their way: as many per step as every blocking
+/// recipient can take, in order, until all are in, the write is
+/// interrupted, or (non-blocking) a line does not fit.
+final class LineSend: @unchecked Sendable {  // state behind its lock
+    private struct State {
+        var delivered = 0
+        var waiting: Waiting?
+        var interrupted = false
+        var finished = false
+    }
+
+    private let group: Group
+    private let sender: Member?
+    private let messages: [Message]
+    private let nonBlocking: Bool
+    /// Answers with `delivered` lines sent; false: it sent none, and the
+    /// write ends as interrupted or would-block (answered by the caller).
+    private let done: @Sendable (_ delivered: Int) -> Bool
+    private let failed: @Sendable (Errno) -> Void
+    private let state = AdaptiveMutex(State())
+
+    init(group: Group, sender: Member?, messages: [Message], nonBlocking: Bool,
+         done: @escaping @Sendable (Int) -> Bool, failed: @escaping @Sendable (Errno) -> Void) {
+        self.group = group
+        self.sender = sender
+        self.messages = messages
+        self.nonBlocking = nonBlocking
+        self.done = done
+        self.failed = failed
+    }
+
+    /// Sends what it can now, and parks for the rest. Never under a group's
+    /// lock: from the writer's thread, or from a completion.
+    func advance() {
+        while true {
+            let (delivered, interrupted) = state.withLock { ($0.delivered, $0.interrupted) }
+            if interrupted { return finish(interrupted: true) }
+            if delivered == messages.count { return finish(interrupted: false) }
+            let rest = Array(messages[delivered...])
+            do throws(DeliveryError) {
+                let receipt = try group.trySend(batch: rest, as: sender)
+                state.withLock { $0.delivered += receipt.delivered }
+            } catch .wouldBlock where !nonBlocking {
+                let waiting = group.send(batch: rest, as: sender, .blocking) { [self] result in parkedSendEnded(result) }
+                guard let waiting else { return }  // it completed already, and advanced from there
+                let cancelNow = state.withLock { state -> Bool in
+                    state.waiting = waiting
+                    return state.interrupted
+                }
+                if cancelNow && waiting.cancel() { finish(interrupted: true) }
+                return
+            } catch .wouldBlock {
+                return finish(interrupted: false)
+            } catch {
+                return fail(Errno(error))
+            }
+        }
+    }
+
+    private func parkedSendEnded(_ result: Result<BatchReceipt, DeliveryError>) {
+        switch result {
+        case .success(let receipt):
+            state.withLock { state in
+                state.delivered += receipt.delivered
+                state.waiting = nil
+            }
+            advance()
+        case .failure(let error):
+            fail(Errno(error))
+        }
+    }
+
+    /// A signal: stop. A parked batch that is still parked delivered nothing
+    /// and ends here; one that is completing ends the write from there.
+    func interrupt() -> Bool {
+        let waiting = state.withLock { state -> Waiting? in
+            state.interrupted = true
+            return state.waiting
+        }
+        if let waiting, waiting.cancel() { finish(interrupted: true) }
+        // The write always answers itself: with a count, or EINTR below.
+        return false
+    }
+
+    private func finish(interrupted: Bool) {
+        let delivered: Int? = state.withLock { state in
+            guard !state.finished else { return nil }
+            state.finished = true
+            return state.delivered
+        }
+        guard let delivered else { return }
+        if !done(delivered) { failed(interrupted ? .interrupted : .resourceTemporarilyUnavailable) }
+    }
+
+    private func fail(_ error: Errno) {
+        let first = state.withLock { state -> Bool in
+            defer { state.finished = true }
+            return !state.finished
+        }
+        guard first else { return }
+        let delivered = state.withLock { $0.delivered }
+        // Lines already in stay in: the write ends with their count.
+        if delivered == 0 || !done(delivered) { failed(error) }
+    }
+}
