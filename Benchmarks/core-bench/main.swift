@@ -9,7 +9,8 @@
 // Anchors:
 //   - "locked deque": one Mutex<Deque> append and removeFirst per recipient,
 //     the floor of any locked queue that hands a pointer from one side to the
-//     other. The core does that plus flow control, counters and waiters.
+//     other ("locked deque, batch": the batch appended in one lock hold and
+//     removed in another, per recipient). The core does that plus flow control, counters and waiters.
 //     It uses Synchronization.Mutex, what one would reach for first; the core
 //     uses Locking's AdaptiveMutex, whose lock and unlock are calls into
 //     glibc rather than inlined atomics, and that cost shows in the ratio.
@@ -141,6 +142,56 @@ for fanOut in [1, 16, 64] {
                value: coreSendReceive(fanOut: fanOut, messages: messages), anchorName: "locked deque", anchor: anchor))
     report(Row(scenario: "send+batch receive, fan-out \(fanOut)", unit: "ns/recipient",
                value: coreSendBatchReceive(fanOut: fanOut, messages: messages), anchorName: "locked deque", anchor: anchor))
+}
+
+/// One batch send of `batch` messages, then each member takes them in one
+/// batch receive: ns per delivery (per message per recipient).
+func coreBatchSendReceive(fanOut: Int, batch: Int, messages: Int) -> Double {
+    let group = try! Group(name: "bench", settings: GroupSettings(capacity: 1024))
+    let readers = (0..<fanOut).map { try! group.join("m\($0)").makeReader() }
+    let messages = (messages / batch) * batch
+    // Distinct messages, as a front end makes them from one write.
+    let batchOfMessages = (0..<batch).map { _ in Message([UInt8](repeating: 0x61, count: 64)) }
+    return best {
+        nanoseconds {
+            for _ in 0..<(messages / batch) {
+                let receipt = try! group.trySend(batch: batchOfMessages)
+                precondition(receipt.delivered == batch)
+                for reader in readers { blackHole(try! reader.tryReceiveBatch(maxMessages: batch, maxBytes: 1 << 20)) }
+            }
+        } / Double(messages * fanOut)
+    }
+}
+
+/// The anchor taking the same batch: per recipient, one lock hold appends
+/// the batch, one lock hold removes it.
+func lockedDequeBatchAnchor(fanOut: Int, batch: Int, messages: Int) -> Double {
+    let queues = (0..<fanOut).map { _ in Locked(Deque<Message>()) }
+    let messages = (messages / batch) * batch
+    let batchOfMessages = (0..<batch).map { _ in Message([UInt8](repeating: 0x61, count: 64)) }
+    return best {
+        nanoseconds {
+            for _ in 0..<(messages / batch) {
+                for queue in queues { queue.withLock { $0.append(contentsOf: batchOfMessages) } }
+                for queue in queues {
+                    queue.withLock { queue in
+                        for _ in 0..<batch { blackHole(queue.removeFirst()) }
+                    }
+                }
+            }
+        } / Double(messages * fanOut)
+    }
+}
+
+print("== the core, one thread: batch sends to N members, then each takes the batch (ns per delivery)")
+for batch in [16, 64] {
+    for fanOut in [1, 16, 64] {
+        let messages = 40_000 * scale / fanOut + 4096
+        let anchor = lockedDequeBatchAnchor(fanOut: fanOut, batch: batch, messages: messages)
+        report(Row(scenario: "batch send \(batch)+batch receive, fan-out \(fanOut)", unit: "ns/recipient",
+                   value: coreBatchSendReceive(fanOut: fanOut, batch: batch, messages: messages),
+                   anchorName: "locked deque, batch", anchor: anchor))
+    }
 }
 
 if options.fanOutOnly { exit(0) }
