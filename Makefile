@@ -1,6 +1,6 @@
 # `make bench`: the benchmark suite (Benchmarks/README.md). Installs what it
 # needs, builds mcastfs in release, mounts it and its anchors, prints one table
-# and writes results/bench.json. About 3.5 minutes on 2 cores.
+# and writes results/bench.json. About 5.5 minutes on 2 cores.
 .PHONY: bench bench-profile
 
 bench:

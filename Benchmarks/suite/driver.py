@@ -12,7 +12,7 @@ Environment (all optional):
   BENCH_SIZES     message sizes, default "64 4096"
   BENCH_READERS   fan-out of the 1->N scenarios, default 16
   BENCH_IDLE      blocked readers in the idle scenario, default 10000
-  BENCH_ONLY      subset of "record python idle core", default all
+  BENCH_ONLY      subset of "record readbuf anchors python idle core", default all
   BENCH_PROFILE=1 also profile mcastfs (perf, cpu-clock) in the 1->N stream and paced runs
   BENCH_COUNT_THREADS=0  do not count the daemons' thread creations (perf stat)
 """
@@ -38,7 +38,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64 4096").split()]
 FAN = int(os.environ.get("BENCH_READERS", "16"))
 IDLE_N = int(os.environ.get("BENCH_IDLE", "10000"))
-ONLY = os.environ.get("BENCH_ONLY", "record python idle core").split()
+ONLY = os.environ.get("BENCH_ONLY", "record readbuf anchors python idle core").split()
+READ_BUFS = [4096, 65536, 131072, 1 << 20]  # the readbuf scenario: 128 KiB is what cat(1) uses
 PROFILE = os.environ.get("BENCH_PROFILE", "0") == "1"
 CLIENT_TIMEOUT = 90
 MCASTFS = os.path.join(REPO, ".build", "release", "mcastfs")
@@ -116,7 +117,7 @@ PROFILE_TOP = []
 
 def row(scenario, metric, value, anchor, anchor_value, better="higher", goal=None, ratio=None):
     if ratio is None:
-        ratio = value / anchor_value if anchor_value else None
+        ratio = value / anchor_value if anchor_value and value is not None else None
     met = None
     if goal is not None:
         kind, limit, *note = goal
@@ -202,12 +203,20 @@ def sock_argv(kind, n, flags=("-c",)):
     return argv
 
 
-def record_path(mc, bare):
+def make_groups():
+    """g1 (member r0) and gFAN (members r0 .. r{FAN-1}) on the mcastfs mount."""
     for n in (1, FAN):
         g = f"{MC}/g{n}"
         os.mkdir(g)
         for k in range(n):
             open(f"{g}/r{k}", "w").close()
+
+
+def size_label(size):
+    return f"{size} B" if size < 1024 else f"{size // 1024} KiB" if size < 1 << 20 else f"{size >> 20} MiB"
+
+
+def record_path(mc, bare):
     mc_r = {n: [f"{MC}/g{n}/r{k}" for k in range(n)] for n in (1, FAN)}
     bare_r = {n: [f"{BARE}/r{k}" for k in range(n)] for n in (1, FAN)}
     fanout = os.path.join(BIN, "fanout")
@@ -216,7 +225,7 @@ def record_path(mc, bare):
         return System("mcastfs", "mcastfs", fs_argv(f"{MC}/g{n}/send", mc_r[n], ["-c"]), mc, cal)
 
     for size in SIZES:
-        sz = f"{size} B" if size < 1024 else f"{size // 1024} KiB"
+        sz = size_label(size)
         # 1 -> 1
         sc = f"1→1 {sz}"
         st = measure(sc + " stream", [
@@ -291,6 +300,70 @@ def record_path(mc, bare):
             profile(mc, mcastfs_sys(FAN, 0), size, pc["mcastfs"][0]["count"], "paced")
 
 
+def read_buffers(mc, bare):
+    """The 1->1 64 B stream of the record path with the reader's buffer at
+    each of READ_BUFS, mcastfs beside bare libfuse reading with the same
+    buffer. A direct-I/O read pins (and afterwards dirties and unpins) as
+    many pages of the buffer as one request can take, whatever the reply's
+    length: docs/fuse-notes.md, "What a read's buffer size costs"."""
+    size = 64
+    for buf in READ_BUFS:
+        sc = f"1→1 {size} B, {size_label(buf)} reads"
+        flags = ["-b", str(buf)]
+        st = measure(sc + " stream", [
+            System("mcastfs", "mcastfs", fs_argv(f"{MC}/g1/send", [f"{MC}/g1/r0"], ["-c", *flags]), mc, 1500),
+            System("bare", "bare libfuse", fs_argv(f"{BARE}/f", [f"{BARE}/r0"], flags), bare, 1500),
+        ], "stream", size)
+        RUNS[sc] = {"stream": st, "read_buffer": buf}
+        goal = ("ratio >=", 0.8) if buf == 65536 else None
+        compare(sc, "msgs/s", "msgs_per_s", st["mcastfs"], st["bare"], f"bare libfuse, {size_label(buf)} reads",
+                goal=goal)
+        compare(sc, "clients' CPU µs/msg (stream)", "client_cpu_us_per_msg", st["mcastfs"], st["bare"],
+                f"bare libfuse, {size_label(buf)} reads", "lower")
+
+
+def anchor_systems(mode, size, n):
+    """What the framed view is to be compared with, for one shape: libzmq
+    PUB/SUB in C over ipc://, a Unix datagram socket pair per reader with one
+    send(2) per message, and the same with sendmmsg/recvmmsg batches of 16 and
+    64 (stream only: a batch needs messages in flight). A framed-view scenario
+    puts its own System into the same measure() call, so that its ratios are
+    paired by round with these (Benchmarks/README.md, Scenario 2)."""
+    anchors = os.path.join(BIN, "anchors")
+    ipc = os.path.join(WORK, "anchors.ipc")
+    zmq = System("zmq_c", "libzmq PUB/SUB ipc (C)",
+                 lambda mode, size, count: [anchors, mode, "zmq", str(size), str(count), str(n), ipc],
+                 cal=20000 if n == 1 else 2000)
+    if mode == "paced":
+        return [zmq]
+    mmsg = [System(f"mmsg{b}", f"unix dgram, mmsg ×{b}",
+                   lambda mode, size, count, b=b: [anchors, mode, "mmsg", str(size), str(count), str(n), str(b)],
+                   cal=20000 if n == 1 else 2000) for b in (16, 64)]
+    return [zmq, System("dgram", "unix dgram, send per msg", sock_argv("dgram", n), cal=20000 if n == 1 else 2000),
+            *mmsg]
+
+
+ANCHORS = {}  # (n, size, mode) -> {system key: [run per round]}
+
+
+def anchor_scenarios():
+    for size in SIZES:
+        for n in (1, FAN):
+            sc = f"anchors 1→{n} {size_label(size)}"
+            st = measure(sc + " stream", anchor_systems("stream", size, n), "stream", size)
+            pc = measure(sc + " paced", anchor_systems("paced", size, n), "paced", size)
+            ANCHORS[(n, size, "stream")], ANCHORS[(n, size, "paced")] = st, pc
+            RUNS[sc] = {"stream": st, "paced": pc}
+            for s in anchor_systems("stream", size, n):
+                v = median([r["msgs_per_s"] for r in st[s.key]])
+                row(sc, "msgs/s", None, s.label, v)
+                if n > 1:
+                    row(sc, "deliveries/s", None, s.label, median([r["deliveries_per_s"] for r in st[s.key]]))
+            for s in anchor_systems("paced", size, n):
+                for field, metric in (("p50_us", "p50 µs"), ("p99_us", "p99 µs")):
+                    row(sc, metric, None, s.label, median([r[field] for r in pc[s.key]]), "lower")
+
+
 def profile(mc, system, size, count, mode):
     perf_data = os.path.join(WORK, "perf.data")
     out = os.path.join(REPO, "results", f"perf-1to{FAN}-{size}-{mode}.txt")
@@ -340,7 +413,7 @@ def python_scenarios(mc):
     py = sys.executable
     ipc = os.path.join(WORK, "zmq.ipc")
     for size in SIZES:
-        sz = f"{size} B" if size < 1024 else f"{size // 1024} KiB"
+        sz = size_label(size)
         for n in (1, FAN):
             sc = f"Python 1→{n} {sz}"
             reads = [f"{MC}/g{n}/r{k}" for k in range(n)]
@@ -462,21 +535,21 @@ def main():
     info = machine()
     log(f"{info['nproc']} × {info['model_name']}, Linux {info['kernel']}, load {' '.join(info['loadavg_at_start'])}")
     try:
-        if "record" in ONLY or "python" in ONLY:
+        if {"record", "readbuf", "python"} & set(ONLY):
             mc = mount("mcastfs", [MCASTFS, MC, "-f"], MC)
             bare = mount("bare", [os.path.join(BIN, "bare_fuse"), BARE], BARE)
             log(f"mounted mcastfs (pid {mc.pid}) and bare libfuse (pid {bare.pid})")
+            make_groups()
             if "record" in ONLY:
                 record_path(mc, bare)
-            else:
-                for n in (1, FAN):
-                    os.mkdir(f"{MC}/g{n}")
-                    for k in range(n):
-                        open(f"{MC}/g{n}/r{k}", "w").close()
+            if "readbuf" in ONLY:
+                read_buffers(mc, bare)
             if "python" in ONLY:
                 python_scenarios(mc)
             unmount(bare)
             unmount(mc)
+        if "anchors" in ONLY:
+            anchor_scenarios()
         if "idle" in ONLY:
             log(f"idle: {IDLE_N} members, one blocked reader each")
             idle_scenario()

@@ -3,7 +3,7 @@
  * program for mcastfs, the bare libfuse filesystem, a pipe and Unix datagram
  * sockets. See Benchmarks/README.md.
  *
- *   fanout MODE SYSTEM SIZE COUNT N [-c] [-g] [WRITE_PATH READ_PATH_1 .. READ_PATH_N]
+ *   fanout MODE SYSTEM SIZE COUNT N [-c] [-g] [-b BYTES] [WRITE_PATH READ_PATH_1 .. READ_PATH_N]
  *
  * MODE
  *   stream    a writer thread writes COUNT messages back to back; N reader
@@ -30,6 +30,11 @@
  * -c  check every read: exactly SIZE bytes and the next sequence number
  *     (mcastfs, pipe, dgram). Without it (bare filesystem, whose reads return
  *     the last write) a message is timed only the first time a reader sees it.
+ * -b BYTES  the readers' buffer: every receive is one read(2) of BYTES
+ *     (default 1 MiB, at least SIZE). The kernel pins the pages of as much
+ *     of it as one FUSE request can take, on every read (docs/fuse-notes.md,
+ *     "What a read's buffer size costs"), so the record path's cost depends
+ *     on it.
  * -g  gate the readers: in warm-up and paced mode a reader calls read(2) only
  *     after the writer's write(2) has returned and woken it (futex). For the
  *     bare filesystem, whose reads never wait: its paced latency is then
@@ -38,7 +43,7 @@
  * Every message is one write(2) (dgram: one send(2) per reader) of SIZE bytes
  * (SIZE >= 16); bytes 0..7 hold its sequence number, 8..15 the
  * CLOCK_MONOTONIC time (ns) taken just before its first write. Every receive
- * is one read(2) with a 1 MiB buffer (pipe: SIZE bytes). Before the timed
+ * is one read(2) with a 1 MiB buffer (-b; pipe: SIZE bytes). Before the timed
  * part, 50 paced messages warm up (pingpong: 200).
  *
  * Output: one line of key=value pairs. p50_us/p99_us are over every delivery
@@ -55,7 +60,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#define READ_BUF (1u << 20)
+#define MAX_BUF (1u << 20)
 #define WARMUP 50
 #define PINGPONG_WARMUP 200
 #define MAX_READERS 64
@@ -68,6 +73,7 @@ static enum sys sys;
 static size_t msg_size;
 static long count;
 static int nreaders, check, gate;
+static size_t read_buf = MAX_BUF; /* -b */
 
 static int wfd;                    /* fs, pipe */
 static int wfds[MAX_READERS];      /* dgram: the writer's end of each pair */
@@ -121,7 +127,7 @@ static uint64_t recv_one(int fd, char *buf, uint64_t expect, uint64_t *seq) {
         }
         n = (ssize_t)got;
     } else {
-        n = read(fd, buf, READ_BUF);
+        n = read(fd, buf, read_buf);
         if (n < 0) die("read");
     }
     uint64_t s = 0, t = 0;
@@ -140,7 +146,7 @@ static uint64_t recv_one(int fd, char *buf, uint64_t expect, uint64_t *seq) {
 
 static void *reader_main(void *arg) {
     int r = (int)(intptr_t)arg;
-    char *buf = malloc(READ_BUF);
+    char *buf = malloc(read_buf);
     if (!buf) die("malloc");
     uint64_t seq, last_timed = UINT64_MAX;
     pthread_barrier_wait(&start_line);
@@ -195,7 +201,7 @@ static void open_all(int argc, char **argv, int first) {
 
 int main(int argc, char **argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: %s stream|paced|pingpong fs|pipe|dgram SIZE COUNT N [-c] [-g] [WRITE_PATH READ_PATH...]\n", argv[0]);
+        fprintf(stderr, "usage: %s stream|paced|pingpong fs|pipe|dgram SIZE COUNT N [-c] [-g] [-b BYTES] [WRITE_PATH READ_PATH...]\n", argv[0]);
         return 2;
     }
     if (strcmp(argv[1], "stream") == 0) mode = STREAM;
@@ -209,7 +215,7 @@ int main(int argc, char **argv) {
     msg_size = strtoul(argv[3], NULL, 10);
     count = strtol(argv[4], NULL, 10);
     nreaders = atoi(argv[5]);
-    if (msg_size < 16 || msg_size > READ_BUF || count < 1 || nreaders < 1 || nreaders > MAX_READERS ||
+    if (msg_size < 16 || msg_size > MAX_BUF || count < 1 || nreaders < 1 || nreaders > MAX_READERS ||
         (mode == PINGPONG && nreaders != 1)) {
         fprintf(stderr, "fanout: SIZE 16..1048576, COUNT >= 1, N 1..64 (pingpong: 1)\n");
         return 2;
@@ -218,7 +224,12 @@ int main(int argc, char **argv) {
     for (; first < argc && argv[first][0] == '-'; first++) {
         if (strcmp(argv[first], "-c") == 0) check = 1;
         else if (strcmp(argv[first], "-g") == 0) gate = 1;
+        else if (strcmp(argv[first], "-b") == 0 && first + 1 < argc) read_buf = strtoul(argv[++first], NULL, 10);
         else { fprintf(stderr, "fanout: bad option %s\n", argv[first]); return 2; }
+    }
+    if (read_buf < msg_size || read_buf > MAX_BUF) {
+        fprintf(stderr, "fanout: -b BYTES must be SIZE..1048576\n");
+        return 2;
     }
     open_all(argc, argv, first);
     for (int k = 0; k < nreaders; k++) {
@@ -231,7 +242,7 @@ int main(int argc, char **argv) {
     uint64_t t_start = 0, t_end;
     struct rusage usage_start, usage_end;
     if (mode == PINGPONG) {
-        char *buf = malloc(READ_BUF);
+        char *buf = malloc(read_buf);
         if (!buf) die("malloc");
         uint64_t seq, t0;
         for (long i = 0; i < PINGPONG_WARMUP + count; i++) {
@@ -296,11 +307,11 @@ int main(int argc, char **argv) {
     static const char *sys_names[] = {"fs", "pipe", "dgram"};
     printf("mode=%s system=%s size=%zu n=%d count=%ld elapsed_s=%.3f msgs_per_s=%.0f deliveries_per_s=%.0f "
            "p50_us=%.1f p99_us=%.1f max_us=%.1f timed=%ld last_p50_us=%.1f last_p99_us=%.1f "
-           "client_cpu_us_per_msg=%.1f warmup=%d\n",
+           "client_cpu_us_per_msg=%.1f warmup=%d read_buf=%zu\n",
            mode_names[mode], sys_names[sys], msg_size, nreaders, count, secs, (double)count / secs,
            (double)count * nreaders / secs, pct_us(all, nall, 0.50), pct_us(all, nall, 0.99),
            nall ? (double)all[nall - 1] / 1000.0 : 0.0, nall, pct_us(last, nlast, 0.50),
            pct_us(last, nlast, 0.99), cpu_us(&usage_start, &usage_end) / (double)count,
-           mode == PINGPONG ? PINGPONG_WARMUP : WARMUP);
+           mode == PINGPONG ? PINGPONG_WARMUP : WARMUP, read_buf);
     return 0;
 }
