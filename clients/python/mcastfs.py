@@ -233,10 +233,10 @@ def send_batch(
         if count <= 0 or count > ends[last] - done:
             raise _broken(f"write returned {count} for a batch of {ends[last] - done} bytes", sent)
         done += count
-        reached = bisect.bisect_left(ends, done)
-        if ends[reached] != done:
-            raise _broken(f"write returned {count}, which ends inside message {reached}", sent)
-        sent = reached + 1
+        sent = bisect.bisect_right(ends, done)
+        if ends[sent - 1] != done:
+            # sent counts the records the count covers whole.
+            raise _broken(f"write returned {count}, which ends inside message {sent}", sent)
     return sent
 
 

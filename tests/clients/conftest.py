@@ -12,27 +12,22 @@ framed-view format with bytes built by hand (framebuilder.py).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-HEADER_DIR = REPO / "clients" / "c"
-C_FLAGS = ["-Wall", "-Wextra", "-Werror", "-std=c99", "-pedantic"]
 
-for path in (str(REPO / "clients" / "python"), str(HERE)):
+for path in (str(HERE.parents[1] / "clients" / "python"), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+from cbuild import compile_c  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def framestool(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("clients-c") / "framestool"
-    subprocess.run(
-        ["cc", *C_FLAGS, "-O1", "-I", str(HEADER_DIR), str(HERE / "c" / "framestool.c"), "-o", str(out)],
-        check=True,
-    )
+    compile_c(HERE / "c" / "framestool.c", out, "-O1")
     return str(out)

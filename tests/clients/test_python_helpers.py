@@ -278,7 +278,7 @@ def test_other_errors_carry_the_count(pipe):
     assert caught.value.errno == errno.EMSGSIZE and caught.value.messages_delivered == 1
 
 
-@pytest.mark.parametrize("steps,delivered", [(("b3",), 0), (("r1", "b5"), 1), (("b0",), 0), (("b40",), 0)])
+@pytest.mark.parametrize("steps,delivered", [(("b3",), 0), (("r1", "b5"), 1), (("r1", "b10"), 2), (("b0",), 0), (("b40",), 0)])
 def test_counts_off_record_boundaries_break_the_contract(pipe, steps, delivered):
     r, w = pipe
     with pytest.raises(OSError) as caught:
