@@ -188,7 +188,8 @@ def send_batch(
     - EAGAIN (``fd`` is non-blocking and the next message does not fit now):
       raises BlockingIOError with ``messages_delivered`` (messages sent before
       it) and ``characters_written`` (their bytes in the encoded batch); send
-      the rest, ``messages[messages_delivered:]``, when ``fd`` is writable.
+      the rest (``messages[messages_delivered:]`` of a list) when ``fd`` is
+      writable.
     - EINTR: retried, whatever was delivered (an interrupted batch write
       delivered nothing, so retrying is safe); os.write already does this
       itself unless a signal handler raises, and then that exception stops
@@ -197,10 +198,10 @@ def send_batch(
       with ``messages_delivered`` set the same way.
     - A write that returns 0, or a count that does not end on a record
       boundary, breaks the framed view's contract: OSError(EIO), with
-      ``messages_delivered``.
+      ``messages_delivered`` counting the records that count covers whole.
     - ValueError, before anything is written, for an empty message, one
       longer than ``max_message``, or one whose record does not fit in
-      ``max_batch`` bytes.
+      ``max_batch`` bytes; TypeError for a message that is not bytes-like.
 
     ``write`` is the function that writes (os.write); it is there for tests
     and for wrappers.
