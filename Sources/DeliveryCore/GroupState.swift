@@ -98,6 +98,8 @@ struct ReceiveLimit: Sendable {
     /// Split a message that does not fit `maxBytes` (a read(2) with a small
     /// buffer), rather than handing it whole.
     var splits: Bool
+    /// What each message of a batch costs of `maxBytes` beyond its payload.
+    var framing: ReceiveFraming = .none
 
     /// A read(2): the oldest message, or its first `maxBytes`.
     static func one(maxBytes: Int) -> ReceiveLimit {
@@ -105,9 +107,9 @@ struct ReceiveLimit: Sendable {
     }
 
     /// Whole messages, up to `maxMessages` and about `maxBytes`: it stops
-    /// before a message that would overflow `maxBytes`.
-    static func batch(maxMessages: Int, maxBytes: Int) -> ReceiveLimit {
-        ReceiveLimit(maxMessages: max(maxMessages, 1), maxBytes: maxBytes, splits: false)
+    /// before a message whose framed size would overflow `maxBytes`.
+    static func batch(maxMessages: Int, maxBytes: Int, framing: ReceiveFraming = .none) -> ReceiveLimit {
+        ReceiveLimit(maxMessages: max(maxMessages, 1), maxBytes: maxBytes, splits: false, framing: framing)
     }
 }
 
@@ -443,18 +445,20 @@ struct GroupState: ~Copyable, Sendable {
     @inline(__always)
     private func dequeue(from member: MemberState, for reader: ReaderState, limit: ReceiveLimit) -> Received {
         let message = member.queue.removeFirst()
-        var bytes = message.count
-        member.queuedBytes -= bytes
-        let first = MessageChunk(message: message, range: 0..<bytes, droppedBefore: member.dropsBefore(message))
-        guard limit.maxMessages > 1, let second = member.queue.first, bytes + second.count <= limit.maxBytes else {
+        member.queuedBytes -= message.count
+        let first = MessageChunk(message: message, range: 0..<message.count, droppedBefore: member.dropsBefore(message))
+        var bytes = limit.framing.size(of: message)
+        guard limit.maxMessages > 1, let second = member.queue.first,
+              bytes + limit.framing.size(of: second) <= limit.maxBytes else {
             return Received(split(first, for: reader, limit: limit))
         }
         // A batch stops before a message that would overflow it.
         var chunks: [MessageChunk] = []
         chunks.reserveCapacity(min(limit.maxMessages, member.queue.count + 1))
         chunks.append(first)
-        while chunks.count < limit.maxMessages, let next = member.queue.first, bytes + next.count <= limit.maxBytes {
-            bytes += next.count
+        while chunks.count < limit.maxMessages, let next = member.queue.first,
+              bytes + limit.framing.size(of: next) <= limit.maxBytes {
+            bytes += limit.framing.size(of: next)
             member.queuedBytes -= next.count
             let message = member.queue.removeFirst()
             chunks.append(MessageChunk(message: message, range: 0..<next.count, droppedBefore: member.dropsBefore(message)))

@@ -70,8 +70,11 @@ public final class Reader: Sendable {
     /// waiting. It always takes at least one message, so a `maxMessages` below
     /// 1 counts as 1, as a `maxBytes` smaller than the next message does.
     /// Empty: end of the stream. Throws `.wouldBlock` on an empty queue.
-    public func tryReceiveBatch(maxMessages: Int, maxBytes: Int) throws(DeliveryError) -> Received {
-        try tryReceive(.batch(maxMessages: maxMessages, maxBytes: maxBytes))
+    ///
+    /// With `framing`, each message counts against `maxBytes` as its framed
+    /// size, so the batch is what fits a buffer of that many bytes.
+    public func tryReceiveBatch(maxMessages: Int, maxBytes: Int, framing: ReceiveFraming = .none) throws(DeliveryError) -> Received {
+        try tryReceive(.batch(maxMessages: maxMessages, maxBytes: maxBytes, framing: framing))
     }
 
     /// Receives, or parks the receive in the same lock hold on an empty queue
@@ -96,10 +99,11 @@ public final class Reader: Sendable {
     public func receiveBatch(
         maxMessages: Int,
         maxBytes: Int,
+        framing: ReceiveFraming = .none,
         _ blocking: Blocking,
         completion: @escaping @Sendable (Result<Received, DeliveryError>) -> Void
     ) -> Waiting? {
-        receive(.batch(maxMessages: maxMessages, maxBytes: maxBytes), blocking, completion) { $0 }
+        receive(.batch(maxMessages: maxMessages, maxBytes: maxBytes, framing: framing), blocking, completion) { $0 }
     }
 
     /// Puts back chunks that were received but could not be handed on (the

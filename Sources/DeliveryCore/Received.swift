@@ -55,3 +55,32 @@ public struct Received: Sendable, RandomAccessCollection {
         }
     }
 }
+
+/// How a front end that frames messages counts them against a batch's
+/// bytes: each takes its payload, a fixed header, and (if the frame carries
+/// it) the sender's name, rounded up to a multiple of `alignment`. So a batch
+/// receive can stop exactly where the reader's buffer is full, instead of
+/// taking more than fits and putting the rest back.
+public struct ReceiveFraming: Sendable, Equatable {
+    public var headerBytes: Int
+    public var carriesSenderName: Bool
+    public var alignment: Int
+
+    public init(headerBytes: Int, carriesSenderName: Bool, alignment: Int) {
+        precondition(alignment >= 1 && alignment & (alignment - 1) == 0, "ReceiveFraming: alignment must be a power of 2")
+        self.headerBytes = headerBytes
+        self.carriesSenderName = carriesSenderName
+        self.alignment = alignment
+    }
+
+    /// Payloads only.
+    public static let none = ReceiveFraming(headerBytes: 0, carriesSenderName: false, alignment: 1)
+
+    /// The bytes `message` takes in a batch framed this way.
+    @inline(__always)
+    public func size(of message: Message) -> Int {
+        guard self != .none else { return message.count }
+        let name = carriesSenderName ? message.senderName?.utf8.count ?? 0 : 0
+        return (headerBytes + name + message.count + alignment - 1) & ~(alignment - 1)
+    }
+}

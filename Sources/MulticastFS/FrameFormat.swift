@@ -42,6 +42,9 @@ enum FrameFormat {
         return records
     }
 
+    /// How the core counts a message against a read buffer of frames.
+    static let receiveFraming = ReceiveFraming(headerBytes: headerSize, carriesSenderName: true, alignment: alignment)
+
     /// The bytes a frame takes in a read buffer, padding included.
     static func frameSize(payload: Int, nameSize: Int) -> Int {
         (headerSize + nameSize + payload + alignment - 1) / alignment * alignment

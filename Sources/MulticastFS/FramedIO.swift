@@ -10,14 +10,17 @@ extension MulticastFilesystem {
     /// when `nonBlocking`); EMSGSIZE, consuming nothing, when the first frame
     /// does not fit; end of file once the member left and its queue drained.
     func readFrames(from reader: Reader, size: Int, nonBlocking: Bool, reply: some ReadReply) {
-        // The core limits a batch by payload bytes; a frame also carries its
-        // header, name and padding, so what does not fit goes back.
+        // The core counts each message as its frame, so the batch is what
+        // fits the buffer (but always one message: EMSGSIZE below if that
+        // one does not).
         let maxMessages = max(1, size / FrameFormat.frameSize(payload: 1, nameSize: 0))
+        let framing = FrameFormat.receiveFraming
         do throws(DeliveryError) {
-            Self.hand(try reader.tryReceiveBatch(maxMessages: maxMessages, maxBytes: size), of: reader, size: size, to: reply)
+            Self.hand(try reader.tryReceiveBatch(maxMessages: maxMessages, maxBytes: size, framing: framing),
+                      of: reader, size: size, to: reply)
         } catch .wouldBlock where !nonBlocking {
             Self.wait(reply) {
-                reader.receiveBatch(maxMessages: maxMessages, maxBytes: size, .blocking) { result in
+                reader.receiveBatch(maxMessages: maxMessages, maxBytes: size, framing: framing, .blocking) { result in
                     switch result {
                     case .success(let received): Self.hand(received, of: reader, size: size, to: reply)
                     case .failure(let error): reply.fail(Errno(error))
