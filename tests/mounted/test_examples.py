@@ -15,8 +15,12 @@ import pytest
 
 from helpers import Call, Group, read_line, wait_for
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
 BIN_DIR = Path(__file__).resolve().parent / "bin"
+
+sys.path.insert(0, str(REPO / "clients" / "python"))
+import mcastfs  # noqa: E402
 
 
 def env_for(mount):
@@ -37,14 +41,14 @@ def stop(proc):
 # --- without a mount ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", ["chat.sh", "log-fanout.sh"])
+@pytest.mark.parametrize("script", ["chat.sh", "log-fanout.sh", "line-messages.sh"])
 def test_shell_examples_parse(script):
     res = subprocess.run(["sh", "-n", str(EXAMPLES / script)], capture_output=True, text=True, timeout=10)
     assert res.returncode == 0, res.stderr
     assert (EXAMPLES / script).read_text().startswith("#!/bin/sh\n")
 
 
-@pytest.mark.parametrize("script", ["subscriber.py", "publisher.py"])
+@pytest.mark.parametrize("script", ["subscriber.py", "publisher.py", "framed_subscriber.py"])
 def test_python_examples_compile(script):
     source = (EXAMPLES / script).read_text()
     compile(source, str(EXAMPLES / script), "exec")
@@ -63,8 +67,21 @@ def epoll_subscriber():
     return str(exe)
 
 
-def test_c_example_compiles_without_warnings(epoll_subscriber):
+@pytest.fixture(scope="session")
+def framed_publisher():
+    BIN_DIR.mkdir(exist_ok=True)
+    exe = BIN_DIR / "framed_publisher"
+    # The flags the header itself is held to (clients/README.md).
+    res = subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-Wconversion", "-Wsign-conversion",
+                          "-I", str(REPO / "clients" / "c"), "-o", str(exe), str(EXAMPLES / "framed_publisher.c")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return str(exe)
+
+
+def test_c_examples_compile_without_warnings(epoll_subscriber, framed_publisher):
     assert os.access(epoll_subscriber, os.X_OK)
+    assert os.access(framed_publisher, os.X_OK)
 
 
 def test_readme_lists_every_example():
@@ -312,3 +329,236 @@ def test_epoll_subscriber_count(mount, group, epoll_subscriber):
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [f"{group.p('m')}: n{i}" for i in range(3)]
     assert group.take("m") == [b"n3", b"n4"]
+
+
+# --- framed_subscriber.py --------------------------------------------------------
+
+# "GROUP/MEMBER #SEQ HH:MM:SS.micros from SENDER uid=U gid=G pid=P[ dropped=N]: TEXT"
+FRAMED_LINE = re.compile(r"^(?P<spec>\S+) #(?P<seq>\d+) \d\d:\d\d:\d\d\.\d{6} from (?P<sender>\S+) "
+                         r"uid=(?P<uid>\d+) gid=(?P<gid>\d+) pid=(?P<pid>\d+)(?: dropped=(?P<dropped>\d+))?: "
+                         r"(?P<text>.*)$")
+
+
+def framed_lines(text):
+    """The subscriber's message lines, parsed, in order."""
+    return [m.groupdict() for m in (FRAMED_LINE.match(x.strip()) for x in text.splitlines()) if m]
+
+
+def write_from_child(path, data):
+    """Writes data on path from a child process; returns the child's pid."""
+    res = subprocess.run([sys.executable, "-c", "import os, sys\n"
+                          "fd = os.open(sys.argv[1], os.O_WRONLY); os.write(fd, sys.argv[2].encode()); "
+                          "print(os.getpid())", path, data], capture_output=True, text=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    return int(res.stdout)
+
+
+def test_framed_subscriber_prints_each_message_with_its_metadata(mount, group):
+    group.member("carol")
+    group.member("alice")
+    writer = write_from_child(group.p("send"), "hello\n")      # the record view, anonymous
+    group.send_as("alice", b"hi from alice")                    # the record view, as alice
+    out = os.open(group.p("frames/send"), os.O_WRONLY)          # one framed batch of two
+    try:
+        assert mcastfs.send_batch(out, [b"two\nlines", b"last"]) == 2
+    finally:
+        os.close(out)
+
+    spec = f"{group.name}/carol"
+    sub = subprocess.Popen(py("framed_subscriber.py", "-t", "20", spec, mount=mount), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        assert read_line(sub.stderr, 10).startswith(f"[subscribed to {spec}]")
+        got = [framed_lines(read_line(sub.stdout, 5))[0] for _ in range(4)]
+        os.unlink(group.p("carol"))
+        assert read_line(sub.stdout, 5).rstrip("\n") == f"{spec} (left)"
+        out_rest, err = sub.communicate(timeout=10)
+        assert sub.returncode == 0, err
+    finally:
+        stop(sub)
+    me = str(os.getpid())  # send_as and send_batch ran on this, the main, thread
+    uid, gid = str(os.getuid()), str(os.getgid())
+    assert [(g["sender"], g["pid"], g["text"]) for g in got] == [
+        ("-", str(writer), "hello"), ("alice", me, "hi from alice"), ("-", me, "two\\nlines"), ("-", me, "last")]
+    assert {(g["spec"], g["uid"], g["gid"], g["dropped"]) for g in got} == {(spec, uid, gid, None)}
+    seqs = [int(g["seq"]) for g in got]
+    assert seqs == list(range(seqs[0], seqs[0] + 4)), "one sequence for both views, no gaps"
+    # All four were queued before it started: its first read took them all.
+    assert err.strip() == "[4 messages in 1 read]"
+    assert out_rest == ""
+
+
+def test_framed_subscriber_shows_dropped_and_creates_its_member(mount):
+    gname = f"framed-create-{os.getpid()}"
+    spec = f"{gname}/late"
+    sub = subprocess.Popen(py("framed_subscriber.py", "--create", "-n", "1", "-t", "20", spec, mount=mount),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert read_line(sub.stderr, 10).startswith(f"[subscribed to {spec}]")
+        g = Group(mount.path, gname)
+        assert "late" in g.status().members
+        g.send(b"first")
+        out, err = sub.communicate(timeout=10)
+        assert sub.returncode == 0, err
+        assert [x["text"] for x in framed_lines(out)] == ["first"]
+        assert err.strip() == "[1 message in 1 read]"
+        assert "late" not in g.status().members, "it removed the member it made"
+    finally:
+        stop(sub)
+
+    # The drop count rides on the next message received after the drops.
+    g.member("late2", capacity=1, drop_when_full=1)
+    for word in (b"a", b"b", b"c", b"d"):
+        g.send(word)
+    fd = g.open("late2")
+    try:
+        os.read(fd, 100)  # "a"; b, c and d were dropped
+    finally:
+        os.close(fd)
+    g.send(b"after")
+    res = subprocess.run(py("framed_subscriber.py", "-n", "1", f"{gname}/late2", mount=mount), capture_output=True,
+                         text=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    line = framed_lines(res.stdout)[0]
+    assert (line["text"], line["dropped"]) == ("after", "3")
+    os.unlink(g.p("late2"))
+    os.rmdir(g.p())
+
+
+# --- framed_publisher.c ----------------------------------------------------------
+
+
+def test_framed_publisher_sends_stdin_lines_as_one_batch(mount, group, framed_publisher):
+    group.member("m")
+    # One write(2) of input, so the publisher's first read takes all of it.
+    res = subprocess.run([framed_publisher, group.name], env=env_for(mount), input="one\ntwo\n\nthree\n", text=True,
+                         capture_output=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    assert re.match(rf"sent 3 messages to {group.name}/frames/send in 1 batch, 1 write \(0 short\) in [0-9.]+ s$",
+                    res.stdout.strip()), res.stdout
+    assert group.take("m") == [b"one", b"two", b"three"], "one line, one message; the empty line skipped"
+
+    res = subprocess.run([framed_publisher, group.name], env=env_for(mount), input="a\nno newline", text=True,
+                         capture_output=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("sent 2 messages")
+    assert group.take("m") == [b"a", b"no newline"]
+
+
+def test_framed_publisher_as_a_member(mount, group, framed_publisher):
+    group.member("alice")
+    group.member("bob")
+    res = subprocess.run([framed_publisher, "-n", "3", "-a", "alice", group.p(), "hi"], capture_output=True,
+                         text=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    assert f"to {group.p()}/frames/alice in 1 batch" in res.stdout
+    fd = group.open_nb("frames/bob")
+    try:
+        frames = mcastfs.read_frames(fd)
+    finally:
+        os.close(fd)
+    assert [(f.sender, bytes(f.payload)) for f in frames] == [("alice", b"hi 0"), ("alice", b"hi 1"),
+                                                              ("alice", b"hi 2")]
+    assert group.take("alice") == [], "no loopback"
+
+
+def test_framed_publisher_resends_after_short_writes_and_loses_nothing(mount, group, framed_publisher):
+    group.member("slow", capacity=10)
+    group.member("fast")  # nobody reads it: n stays below its capacity, 256
+    n = 200
+
+    def slow_reader():
+        fd = group.open("slow")
+        got = []
+        try:
+            while len(got) < n:
+                got.append(os.read(fd, 100))
+                time.sleep(0.002)
+        finally:
+            os.close(fd)
+        return got
+
+    reader = Call(slow_reader)
+    res = subprocess.run([framed_publisher, "-n", str(n), "-b", "50", group.name, "tick"], env=env_for(mount),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    print(res.stdout.strip())
+    m = re.match(rf"sent {n} messages to {group.name}/frames/send in 4 batches, (\d+) writes \((\d+) short\)",
+                 res.stdout)
+    assert m, res.stdout
+    writes, short = int(m.group(1)), int(m.group(2))
+    assert short > 0, "a full member made the daemon deliver a prefix"
+    assert writes == short + 4, "each batch ended with one complete write"
+    expected = [f"tick {i}".encode() for i in range(n)]
+    assert reader.result(30) == expected
+    assert group.take("fast") == expected
+
+
+def test_framed_publisher_fills_batches_up_to_one_write(mount, group, framed_publisher):
+    group.member("m", capacity=100_000, queue_bytes=1 << 30)
+    n = 100_000  # "x 0" .. "x 99999": 1,088,890 bytes of records, more than one write holds
+    res = subprocess.run([framed_publisher, "-n", str(n), "-b", "0", group.name, "x"], env=env_for(mount),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert f"sent {n} messages to {group.name}/frames/send in 2 batches, 2 writes (0 short)" in res.stdout
+    fd = group.open_nb("frames/m")
+    got = []
+    try:
+        while len(got) < n:
+            got += [bytes(f.payload) for f in mcastfs.read_frames(fd)]
+    finally:
+        os.close(fd)
+    assert got == [f"x {i}".encode() for i in range(n)]
+
+
+# --- line-messages.sh --------------------------------------------------------------
+
+
+def test_line_messages_demo(mount, group):
+    env = env_for(mount)
+    env["GROUP"] = group.name
+    res = subprocess.run(["sh", str(EXAMPLES / "line-messages.sh")], env=env, capture_output=True, text=True,
+                         timeout=30, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    headers = [f"message=write: seq 3 | tee {group.name}/send", f"message=line: seq 3 | tee {group.name}/send",
+               "message=line: printf 'half a '; printf 'line\\n'   (two writes)"]
+    assert [x for x in lines if not x.startswith("  ")] == headers
+    sections = "\n".join(lines).split("\n" + headers[1] + "\n")
+    before, after = sections[0], sections[1].split("\n" + headers[2] + "\n")
+    assert [g["text"] for g in framed_lines(before)] == ["1\\n2\\n3"], "tee's one write: one message"
+    assert [g["text"] for g in framed_lines(after[0])] == ["1", "2", "3"], "message=line: one per line"
+    assert [g["text"] for g in framed_lines(after[1])] == ["half a line"], "two writes, one line"
+    assert [int(g["seq"]) for g in framed_lines(res.stdout)] == [1, 2, 3, 4, 5]
+    status = group.status()
+    assert status.group["message"] == "line"
+    assert status.members == {}, "the script's member left"
+
+
+def test_line_messages_follows_a_file(mount, group, tmp_path):
+    env = env_for(mount)
+    env["GROUP"] = group.name
+    log = tmp_path / "app.log"
+    log.write_text("old line, not sent\n")
+    proc = subprocess.Popen(["sh", str(EXAMPLES / "line-messages.sh"), str(log)], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert read_line(proc.stderr, 10).startswith(f"[subscribed to {group.name}/all]")
+        time.sleep(1.0)  # tail -F starts at the end of the file
+        with open(log, "a") as f:
+            f.write("INFO  one\nERROR two\nthr")
+            f.flush()
+            time.sleep(0.5)  # tail passes "thr" on; it waits in tee's open file for its newline
+            f.write("ee\n")
+        got = [framed_lines(read_line(proc.stdout, 10))[0]["text"] for _ in range(3)]
+        assert got == ["INFO  one", "ERROR two", "three"]
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
+    assert out.strip() == f"{group.name}/all (left)"
+    assert "[3 messages in" in err
+    assert group.status().members == {}, "Ctrl-C removes the member"
