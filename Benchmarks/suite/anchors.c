@@ -1,6 +1,6 @@
 /*
  * anchors: the message-passing systems the framed view will be compared
- * with (Benchmarks/README.md, "Anchors for the framed view"): libzmq PUB/SUB
+ * with (Benchmarks/README.md, Scenario 1d): libzmq PUB/SUB
  * over ipc://, and Unix datagram socket pairs sent and received in batches
  * with sendmmsg/recvmmsg. One writer thread, N reader threads, the same
  * message layout, warm-up, timing and output as fanout.c.

@@ -4,7 +4,7 @@ C programs, mounting a daemon and unmounting it, its CPU ticks and threads
 while a client runs, the clients' output, and the cleanup that the suite's
 EXIT trap runs. See Benchmarks/README.md.
 
-    benchlib.py build BIN_DIR     compile fanout, idle, anchors and bare_fuse into BIN_DIR
+    benchlib.py build BIN_DIR     compile fanout, framed, idle, anchors and bare_fuse into BIN_DIR
     benchlib.py cleanup WORK_DIR  stop every daemon with a pid file in WORK_DIR,
                                   unmount what is mounted below it, remove it
 """
@@ -34,14 +34,14 @@ def log(msg):
 
 
 def build(bin_dir):
-    """The C clients (fanout, idle, anchors) and the bare libfuse anchor, with -O2."""
+    """The C clients (fanout, framed, idle, anchors) and the bare libfuse anchor, with -O2."""
     os.makedirs(bin_dir, exist_ok=True)
 
     def pkg(name):
         return subprocess.run(["pkg-config", "--cflags", "--libs", name], capture_output=True, text=True,
                               check=True).stdout.split()
 
-    for name, libs in (("fanout", []), ("idle", []), ("anchors", pkg("libzmq")), ("bare_fuse", pkg("fuse3"))):
+    for name, libs in (("fanout", []), ("framed", []), ("idle", []), ("anchors", pkg("libzmq")), ("bare_fuse", pkg("fuse3"))):
         subprocess.run(["cc", "-O2", "-Wall", "-pthread", "-o", os.path.join(bin_dir, name),
                         os.path.join(HERE, name + ".c"), *libs], check=True)
 
@@ -206,6 +206,7 @@ def run_client(argv, daemon=None, timeout=90, count_threads_in=None):
         r["daemon_threads_max"] = sampler.max_threads
         msgs = r["count"] + r["warmup"]
         r["daemon_cpu_us_per_msg"] = round(sampler.ticks / CLK_TCK * 1e6 / msgs, 1)
+        r["daemon_cpu_s"] = sampler.ticks / CLK_TCK
         if created is not None:
             r["daemon_threads_created"] = created
             r["daemon_threads_created_per_1k_msgs"] = round(created * 1000 / msgs, 2)

@@ -12,7 +12,9 @@ Environment (all optional):
   BENCH_SIZES     message sizes, default "64 4096"
   BENCH_READERS   fan-out of the 1->N scenarios, default 16
   BENCH_IDLE      blocked readers in the idle scenario, default 10000
-  BENCH_ONLY      subset of "record readbuf anchors python idle core", default all
+  BENCH_ONLY      subset of "record readbuf framed lines python idle core", default all
+                  ("anchors" is taken for "framed")
+  BENCH_FRAMED_BATCH  messages per batch write of the framed view (and its mmsg anchor), default 64
   BENCH_PROFILE=1 also profile mcastfs (perf, cpu-clock) in the 1->N stream and paced runs
   BENCH_COUNT_THREADS=0  do not count the daemons' thread creations (perf stat)
 """
@@ -38,7 +40,12 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64 4096").split()]
 FAN = int(os.environ.get("BENCH_READERS", "16"))
 IDLE_N = int(os.environ.get("BENCH_IDLE", "10000"))
-ONLY = os.environ.get("BENCH_ONLY", "record readbuf anchors python idle core").split()
+ONLY = os.environ.get("BENCH_ONLY", "record readbuf framed lines python idle core").split()
+ONLY = ["framed" if o == "anchors" else o for o in ONLY]
+FRAMED_BATCH = int(os.environ.get("BENCH_FRAMED_BATCH", "64"))
+# The framed readers' other buffers at 1->N, beside the 1 MiB of the main
+# rows: about what 256 queued frames take (capacity 256), and between.
+FRAMED_BUFS = {64: [16384, 65536], 4096: [65536, 262144]}
 READ_BUFS = [4096, 65536, 131072, 1 << 20]  # the readbuf scenario: 128 KiB is what cat(1) uses
 PROFILE = os.environ.get("BENCH_PROFILE", "0") == "1"
 CLIENT_TIMEOUT = 90
@@ -78,8 +85,8 @@ def run_client(argv, daemon=None):
 class System:
     """One way to carry messages: how to invoke a client for (mode, size, count)."""
 
-    def __init__(self, key, label, argv_fn, daemon=None, cal=1000):
-        self.key, self.label, self.argv_fn, self.daemon, self.cal = key, label, argv_fn, daemon, cal
+    def __init__(self, key, label, argv_fn, daemon=None, cal=1000, cap=2_000_000):
+        self.key, self.label, self.argv_fn, self.daemon, self.cal, self.cap = key, label, argv_fn, daemon, cal, cap
 
     def run(self, mode, size, count):
         return run_client(self.argv_fn(mode, size, count), self.daemon)
@@ -92,7 +99,7 @@ def measure(scenario, systems, mode, size):
     counts, runs = {}, {}
     for s in systems:
         r = s.run(mode, size, s.cal)
-        counts[s.key] = int(min(2_000_000, max(300, r["msgs_per_s"] * SECONDS)))
+        counts[s.key] = int(min(s.cap, max(300, r["msgs_per_s"] * SECONDS)))
     for rnd in range(ROUNDS):
         for s in systems:
             r = s.run(mode, size, counts[s.key])
@@ -204,12 +211,19 @@ def sock_argv(kind, n, flags=("-c",)):
 
 
 def make_groups():
-    """g1 (member r0) and gFAN (members r0 .. r{FAN-1}) on the mcastfs mount."""
+    """g1 (member r0) and gFAN (members r0 .. r{FAN-1}) on the mcastfs mount;
+    for line messages gline (`set message=line`, member r0) and gline64k (the
+    same with capacity 65536)."""
     for n in (1, FAN):
         g = f"{MC}/g{n}"
         os.mkdir(g)
         for k in range(n):
             open(f"{g}/r{k}", "w").close()
+    for name, settings in (("gline", "message=line"), ("gline64k", "message=line capacity=65536")):
+        os.mkdir(f"{MC}/{name}")
+        with open(f"{MC}/{name}/ctl", "w") as f:
+            f.write(f"set {settings}\n")
+        open(f"{MC}/{name}/r0", "w").close()
 
 
 def size_label(size):
@@ -323,12 +337,13 @@ def read_buffers(mc, bare):
 
 
 def anchor_systems(mode, size, n):
-    """What the framed view is to be compared with, for one shape: libzmq
+    """What the framed view is compared with, for one shape: libzmq
     PUB/SUB in C over ipc://, a Unix datagram socket pair per reader with one
-    send(2) per message, and the same with sendmmsg/recvmmsg batches of 16 and
-    64 (stream only: a batch needs messages in flight). A framed-view scenario
-    puts its own System into the same measure() call, so that its ratios are
-    paired by round with these (Benchmarks/README.md, Scenario 2)."""
+    send(2) per message, and the same with sendmmsg/recvmmsg batches of
+    FRAMED_BATCH, the framed writer's batch (stream only: a batch needs
+    messages in flight). framed_scenarios() puts its own Systems into the
+    same measure() call, so that its ratios are paired by round with these
+    (Benchmarks/README.md, Scenario 1d)."""
     anchors = os.path.join(BIN, "anchors")
     ipc = os.path.join(WORK, "anchors.ipc")
     zmq = System("zmq_c", "libzmq PUB/SUB ipc (C)",
@@ -338,36 +353,100 @@ def anchor_systems(mode, size, n):
         return [zmq]
     mmsg = [System(f"mmsg{b}", f"unix dgram, mmsg ×{b}",
                    lambda mode, size, count, b=b: [anchors, mode, "mmsg", str(size), str(count), str(n), str(b)],
-                   cal=20000 if n == 1 else 2000) for b in (16, 64)]
+                   cal=20000 if n == 1 else 2000) for b in (FRAMED_BATCH,)]
     return [zmq, System("dgram", "unix dgram, send per msg", sock_argv("dgram", n), cal=20000 if n == 1 else 2000),
             *mmsg]
 
 
-ANCHORS = {}  # (n, size, mode) -> {system key: [run per round]}
+def framed_argv(n, buf=None):
+    send = f"{MC}/g{n}/frames/send"
+    reads = [f"{MC}/g{n}/frames/r{k}" for k in range(n)]
+    flags = ["-b", str(buf)] if buf else []
+
+    def argv(mode, size, count):
+        return [os.path.join(BIN, "framed"), mode, str(size), str(count), str(n), str(FRAMED_BATCH), *flags, send,
+                *reads]
+    return argv
 
 
-def anchor_scenarios():
+def daemon_ns_per_delivery(runs, n):
+    """The daemon's CPU (utime + stime) per delivered message, warm-up
+    included, in ns, one value per run."""
+    return [dict(r, daemon_ns_per_delivery=r["daemon_cpu_s"] * 1e9 / ((r["count"] + r["warmup"]) * n)) for r in runs]
+
+
+def framed_scenarios(mc):
+    """The framed view with C clients (framed.c, clients/c/mcastfs.h) beside
+    its anchors, paired by round; at 1->N also the readers' other buffer
+    sizes (FRAMED_BUFS) against the 1 MiB of the main rows."""
     for size in SIZES:
         for n in (1, FAN):
-            sc = f"anchors 1→{n} {size_label(size)}"
-            st = measure(sc + " stream", anchor_systems("stream", size, n), "stream", size)
-            pc = measure(sc + " paced", anchor_systems("paced", size, n), "paced", size)
-            ANCHORS[(n, size, "stream")], ANCHORS[(n, size, "paced")] = st, pc
-            RUNS[sc] = {"stream": st, "paced": pc}
-            for s in anchor_systems("stream", size, n):
-                v = median([r["msgs_per_s"] for r in st[s.key]])
-                row(sc, "msgs/s", None, s.label, v)
-                if n > 1:
-                    row(sc, "deliveries/s", None, s.label, median([r["deliveries_per_s"] for r in st[s.key]]))
-            for s in anchor_systems("paced", size, n):
-                for field, metric in (("p50_us", "p50 µs"), ("p99_us", "p99 µs")):
-                    row(sc, metric, None, s.label, median([r[field] for r in pc[s.key]]), "lower")
+            sz = size_label(size)
+            sc = f"framed 1→{n} {sz}"
+            cal = 20000 if n == 1 else 2000
+            frames = System("frames", f"framed ×{FRAMED_BATCH}", framed_argv(n), mc, cal)
+            bufs = [System(f"frames_b{b}", f"framed, {size_label(b)} reads", framed_argv(n, b), mc, cal)
+                    for b in (FRAMED_BUFS.get(size, []) if n > 1 else [])]
+            st = measure(sc + " stream", [frames, *bufs, *anchor_systems("stream", size, n)], "stream", size)
+            pc = measure(sc + " paced", [System("frames", "framed", framed_argv(n), mc, 1000),
+                                         *anchor_systems("paced", size, n)], "paced", size)
+            RUNS[sc] = {"stream": st, "paced": pc, "batch": FRAMED_BATCH}
+            M = st["frames"]
+            first = size == 64 and n == 1
+            compare(sc, "msgs/s", "msgs_per_s", M, st["zmq_c"], "libzmq PUB/SUB ipc (C)",
+                    goal=("ratio >=", 1.0) if first else None)
+            if n > 1:
+                compare(sc, "deliveries/s", "deliveries_per_s", M, st["zmq_c"], "libzmq PUB/SUB ipc (C)",
+                        goal=("ratio >=", 1.0))
+            compare(sc, "msgs/s", "msgs_per_s", M, st["dgram"], "unix dgram, send per msg",
+                    goal=("ratio >=", 3.0) if first else None)
+            compare(sc, "msgs/s", "msgs_per_s", M, st[f"mmsg{FRAMED_BATCH}"], f"unix dgram, mmsg ×{FRAMED_BATCH}")
+            ns = daemon_ns_per_delivery(M, n)
+            row(sc, "daemon CPU ns/delivery (stream)", median([r["daemon_ns_per_delivery"] for r in ns]), "—", None,
+                "lower", ("value <=", 150) if n > 1 else None)
+            compare(sc, "clients' CPU µs/msg (stream)", "client_cpu_us_per_msg", M, st["zmq_c"],
+                    "libzmq PUB/SUB ipc (C)", "lower")
+            for b in bufs:
+                reads = size_label(int(b.key.removeprefix("frames_b")))
+                compare(sc, f"deliveries/s, {reads} reads", "deliveries_per_s", st[b.key], M, "framed, 1 MiB reads")
+                compare(sc, f"clients' CPU µs/msg, {reads} reads", "client_cpu_us_per_msg", st[b.key], M,
+                        "framed, 1 MiB reads", "lower")
+            for field, metric in (("p50_us", "p50 µs"), ("p99_us", "p99 µs")):
+                compare(sc, metric, field, pc["frames"], pc["zmq_c"], "libzmq PUB/SUB ipc (C)", "lower")
+            if PROFILE and n > 1 and size == SIZES[0]:
+                profile(mc, frames, size, st["frames"][0]["count"], "stream", "framed")
 
 
-def profile(mc, system, size, count, mode):
+def line_scenario(mc):
+    """`seq COUNT | tee G/send` into a group with message=line, read through
+    G/frames/r0, against the same pipeline into a FIFO."""
+    framed = os.path.join(BIN, "framed")
+    fifo = os.path.join(WORK, "lines.fifo")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo)
+
+    def fs(group):
+        return lambda mode, size, count: [framed, "lines", "fs", str(count), f"{MC}/{group}/send",
+                                          f"{MC}/{group}/frames/r0"]
+    sc = "line messages: seq | tee"
+    st = measure(sc, [
+        System("lines", "mcastfs", fs("gline"), mc, 100000),
+        System("lines64k", "mcastfs, capacity 65536", fs("gline64k"), mc, 100000),
+        System("pipe", "seq | tee FIFO", lambda mode, size, count: [framed, "lines", "pipe", str(count), fifo, fifo],
+               cal=1_000_000, cap=60_000_000),
+    ], "lines", 0)
+    RUNS[sc] = {"lines": st}
+    compare(sc, "msgs/s (capacity 256)", "msgs_per_s", st["lines"], st["pipe"], "seq | tee FIFO")
+    compare(sc, "msgs/s (capacity 65536)", "msgs_per_s", st["lines64k"], st["pipe"], "seq | tee FIFO")
+    compare(sc, "clients' CPU µs/msg (reader)", "client_cpu_us_per_msg", st["lines"], st["pipe"], "seq | tee FIFO",
+            "lower")
+
+
+def profile(mc, system, size, count, mode, view="record"):
     perf_data = os.path.join(WORK, "perf.data")
-    out = os.path.join(REPO, "results", f"perf-1to{FAN}-{size}-{mode}.txt")
-    log(f"profiling mcastfs (pid {mc.pid}) during 1→{FAN} {mode}, {size} B")
+    tag = f"1to{FAN}-{size}-{mode}" + ("" if view == "record" else f"-{view}")
+    out = os.path.join(REPO, "results", f"perf-{tag}.txt")
+    log(f"profiling mcastfs (pid {mc.pid}) during 1→{FAN} {mode}, {size} B, {view} view")
     perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-g", "-p", str(mc.pid), "-o", perf_data],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
@@ -381,7 +460,7 @@ def profile(mc, system, size, count, mode):
                           capture_output=True, text=True)
     dso = subprocess.run(["perf", "report", "-i", perf_data, "--stdio", "--no-children", "--sort", "dso", "-F", "overhead,dso",
                           "-g", "none"], capture_output=True, text=True)
-    header = f"# mcastfs, 1→{FAN} {mode}, {size} B, {r['msgs_per_s']:.0f} msgs/s under perf\n"
+    header = f"# mcastfs, {view} view, 1→{FAN} {mode}, {size} B, {r['msgs_per_s']:.0f} msgs/s under perf\n"
 
     def demangled(text):
         demangle = shutil.which("swift-demangle") or "/opt/swift/usr/bin/swift-demangle"
@@ -401,9 +480,9 @@ def profile(mc, system, size, count, mode):
         "\n".join(by_overhead(demangled(rep.stdout))) + "\n\n# with call chains\n" + "\n".join(demangled(flat.stdout)) + "\n"
     with open(out, "w") as f:
         f.write(text)
-    PROFILE_TOP.extend([f"1→{FAN} {mode}, {size} B ({out}):", "  by shared object:",
+    PROFILE_TOP.extend([f"{view} view, 1→{FAN} {mode}, {size} B ({out}):", "  by shared object:",
                         *("    " + line for line in by_dso[:6]), "  by symbol (self):", *("    " + line for line in top[:12])])
-    RUNS.setdefault("profile", {})[mode] = {"file": out, "msgs_per_s_under_perf": r["msgs_per_s"],
+    RUNS.setdefault("profile", {})[tag] = {"file": out, "msgs_per_s_under_perf": r["msgs_per_s"],
                                             "threads_created": r.get("daemon_threads_created")}
     log(f"profile written to {out}")
 
@@ -425,12 +504,24 @@ def python_scenarios(mc):
                             lambda mode, size, count, n=n, reads=reads: [py, script, "fs", mode, str(size),
                                                                          str(count), str(n), f"{MC}/g{n}/send",
                                                                          *reads], mc, cal)
-            st = measure(sc + " stream", [mc_sys, zmq_sys], "stream", size)
-            pc = measure(sc + " paced", [mc_sys, zmq_sys], "paced", size)
+            fr_reads = [f"{MC}/g{n}/frames/r{k}" for k in range(n)]
+            fr_sys = System("frames", "framed (Python)",
+                            lambda mode, size, count, n=n, reads=fr_reads: [
+                                py, script, "frames", mode, str(size), str(count), str(n), str(FRAMED_BATCH),
+                                f"{MC}/g{n}/frames/send", *reads], mc, cal * 4)
+            st = measure(sc + " stream", [mc_sys, fr_sys, zmq_sys], "stream", size)
+            pc = measure(sc + " paced", [mc_sys, fr_sys, zmq_sys], "paced", size)
             RUNS[sc] = {"stream": st, "paced": pc}
-            compare(sc, "msgs/s", "msgs_per_s", st["mcastfs"], st["zmq"], "pyzmq PUB/SUB ipc")
-            compare(sc, "p50 µs", "p50_us", pc["mcastfs"], pc["zmq"], "pyzmq PUB/SUB ipc", "lower")
-            compare(sc, "p99 µs", "p99_us", pc["mcastfs"], pc["zmq"], "pyzmq PUB/SUB ipc", "lower")
+            compare(sc, "msgs/s (record view)", "msgs_per_s", st["mcastfs"], st["zmq"], "pyzmq PUB/SUB ipc")
+            compare(sc, "p50 µs (record view)", "p50_us", pc["mcastfs"], pc["zmq"], "pyzmq PUB/SUB ipc", "lower")
+            compare(sc, "p99 µs (record view)", "p99_us", pc["mcastfs"], pc["zmq"], "pyzmq PUB/SUB ipc", "lower")
+            compare(sc, f"msgs/s (framed ×{FRAMED_BATCH})", "msgs_per_s", st["frames"], st["zmq"],
+                    "pyzmq PUB/SUB ipc", goal=("ratio >=", 2.0) if size == 64 and n == 1 else None)
+            if n > 1:
+                compare(sc, f"deliveries/s (framed ×{FRAMED_BATCH})", "deliveries_per_s", st["frames"], st["zmq"],
+                        "pyzmq PUB/SUB ipc")
+            compare(sc, "p50 µs (framed)", "p50_us", pc["frames"], pc["zmq"], "pyzmq PUB/SUB ipc", "lower")
+            compare(sc, "p99 µs (framed)", "p99_us", pc["frames"], pc["zmq"], "pyzmq PUB/SUB ipc", "lower")
 
 
 def idle_scenario():
@@ -535,7 +626,7 @@ def main():
     info = machine()
     log(f"{info['nproc']} × {info['model_name']}, Linux {info['kernel']}, load {' '.join(info['loadavg_at_start'])}")
     try:
-        if {"record", "readbuf", "python"} & set(ONLY):
+        if {"record", "readbuf", "framed", "lines", "python"} & set(ONLY):
             mc = mount("mcastfs", [MCASTFS, MC, "-f"], MC)
             bare = mount("bare", [os.path.join(BIN, "bare_fuse"), BARE], BARE)
             log(f"mounted mcastfs (pid {mc.pid}) and bare libfuse (pid {bare.pid})")
@@ -544,12 +635,14 @@ def main():
                 record_path(mc, bare)
             if "readbuf" in ONLY:
                 read_buffers(mc, bare)
+            if "framed" in ONLY:
+                framed_scenarios(mc)
+            if "lines" in ONLY:
+                line_scenario(mc)
             if "python" in ONLY:
                 python_scenarios(mc)
             unmount(bare)
             unmount(mc)
-        if "anchors" in ONLY:
-            anchor_scenarios()
         if "idle" in ONLY:
             log(f"idle: {IDLE_N} members, one blocked reader each")
             idle_scenario()
