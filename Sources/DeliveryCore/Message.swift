@@ -158,4 +158,17 @@ public struct MessageChunk: Sendable {
     }
 
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// Copies the chunk's bytes to `destination`, which has room for
+    /// `count`. Not generic, unlike `withUnsafeBytes`: a front end copying
+    /// every message of a batch (the framed view) then pays no generic
+    /// dispatch across the module boundary per message (about 5% of the
+    /// daemon's CPU on the framed path, perf).
+    public func copyBytes(to destination: UnsafeMutableRawPointer) {
+        guard count > 0 else { return }
+        let start = range.lowerBound, count = self.count
+        message.storage.withUnsafeMutablePointerToElements { elements in
+            destination.copyMemory(from: elements.advanced(by: start), byteCount: count)
+        }
+    }
 }

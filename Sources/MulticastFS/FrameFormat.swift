@@ -57,37 +57,36 @@ enum FrameFormat {
     /// Writes `chunk`'s frame at `offset` (a multiple of 8) of `buffer`, which
     /// has room for it, padding zeroed; returns where the next frame starts.
     static func encode(_ chunk: MessageChunk, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Int {
-        let message = chunk.message
-        var name = message.senderName ?? ""
-        let end = name.withUTF8 { nameBytes -> Int in
-            let size = frameSize(payload: chunk.count, nameSize: nameBytes.count)
-            let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + size])
-            let credentials = message.credentials
-            frame.storeLittleEndian(UInt32(chunk.count), at: 0)
-            frame.storeLittleEndian(UInt16(headerSize + nameBytes.count), at: 4)
-            frame.storeBytes(of: UInt8(nameBytes.count), toByteOffset: 6, as: UInt8.self)
-            frame.storeBytes(of: message.isPrivate ? privateFlag : 0, toByteOffset: 7, as: UInt8.self)
-            frame.storeLittleEndian(message.sequence, at: 8)
-            frame.storeLittleEndian(message.time, at: 16)
-            frame.storeLittleEndian(credentials.pid, at: 24)
-            frame.storeLittleEndian(credentials.uid, at: 28)
-            frame.storeLittleEndian(credentials.gid, at: 32)
-            frame.storeLittleEndian(chunk.droppedBefore, at: 36)
-            var cursor = headerSize
-            if let base = nameBytes.baseAddress, nameBytes.count > 0 {
-                frame.baseAddress!.advanced(by: cursor).copyMemory(from: base, byteCount: nameBytes.count)
-                cursor += nameBytes.count
-            }
-            chunk.withUnsafeBytes { payload in
-                if let base = payload.baseAddress, payload.count > 0 {
-                    frame.baseAddress!.advanced(by: cursor).copyMemory(from: base, byteCount: payload.count)
-                }
-            }
-            cursor += chunk.count
-            if cursor < size { frame.baseAddress!.advanced(by: cursor).initializeMemory(as: UInt8.self, repeating: 0, count: size - cursor) }
-            return offset + size
+        guard var name = chunk.message.senderName else {
+            return encode(chunk, name: UnsafeRawBufferPointer(start: nil, count: 0), into: buffer, at: offset)
         }
-        return end
+        return name.withUTF8 { encode(chunk, name: UnsafeRawBufferPointer($0), into: buffer, at: offset) }
+    }
+
+    private static func encode(_ chunk: MessageChunk, name: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer,
+                               at offset: Int) -> Int {
+        let message = chunk.message
+        let size = frameSize(payload: chunk.count, nameSize: name.count)
+        let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + size])
+        let credentials = message.credentials
+        frame.storeLittleEndian(UInt32(chunk.count), at: 0)
+        frame.storeLittleEndian(UInt16(headerSize + name.count), at: 4)
+        frame.storeBytes(of: UInt8(name.count), toByteOffset: 6, as: UInt8.self)
+        frame.storeBytes(of: message.isPrivate ? privateFlag : 0, toByteOffset: 7, as: UInt8.self)
+        frame.storeLittleEndian(message.sequence, at: 8)
+        frame.storeLittleEndian(message.time, at: 16)
+        frame.storeLittleEndian(credentials.pid, at: 24)
+        frame.storeLittleEndian(credentials.uid, at: 28)
+        frame.storeLittleEndian(credentials.gid, at: 32)
+        frame.storeLittleEndian(chunk.droppedBefore, at: 36)
+        let base = frame.baseAddress!
+        if let nameBase = name.baseAddress, name.count > 0 {
+            base.advanced(by: headerSize).copyMemory(from: nameBase, byteCount: name.count)
+        }
+        let payloadEnd = headerSize + name.count + chunk.count
+        chunk.copyBytes(to: base.advanced(by: headerSize + name.count))
+        if payloadEnd < size { base.advanced(by: payloadEnd).initializeMemory(as: UInt8.self, repeating: 0, count: size - payloadEnd) }
+        return offset + size
     }
 
     private static func loadLittleEndianUInt32(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt32 {
