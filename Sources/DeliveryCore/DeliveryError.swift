@@ -22,6 +22,10 @@ public enum DeliveryError: Error, Sendable, Equatable {
     case noSuchMember
     /// A setting outside its bounds.
     case invalidSetting(key: String, value: Int, allowed: ClosedRange<Int>)
+    /// A receive that takes whole frames only (a framed batch) has a buffer
+    /// smaller than the oldest message's frame, of `size` bytes. Nothing
+    /// was taken.
+    case doesNotFit(size: Int, limit: Int)
     /// The group was shut down (the front end is going away); waiters are released.
     case shutDown
 }

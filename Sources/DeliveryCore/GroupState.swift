@@ -111,6 +111,17 @@ struct ReceiveLimit: Sendable {
     static func batch(maxMessages: Int, maxBytes: Int, framing: ReceiveFraming = .none) -> ReceiveLimit {
         ReceiveLimit(maxMessages: max(maxMessages, 1), maxBytes: maxBytes, splits: false, framing: framing)
     }
+
+    /// Why `message` cannot be the first of this receive: a framed batch
+    /// takes whole frames only, so one whose frame is larger than the buffer
+    /// is refused, and stays where it is. Unframed receives take any message
+    /// (a read(2) splits it, a batch takes at least one).
+    @inline(__always)
+    func refusal(of message: Message) -> DeliveryError? {
+        guard framing != .none else { return nil }
+        let size = framing.size(of: message)
+        return size > maxBytes ? .doesNotFit(size: size, limit: maxBytes) : nil
+    }
 }
 
 struct ParkedReceive: Sendable {
@@ -350,17 +361,13 @@ struct GroupState: ~Copyable, Sendable {
             recipients += 1
             let dropsBefore = member.dropsPending
             if dropsBefore != 0 { member.dropsPending = 0 }
-            if member.parkedReceives.isEmpty {
+            // A parked receive implies an empty queue: hand the message over.
+            if member.parkedReceives.isEmpty || !handOver(message, droppedBefore: dropsBefore, in: member, actions: &actions) {
                 member.queue.append(message)
                 member.queuedBytes += message.count
                 if dropsBefore != 0 { member.dropMarks.append(DropMark(sequence: sequence, drops: dropsBefore)) }
                 if tracksRoom && member.isBlocking { roomLeft = false }
                 fireReadWatches(of: member, actions: &actions)
-            } else {
-                // A parked receive implies an empty queue: hand the message over.
-                let receive = member.parkedReceives.removeFirst()
-                let received = take(message, droppedBefore: dropsBefore, for: receive.reader, limit: receive.limit)
-                actions.append(.completeReceive(receive, .success(received)))
             }
         }
         return (SendReceipt(sequence: sequence, recipients: recipients, dropped: dropped), roomLeft)
@@ -419,6 +426,14 @@ struct GroupState: ~Copyable, Sendable {
     }
 
     // MARK: Receiving
+
+    /// Why `reader` cannot take its oldest message now, though there is one:
+    /// a framed receive whose buffer is smaller than that message's frame.
+    /// Checked before `receive`, so that nothing is taken.
+    func refusal(for reader: ReaderState, limit: ReceiveLimit) -> DeliveryError? {
+        guard limit.framing != .none, reader.remainder == nil, let first = reader.member.queue.first else { return nil }
+        return limit.refusal(of: first)
+    }
 
     /// A receive: what is there now (the rest of a message this reader began,
     /// or from the queue), or the end of the stream. Nil: it must wait. (A
@@ -490,6 +505,22 @@ struct GroupState: ~Copyable, Sendable {
         Received(split(MessageChunk(message: message, range: 0..<message.count, droppedBefore: droppedBefore), for: reader, limit: limit))
     }
 
+    /// Hands `message` to the oldest parked receive that can take it; those
+    /// before it that cannot (a framed read whose buffer is smaller than its
+    /// frame) fail, consuming nothing. False: no parked receive took it.
+    private func handOver(_ message: Message, droppedBefore: UInt32, in member: MemberState, actions: inout [Action]) -> Bool {
+        while let receive = member.parkedReceives.popFirst() {
+            if let refusal = receive.limit.refusal(of: message) {
+                actions.append(.completeReceive(receive, .failure(refusal)))
+                continue
+            }
+            let received = take(message, droppedBefore: droppedBefore, for: receive.reader, limit: receive.limit)
+            actions.append(.completeReceive(receive, .success(received)))
+            return true
+        }
+        return false
+    }
+
     /// The part of `chunk` that fits, leaving the rest with the reader.
     func split(_ chunk: MessageChunk, for reader: ReaderState, limit: ReceiveLimit) -> MessageChunk {
         guard limit.splits, chunk.count > limit.maxBytes else { return chunk }
@@ -509,9 +540,7 @@ struct GroupState: ~Copyable, Sendable {
         }
         if reader.remainder?.message.isSame(as: message) == true { reader.remainder = nil }
         let member = reader.member
-        if let receive = member.parkedReceives.popFirst() {
-            let received = take(message, droppedBefore: chunk.droppedBefore, for: receive.reader, limit: receive.limit)
-            actions.append(.completeReceive(receive, .success(received)))
+        if !member.parkedReceives.isEmpty, handOver(message, droppedBefore: chunk.droppedBefore, in: member, actions: &actions) {
             return
         }
         member.queue.prepend(message)

@@ -121,11 +121,13 @@ public final class Reader: Sendable {
 
     @inline(__always)
     private func tryReceive(_ limit: ReceiveLimit) throws(DeliveryError) -> Received {
-        let received = group.locked { groupState, actions in
-            groupState.receive(state(&groupState), limit: limit, actions: &actions)
+        let received: Result<Received, DeliveryError> = group.locked { groupState, actions in
+            let readerState = state(&groupState)
+            if let refusal = groupState.refusal(for: readerState, limit: limit) { return .failure(refusal) }
+            guard let received = groupState.receive(readerState, limit: limit, actions: &actions) else { return .failure(.wouldBlock) }
+            return .success(received)
         }
-        guard let received else { throw .wouldBlock }
-        return received
+        return try received.get()
     }
 
     /// The one receive step: what is there now, or parked in the same lock
@@ -140,6 +142,7 @@ public final class Reader: Sendable {
     ) -> Waiting? {
         let step: Step<T> = group.locked { groupState, actions in
             let readerState = state(&groupState)
+            if let refusal = groupState.refusal(for: readerState, limit: limit) { return .done(.failure(refusal)) }
             if let received = groupState.receive(readerState, limit: limit, actions: &actions) {
                 return .done(.success(shape(received)))
             }

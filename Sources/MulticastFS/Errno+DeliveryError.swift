@@ -7,7 +7,7 @@ extension Errno {
     public init(_ error: DeliveryError) {
         switch error {
         case .wouldBlock: self = .resourceTemporarilyUnavailable
-        case .messageTooLarge: self = .messageTooLong
+        case .messageTooLarge, .doesNotFit: self = .messageTooLong
         case .sendNotPermitted: self = .notPermitted
         // The other end is gone: the member left, or its group was removed.
         case .senderLeft, .groupClosed: self = .brokenPipe

@@ -11,8 +11,8 @@ extension MulticastFilesystem {
     /// does not fit; end of file once the member left and its queue drained.
     func readFrames(from reader: Reader, size: Int, nonBlocking: Bool, reply: some ReadReply) {
         // The core counts each message as its frame, so the batch is what
-        // fits the buffer (but always one message: EMSGSIZE below if that
-        // one does not).
+        // fits the buffer; a first frame larger than the buffer is refused
+        // there, under the group's lock, so that nothing is taken.
         let maxMessages = max(1, size / FrameFormat.frameSize(payload: 1, nameSize: 0))
         let framing = FrameFormat.receiveFraming
         do throws(DeliveryError) {
@@ -37,26 +37,21 @@ extension MulticastFilesystem {
             _ = reply.reply(UnsafeRawBufferPointer(start: nil, count: 0))
             return
         }
-        var fitting = 0, bytes = 0
-        for chunk in received {
-            let frame = FrameFormat.frameSize(of: chunk)
-            guard bytes + frame <= size else { break }
-            bytes += frame
-            fitting += 1
-        }
-        guard fitting > 0 else {
+        // The core took what fits, counting each message as its frame, and
+        // refused (EMSGSIZE, consuming nothing) a first frame that does not.
+        let bytes = received.reduce(0) { $0 + FrameFormat.frameSize(of: $1) }
+        guard bytes <= size else {
+            assertionFailure("FramedIO: the core's framing and FrameFormat disagree")
             reader.putBack(received)
-            reply.fail(.messageTooLong)
-            return
+            return reply.fail(.messageTooLong)
         }
-        if fitting < received.count { reader.putBack(received[fitting...]) }
         let delivered = withUnsafeTemporaryAllocation(byteCount: bytes, alignment: FrameFormat.alignment) { buffer in
             var offset = 0
-            for chunk in received[..<fitting] { offset = FrameFormat.encode(chunk, into: buffer, at: offset) }
+            for chunk in received { offset = FrameFormat.encode(chunk, into: buffer, at: offset) }
             return reply.reply(UnsafeRawBufferPointer(buffer))
         }
         // The requester died before the hand-over: nothing is lost.
-        if !delivered { reader.putBack(received[..<fitting]) }
+        if !delivered { reader.putBack(received) }
     }
 
     /// write(2) on `G/frames/send` or `G/frames/NAME`: a batch of records,

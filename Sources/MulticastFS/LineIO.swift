@@ -8,14 +8,20 @@ import SystemPackage
 // for close or fsync.
 
 /// The bytes after the last newline an open file wrote: the start of its
-/// next line message.
+/// next line message, and who wrote them (the writer of the latest bytes,
+/// whose credentials the message carries when fsync or close sends it).
 final class PendingLine: Sendable {
-    private let bytes = AdaptiveMutex<[UInt8]>([])
+    struct Tail: Sendable {
+        var bytes: [UInt8] = []
+        var writer = Credentials()
+    }
+
+    private let tail = AdaptiveMutex(Tail())
 
     /// Takes what waits, leaving nothing.
-    func take() -> [UInt8] { bytes.withLock { pending in defer { pending = [] }; return pending } }
+    func take() -> Tail { tail.withLock { pending in defer { pending = Tail() }; return pending } }
 
-    func keep(_ tail: [UInt8]) { bytes.withLock { $0 = tail } }
+    func keep(_ kept: Tail) { tail.withLock { $0 = kept } }
 }
 
 /// One write's lines, cut: the messages, and what waits for the next write.
@@ -57,7 +63,8 @@ extension MulticastFilesystem {
     func writeLines(_ bytes: UnsafeRawBufferPointer, pending: PendingLine, to group: Group, as sender: Member?,
                     writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
         let carried = pending.take()
-        let cut = LineCut(carried: carried, bytes)
+        let cut = LineCut(carried: carried.bytes, bytes)
+        let waiting = PendingLine.Tail(bytes: Array(cut.text[cut.tail]), writer: writer)
         // A line (or the tail it begins) longer than max_message: the write
         // that makes it so delivers nothing; what waited stays.
         guard cut.longest <= group.settings.maxMessage else {
@@ -65,7 +72,7 @@ extension MulticastFilesystem {
             return reply.fail(.messageTooLong)
         }
         guard !cut.lines.isEmpty else {
-            pending.keep(Array(cut.text[cut.tail]))
+            pending.keep(waiting)
             return reply.reply(written: bytes.count)
         }
         let messages = cut.text.withUnsafeBytes { text in
@@ -82,7 +89,7 @@ extension MulticastFilesystem {
             // waited stays. Some: a short count; the caller sends the rest
             // again, so nothing of it is kept.
             if delivered == messages.count {
-                pending.keep(Array(cut.text[cut.tail]))
+                pending.keep(waiting)
                 reply.reply(written: total)
             } else if delivered > 0 {
                 reply.reply(written: cut.written(byLines: delivered))
@@ -104,8 +111,8 @@ extension MulticastFilesystem {
     /// in the group like any blocked write, answering nobody.
     func flushLine(_ pending: PendingLine, to group: Group, as sender: Member?) {
         let tail = pending.take()
-        guard !tail.isEmpty else { return }
-        group.send(Message(tail), as: sender, .blocking) { _ in }
+        guard !tail.bytes.isEmpty else { return }
+        group.send(Message(tail.bytes, credentials: tail.writer), as: sender, .blocking) { _ in }
     }
 }
 

@@ -26,10 +26,34 @@ import Testing
         #expect(try reader.tryReceiveBatch(maxMessages: 100, maxBytes: 3 * 48 + 47).count == 7)
     }
 
-    @Test func aFramedBatchTakesOneMessageEvenIfItsFrameIsLarger() throws {
+    /// A frame is never split: one larger than the buffer is refused, and
+    /// stays first in the queue for the next receive.
+    @Test func aFrameLargerThanTheBufferIsRefusedAndStays() throws {
         let group = try Group(name: "g")
         let reader = try group.join("r").makeReader()
-        try group.trySend(message(String(repeating: "x", count: 100)))
-        #expect(try reader.tryReceiveBatch(maxMessages: 10, maxBytes: 64, framing: framing).count == 1)
+        try group.trySend(message(String(repeating: "x", count: 100)))   // frame: 144 bytes
+        try group.trySend(message("small"))
+        #expect(throws: DeliveryError.doesNotFit(size: 144, limit: 64)) {
+            _ = try reader.tryReceiveBatch(maxMessages: 10, maxBytes: 64, framing: framing)
+        }
+        #expect(try reader.tryReceiveBatch(maxMessages: 10, maxBytes: 200, framing: framing).map(\.count) == [100, 5])
+    }
+
+    /// A parked framed receive too small for the message that arrives fails,
+    /// and the message goes to the next receive that can take it, in order.
+    @Test func aParkedFramedReceiveTooSmallFailsAndTheMessageGoesOn() throws {
+        let group = try Group(name: "g")
+        let member = try group.join("r")
+        let small = member.makeReader(), record = member.makeReader()
+        let smallResult = Box<Result<Received, DeliveryError>>(), recordResult = Box<String>()
+        small.receiveBatch(maxMessages: 10, maxBytes: 64, framing: framing, .blocking) { smallResult.append($0) }
+        record.receive(maxBytes: 1000, .blocking) { recordResult.append(String(decoding: try! $0.get()!.bytes, as: UTF8.self)) }
+        try group.trySend(batch: [message(String(repeating: "A", count: 100)), message("B")])
+        guard case .failure(.doesNotFit(144, 64))? = smallResult.values.first else {
+            Issue.record("the small framed receive got \(smallResult.values)")
+            return
+        }
+        #expect(recordResult.values == [String(repeating: "A", count: 100)])
+        #expect(try record.tryReceive(maxBytes: 10).map { String(decoding: $0.bytes, as: UTF8.self) } == "B")
     }
 }
