@@ -478,3 +478,78 @@ class Filesystem:
         if verdict.kind == "valid" or (verdict.kind == "ambiguous" and actual_ok):
             g.apply(verdict.command)
         return verdict
+
+
+# --- the framed view (docs/contract.md, "The framed view") ------------------------
+
+FRAME_HEADER = 40
+# The largest write(2) that always reaches the daemon whole: a batch's bound.
+MAX_BATCH = 1_044_480
+
+
+def parse_batch(data: bytes, max_message: int) -> list[bytes]:
+    """The records of a batch written on G/frames/..., as "Writing a batch"
+    says; raises ModelError(EINVAL) for a zero length, a record that runs past
+    the end or leftover bytes anywhere in it, then ModelError(EMSGSIZE) for a
+    record longer than max_message (the structure is judged first, over the
+    whole batch)."""
+    records = []
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < 4:
+            raise ModelError(errno.EINVAL)
+        length = int.from_bytes(data[offset:offset + 4], "little")
+        if length == 0 or offset + 4 + length > len(data):
+            raise ModelError(errno.EINVAL)
+        records.append(data[offset + 4:offset + 4 + length])
+        offset += 4 + length
+    if any(len(r) > max_message for r in records):
+        raise ModelError(errno.EMSGSIZE)
+    return records
+
+
+def frame_size(payload_size: int, name_size: int) -> int:
+    """Bytes one frame takes in a read buffer, padding included."""
+    return (FRAME_HEADER + name_size + payload_size + 7) & ~7
+
+
+@dataclass
+class ParsedFrame:
+    payload: bytes
+    name: bytes
+    sequence: int
+    time_ns: int
+    pid: int
+    uid: int
+    gid: int
+    dropped: int
+    flags: int
+
+
+def decode_frames(buf: bytes) -> list[ParsedFrame]:
+    """Frames of one read of G/frames/NAME, held to "Reading frames" strictly
+    (header_size is 40 + name_size today, padding is zero, nothing is cut);
+    raises AssertionError with the offset for anything else."""
+    out = []
+    offset = 0
+    while offset < len(buf):
+        assert offset % 8 == 0, f"frame at unaligned offset {offset}"
+        assert len(buf) - offset >= FRAME_HEADER, f"truncated frame header at {offset} of {len(buf)}"
+        size = int.from_bytes(buf[offset:offset + 4], "little")
+        header_size = int.from_bytes(buf[offset + 4:offset + 6], "little")
+        name_size, flags = buf[offset + 6], buf[offset + 7]
+        f = [int.from_bytes(buf[offset + a:offset + b], "little") for a, b in ((8, 16), (16, 24), (24, 28), (28, 32),
+                                                                                 (32, 36), (36, 40))]
+        assert header_size == FRAME_HEADER + name_size, f"header_size {header_size}, name_size {name_size} at {offset}"
+        start = offset + header_size
+        end = start + size
+        assert end <= len(buf), f"frame at {offset} runs past the read's {len(buf)} bytes"
+        following = (end + 7) & ~7
+        if following > len(buf):  # the last frame's padding may be left out
+            assert end == len(buf), f"the read ends inside the padding of the frame at {offset}"
+            following = len(buf)
+        assert buf[end:following] == bytes(following - end), f"padding not zero after the frame at {offset}"
+        out.append(ParsedFrame(buf[start:end], buf[offset + FRAME_HEADER:start], f[0], f[1], f[2], f[3], f[4], f[5],
+                               flags))
+        offset = following
+    return out
