@@ -37,7 +37,9 @@ from __future__ import annotations
 import bisect
 import os
 import random
+import re
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -52,6 +54,31 @@ from helpers import MAX_MESSAGE
 
 WSPAN = 64          # writer ids are < WSPAN (tiny messages encode counter * WSPAN + writer)
 LIMIT = 1.0
+
+
+# DEFECT: a member read through G/frames/ is never freed (see
+# test_a_member_read_through_frames_is_freed below); under the address
+# sanitizer the daemon then exits 1 with a leak report at SIGTERM.
+LEAKED_MEMBER_FRAME = "DeliveryCore6MemberC5group5state"
+
+
+def is_asan(binary: str) -> bool:
+    return subprocess.run(["grep", "-qa", "AddressSanitizer", binary], timeout=60).returncode == 0
+
+
+def stop_daemon(m) -> tuple[list[str], int]:
+    """SIGTERM the stress run's daemon: it must exit 0 and unmount, except for
+    leak reports made only of the known leaked Member objects (tolerated,
+    counted). Returns (problems, members leaked)."""
+    code = m.stop(signal.SIGTERM, timeout=30.0)
+    if code == 0:
+        return ([] if not m.mounted() else ["the daemon exited 0 but left the mount behind"]), 0
+    with open(m.stderr_path, errors="replace") as f:
+        text = f.read()
+    blocks = re.split(r"\n(?=(?:Direct|Indirect) leak of )", text)[1:]
+    if code == 1 and blocks and all(LEAKED_MEMBER_FRAME in b for b in blocks):
+        return [], sum(int(re.match(r"\w+ leak of \d+ byte\(s\) in (\d+)", b).group(1)) for b in blocks)
+    return [f"the daemon exited with {code} after SIGTERM: {text[-3000:]}"], 0
 
 
 def ck_end(path: str) -> dict:
@@ -172,10 +199,10 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
     rng = random.Random(seed)
     logs = tmp_path
     # allow_other: one framed writer runs as another user
-    m = mount_factory(options="allow_other")
-    g = m.group("stress")
+    mnt = mount_factory(options="allow_other")
+    g = mnt.group("stress")
     # A group of line messages beside it: writers that split and merge lines.
-    lg = m.group("lines")
+    lg = mnt.group("lines")
     lg.set(message="line")
 
     # --- members ------------------------------------------------------------------
@@ -609,5 +636,39 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
         settings_changes=tuned["capacity"] + tuned["drop_when_full"], status_snapshots_checked=samples["n"],
         writers_s=round(t_writers, 2), total_s=round(t_total, 2), problems=len(problems),
     )
+    p, leaked = stop_daemon(mnt)
+    problems += p
+    figures["defect_leaked_member_objects"] = leaked
+    figures["problems"] = len(problems)
     record(**figures)
     assert not problems, f"{len(problems)} problems (seed {seed}):\n{show(problems)}"
+
+
+@pytest.mark.timeout(60)
+def test_a_member_read_through_frames_is_freed(mount_factory, mcastfs_bin):
+    """A member read once through G/frames/ and then removed must leave
+    nothing behind: under the address sanitizer, the daemon exits 0 at
+    SIGTERM with no leak report (a record read of the same member does)."""
+    if not is_asan(mcastfs_bin):
+        pytest.skip("needs the daemon built with --sanitize=address (scripts/test runs this file so)")
+    m = mount_factory()
+    g = m.group("leak")
+    g.member("a")
+    g.send(b"one message")
+    fd = os.open(g.p("frames/a"), os.O_RDONLY)
+    try:
+        assert os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    os.unlink(g.p("a"))
+    code = m.stop(signal.SIGTERM, timeout=30.0)
+    with open(m.stderr_path, errors="replace") as f:
+        report = f.read()
+    assert code == 0 and "LeakSanitizer" not in report, report[-2000:]
+
+
+test_a_member_read_through_frames_is_freed = pytest.mark.xfail(strict=True, reason=(
+    "DEFECT: a member read through G/frames/ is never freed: its DeliveryCore.Member (48 bytes, allocated in "
+    "Group.join, Sources/DeliveryCore/Group.swift:101) is still referenced at exit, so the ASan daemon reports a "
+    "leak and exits 1 at SIGTERM; one read of frames/NAME is enough, a record read of G/NAME does not leak"
+))(test_a_member_read_through_frames_is_freed)
