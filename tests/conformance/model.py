@@ -15,7 +15,9 @@ modelled as the kernel does it.
 from __future__ import annotations
 
 import errno
+import os
 import re
+import threading
 import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
@@ -161,6 +163,10 @@ def parse_ctl(data: bytes, members, lenient: bool = False) -> CtlCommand:
                 if value not in ("anyone", "members"):
                     raise CtlError(f"send={value!r}")
                 changes[key] = value
+            elif key == "message":
+                if value not in ("write", "line"):
+                    raise CtlError(f"message={value!r}")
+                changes[key] = value
             else:
                 raise CtlError(f"unknown group key {key!r}")
         else:
@@ -233,6 +239,25 @@ class ModelError(Exception):
 
 
 @dataclass(eq=False)
+class Queued:
+    """A message in a queue, with what a frame shows of it. creds is (pid,
+    uid, gid), or None for a line tail flushed by fsync or close (the known
+    defect: the mount gives (0, 0, 0) there; the model test accepts either)."""
+
+    data: bytes
+    sequence: int
+    sender: str
+    creds: tuple | None
+    dropped: int = 0
+
+
+def writer_creds() -> tuple:
+    """The credentials the kernel gives a request of the calling thread (the
+    model test makes every call from one thread)."""
+    return (threading.get_native_id(), os.getuid(), os.getgid())
+
+
+@dataclass(eq=False)
 class Member:
     name: str
     capacity: int
@@ -244,6 +269,7 @@ class Member:
     delivered: int = 0
     dropped: int = 0
     present: bool = True
+    drops_pending: int = 0   # missed since the last message queued: the next one's frame says so
 
     @property
     def full(self) -> bool:
@@ -271,9 +297,13 @@ class Group:
     queue_bytes: int = DEFAULT_QUEUE_BYTES
     max_message: int = MAX_MESSAGE
     send_policy: str = "anyone"
+    message: str = "write"
     members: dict = field(default_factory=dict)  # name -> Member, in join order
     sent: int = 0
     closed: bool = False
+    # Line tails flushed by fsync or close while a recipient was full: they wait
+    # in line in the group as blocked writes (data, sender), oldest first.
+    parked: deque = field(default_factory=deque)
 
     def status(self) -> dict:
         return {
@@ -283,13 +313,25 @@ class Group:
             "max_message": self.max_message,
             "members": len(self.members),
             "sent": self.sent,
-            "blocked_writers": 0,  # the model never blocks
+            "blocked_writers": len(self.parked),  # only flushed tails wait: the model test never blocks
+            "message": self.message,
         }
 
     # sending
     def check_send(self, size: int, sender: Member | None) -> list:
         """Raises ModelError when a message of `size` bytes from `sender` (None:
         through `send`) would fail now; else its recipients."""
+        refusals = self.refusals(size, sender)
+        if refusals:
+            raise ModelError(*refusals)
+        recipients = [m for m in self.members.values() if m is not sender or m.loopback]
+        # Fairness: a later write does not overtake one that waits.
+        if self.parked or any(m.full and not m.drop_when_full for m in recipients):
+            raise ModelError(errno.EAGAIN)
+        return recipients
+
+    def refusals(self, size: int, sender: Member | None) -> list:
+        """The errors a message of `size` bytes from `sender` gets whatever the queues hold."""
         refusals = []
         if self.closed:
             refusals.append(errno.EPIPE)  # docs/contract.md, "Sending": send of a removed group
@@ -299,30 +341,55 @@ class Group:
             refusals.append(errno.EPIPE)  # docs/contract.md, "Sending": a member that has left
         if sender is None and self.send_policy == "members":
             refusals.append(errno.EPERM)
-        if refusals:
-            raise ModelError(*refusals)
-        recipients = [m for m in self.members.values() if m is not sender or m.loopback]
-        if any(m.full and not m.drop_when_full for m in recipients):
-            raise ModelError(errno.EAGAIN)
-        return recipients
+        return refusals
 
     def would_block(self, sender: Member | None) -> bool:
         return any(m.full and not m.drop_when_full for m in self.members.values() if m is not sender or m.loopback)
 
-    def send(self, data: bytes, sender: Member | None) -> None:
+    def send(self, data: bytes, sender: Member | None, creds: tuple | None = None) -> None:
         """One non-blocking message; raises ModelError, else delivers."""
-        recipients = self.check_send(len(data), sender)
+        self.deliver(data, sender, self.check_send(len(data), sender), creds or writer_creds())
+
+    def deliver(self, data: bytes, sender: Member | None, recipients, creds) -> None:
         self.sent += 1
         for m in recipients:
             if m is sender:
                 _event("loopback delivery")
             if m.full:
                 m.dropped += 1
+                m.drops_pending += 1
                 _event("drop (drop_when_full member full)")
             else:
-                m.queue.append(data)
+                m.queue.append(Queued(data, self.sent, sender.name if sender else "", creds, m.drops_pending))
+                m.drops_pending = 0
                 m.queued_bytes += len(data)
                 m.delivered += 1
+
+    def flush(self, tail: bytes, sender: Member | None) -> None:
+        """A line tail sent by fsync or the last close: it waits in line as a
+        blocked write; settle() delivers it when it can."""
+        self.parked.append((tail, sender))
+        _event("line tail flushed")
+        self.settle()
+
+    def settle(self) -> bool:
+        """Delivers the waiting flushed tails that can go now, in order (one
+        that fails, for a member that left or a group removed, is dropped
+        unseen). True when something changed."""
+        changed = False
+        while self.parked:
+            tail, sender = self.parked[0]
+            recipients = [m for m in self.members.values() if m is not sender or m.loopback]
+            if not self.refusals(len(tail), sender):
+                if any(m.full and not m.drop_when_full for m in recipients):
+                    break
+                self.deliver(tail, sender, recipients, None)
+                _event("line tail delivered")
+            else:
+                _event("line tail refused")
+            self.parked.popleft()
+            changed = True
+        return changed
 
     def apply(self, command: CtlCommand) -> None:
         if command.target is None:
@@ -344,14 +411,83 @@ class Handle:
     reads: bool
     writes: bool
     remainder: bytes | None = None
+    framed: bool = False        # opened in G/frames/
+    pending: bytes = b""        # a line that waits for its newline (message=line)
 
     def write(self, data: bytes) -> int:
         if not self.writes:
             raise ModelError(errno.EBADF)  # the VFS, before the daemon
         if len(data) == 0:
             return 0  # the kernel never forwards a zero-length write
+        if self.framed:
+            return self.write_batch(data)
+        if self.group.message == "line":
+            return self.write_lines(data)
         self.group.send(data, self.member)
         return len(data)
+
+    def write_batch(self, data: bytes) -> int:
+        """docs/contract.md, "Writing a batch", never waiting: the longest
+        prefix every blocking recipient can take now, at least one message."""
+        g = self.group
+        codes = set(g.refusals(1, self.member))
+        try:
+            records = parse_batch(data, g.max_message)
+        except ModelError as e:
+            codes |= e.allowed
+        if codes:
+            raise ModelError(*codes)
+        written = 0
+        for k, record in enumerate(records):
+            try:
+                g.send(record, self.member)
+            except ModelError:
+                if k == 0:
+                    raise
+                _event("short batch write")
+                break
+            written += 4 + len(record)
+        return written
+
+    def write_lines(self, data: bytes) -> int:
+        """docs/contract.md, "Line messages", never waiting. A write that
+        makes no complete line only adds to the waiting tail."""
+        g = self.group
+        carried = self.pending
+        text = carried + data
+        lines, start = [], 0
+        for i in range(len(carried), len(text)):
+            if text[i] == 0x0A:
+                lines.append((start, i + 1))
+                start = i + 1
+        tail = text[start:]
+        if max([b - a for a, b in lines] + [len(tail)]) > g.max_message:
+            raise ModelError(errno.EMSGSIZE)
+        if not lines:
+            self.pending = tail
+            _event("line tail kept")
+            return len(data)
+        refusals = g.refusals(1, self.member)
+        if refusals:
+            raise ModelError(*refusals)
+        for k, (a, b) in enumerate(lines):
+            try:
+                g.send(text[a:b], self.member)
+            except ModelError:
+                if k == 0:
+                    raise  # nothing delivered: what waited still waits
+                _event("short line write")
+                self.pending = b""  # the rest is not kept
+                return lines[k - 1][1] - len(carried)
+        self.pending = tail
+        _event(f"line write of {min(len(lines), 3)}{'+' if len(lines) > 3 else ''} lines")
+        return len(data)
+
+    def flush(self) -> None:
+        """fsync, or the last close: a waiting tail goes as a message of its own."""
+        if self.pending:
+            self.group.flush(self.pending, self.member)
+            self.pending = b""
 
     def readiness(self) -> tuple[bool, bool]:
         """(POLLIN, POLLOUT) as the contract says: a member file is readable
@@ -374,11 +510,38 @@ class Handle:
         """The readiness the model test accepts: exactly readiness()."""
         return {self.readiness()}
 
-    def read(self, size: int) -> bytes:
+    def read_frames(self, size: int) -> list:
+        """docs/contract.md, "Reading frames": whole frames that fit, at least
+        one; EMSGSIZE, consuming nothing, when the first does not."""
+        member = self.member
+        if not member.queue:
+            if member.present:
+                raise ModelError(errno.EAGAIN)
+            _event("end of file (framed)")
+            return []
+        out, used = [], 0
+        while member.queue:
+            q = member.queue[0]
+            need = frame_size(len(q.data), len(q.sender.encode()))
+            if used + need > size:
+                break
+            used += need
+            member.queue.popleft()
+            member.queued_bytes -= len(q.data)
+            out.append(q)
+        if not out:
+            _event("framed read: EMSGSIZE")
+            raise ModelError(errno.EMSGSIZE)
+        _event(f"framed read of {min(len(out), 3)}{'+' if len(out) > 3 else ''} frames")
+        return out
+
+    def read(self, size: int):
         if not self.reads or self.member is None:
             raise ModelError(errno.EBADF)  # the VFS (or the daemon, for send)
         if size == 0:
             return b""  # the kernel answers a zero-length read itself
+        if self.framed:
+            return self.read_frames(size)
         if self.remainder is not None:
             _event("read of the rest of a message")
             chunk, rest = self.remainder[:size], self.remainder[size:]
@@ -390,7 +553,7 @@ class Handle:
                 raise ModelError(errno.EAGAIN)
             _event("end of file")
             return b""  # left and drained: end of file
-        message = member.queue.popleft()
+        message = member.queue.popleft().data
         member.queued_bytes -= len(message)
         chunk, rest = message[:size], message[size:]
         self.remainder = rest or None
@@ -478,3 +641,78 @@ class Filesystem:
         if verdict.kind == "valid" or (verdict.kind == "ambiguous" and actual_ok):
             g.apply(verdict.command)
         return verdict
+
+
+# --- the framed view (docs/contract.md, "The framed view") ------------------------
+
+FRAME_HEADER = 40
+# The largest write(2) that always reaches the daemon whole: a batch's bound.
+MAX_BATCH = 1_044_480
+
+
+def parse_batch(data: bytes, max_message: int) -> list[bytes]:
+    """The records of a batch written on G/frames/..., as "Writing a batch"
+    says; raises ModelError(EINVAL) for a zero length, a record that runs past
+    the end or leftover bytes anywhere in it, then ModelError(EMSGSIZE) for a
+    record longer than max_message (the structure is judged first, over the
+    whole batch)."""
+    records = []
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < 4:
+            raise ModelError(errno.EINVAL)
+        length = int.from_bytes(data[offset:offset + 4], "little")
+        if length == 0 or offset + 4 + length > len(data):
+            raise ModelError(errno.EINVAL)
+        records.append(data[offset + 4:offset + 4 + length])
+        offset += 4 + length
+    if any(len(r) > max_message for r in records):
+        raise ModelError(errno.EMSGSIZE)
+    return records
+
+
+def frame_size(payload_size: int, name_size: int) -> int:
+    """Bytes one frame takes in a read buffer, padding included."""
+    return (FRAME_HEADER + name_size + payload_size + 7) & ~7
+
+
+@dataclass
+class ParsedFrame:
+    payload: bytes
+    name: bytes
+    sequence: int
+    time_ns: int
+    pid: int
+    uid: int
+    gid: int
+    dropped: int
+    flags: int
+
+
+def decode_frames(buf: bytes) -> list[ParsedFrame]:
+    """Frames of one read of G/frames/NAME, held to "Reading frames" strictly
+    (header_size is 40 + name_size today, padding is zero, nothing is cut);
+    raises AssertionError with the offset for anything else."""
+    out = []
+    offset = 0
+    while offset < len(buf):
+        assert offset % 8 == 0, f"frame at unaligned offset {offset}"
+        assert len(buf) - offset >= FRAME_HEADER, f"truncated frame header at {offset} of {len(buf)}"
+        size = int.from_bytes(buf[offset:offset + 4], "little")
+        header_size = int.from_bytes(buf[offset + 4:offset + 6], "little")
+        name_size, flags = buf[offset + 6], buf[offset + 7]
+        f = [int.from_bytes(buf[offset + a:offset + b], "little") for a, b in ((8, 16), (16, 24), (24, 28), (28, 32),
+                                                                                 (32, 36), (36, 40))]
+        assert header_size == FRAME_HEADER + name_size, f"header_size {header_size}, name_size {name_size} at {offset}"
+        start = offset + header_size
+        end = start + size
+        assert end <= len(buf), f"frame at {offset} runs past the read's {len(buf)} bytes"
+        following = (end + 7) & ~7
+        if following > len(buf):  # the last frame's padding may be left out
+            assert end == len(buf), f"the read ends inside the padding of the frame at {offset}"
+            following = len(buf)
+        assert buf[end:following] == bytes(following - end), f"padding not zero after the frame at {offset}"
+        out.append(ParsedFrame(buf[start:end], buf[offset + FRAME_HEADER:start], f[0], f[1], f[2], f[3], f[4], f[5],
+                               flags))
+        offset = following
+    return out

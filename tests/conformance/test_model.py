@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 )
 
 from helpers import parse_status
-from .model import EVENTS, RESERVED, Filesystem, Handle, ModelError, ctl_verdict
+from .model import EVENTS, RESERVED, Filesystem, Handle, ModelError, ctl_verdict, decode_frames, writer_creds
 
 from .conftest import HERE
 
@@ -134,6 +134,28 @@ CTL_COMMANDS = st.one_of(valid_ctl(), valid_ctl(), wild_ctl())
 
 MESSAGES = st.binary(min_size=0, max_size=40)
 READ_SIZES = st.one_of(st.sampled_from([0, 1, 65536, 65536]), st.integers(1, 48))
+# Framed reads: around one frame (40 B of header, a name, up to 32 B, padding) and a few.
+FRAME_READ_SIZES = st.one_of(st.sampled_from([0, 1, 39, 40, 48, 65536]), st.integers(41, 200))
+# Line-mode writes: text with and without newlines, lines split and merged.
+LINE_DATA = st.lists(st.one_of(st.binary(min_size=1, max_size=12).map(lambda b: b.replace(b"\n", b"")),
+                               st.just(b"\n"), st.sampled_from([b"ab\n", b"x\ny\n", b"\n\n", b"tail"])),
+                     max_size=6).map(b"".join)
+
+
+@st.composite
+def batches(draw) -> bytes:
+    """Mostly valid batches of 1..4 records (some longer than the tiny
+    max_message), now and then broken ones."""
+    records = draw(st.lists(st.binary(min_size=1, max_size=36), min_size=1, max_size=4))
+    data = b"".join(len(r).to_bytes(4, "little") + r for r in records)
+    broken = draw(st.sampled_from([None] * 6 + ["cut", "zero", "extra"]))
+    if broken == "cut":
+        data = data[:-1]
+    elif broken == "zero":
+        data += b"\0\0\0\0"
+    elif broken == "extra":
+        data += b"\1"
+    return data
 ACCESS = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}
 
 # Figures for the report.
@@ -189,6 +211,7 @@ class McastMachine(RuleBasedStateMachine):
         STATS["examples"] += 1
         self.fs = Filesystem(**OPTIONS)
         self.handles: list[Handle] = []
+        self.sent_seen = 0
         self.member_modes: dict[tuple[str, str], int] = {}
         clean_mount(self.root)
 
@@ -225,6 +248,12 @@ class McastMachine(RuleBasedStateMachine):
             assert got.err is None, f"{what}: model says ok {expected!r}, mcastfs gave {got!r}"
             if same is not None:
                 assert same(expected, got.value), f"{what}: model says {expected!r}, mcastfs gave {got.value!r}"
+
+    def fs_changed(self) -> bool:
+        """True when the model's groups accepted messages since the last call."""
+        sent = sum(g.sent for g in self.fs.groups.values())
+        changed, self.sent_seen = sent != self.sent_seen, sent
+        return changed
 
     def pick(self, i: int) -> Handle:
         return self.handles[i % len(self.handles)]
@@ -296,22 +325,24 @@ class McastMachine(RuleBasedStateMachine):
 
     # open files
     @precondition(lambda self: len(self.handles) < 8)
-    @rule(group=st.sampled_from(GROUPS), name=st.sampled_from(MEMBERS), access=st.sampled_from(sorted(ACCESS)))
-    def open_member(self, group, name, access):
+    @rule(group=st.sampled_from(GROUPS), name=st.sampled_from(MEMBERS), access=st.sampled_from(sorted(ACCESS)),
+          framed=st.booleans())
+    def open_member(self, group, name, access, framed):
         member, allowed = modelled(self.fs.member, group, name)
-        got = real(os.open, self.path(group, name), ACCESS[access] | os.O_NONBLOCK)
-        self.compare(f"open {group}/{name} {access}", member, allowed, got)
+        got = real(os.open, self.path(group, "frames/" + name if framed else name), ACCESS[access] | os.O_NONBLOCK)
+        self.compare(f"open {group}/{'frames/' if framed else ''}{name} {access}", member, allowed, got)
         if got.err is None:
-            self.handles.append(Handle(got.value, self.fs.groups[group], member, "r" in access, "w" in access))
+            self.handles.append(Handle(got.value, self.fs.groups[group], member, "r" in access, "w" in access,
+                                       framed=framed))
 
     @precondition(lambda self: len(self.handles) < 8)
-    @rule(group=st.sampled_from(GROUPS))
-    def open_send(self, group):
+    @rule(group=st.sampled_from(GROUPS), framed=st.booleans())
+    def open_send(self, group, framed):
         g, allowed = modelled(self.fs.group, group)
-        got = real(os.open, self.path(group, "send"), os.O_WRONLY | os.O_NONBLOCK)
-        self.compare(f"open {group}/send", g, allowed, got)
+        got = real(os.open, self.path(group, "frames/send" if framed else "send"), os.O_WRONLY | os.O_NONBLOCK)
+        self.compare(f"open {group}/{'frames/' if framed else ''}send", g, allowed, got)
         if got.err is None:
-            self.handles.append(Handle(got.value, g, None, False, True))
+            self.handles.append(Handle(got.value, g, None, False, True, framed=framed))
 
     @precondition(lambda self: self.handles)
     @rule(i=st.integers(0, 7))
@@ -320,23 +351,75 @@ class McastMachine(RuleBasedStateMachine):
         self.handles.remove(h)
         os.close(h.fd)
         h.remainder = None  # closing in the middle of a message discards its rest (docs/contract.md, "Receiving")
+        h.flush()  # the last close sends a waiting line ("Line messages")
+        count("close", "tail flushed" if self.fs_changed() else "ok")
 
     @precondition(lambda self: self.handles)
-    @rule(i=st.integers(0, 7), data=MESSAGES)
-    def write(self, i, data):
+    @rule(i=st.integers(0, 7))
+    def fsync(self, i):
         h = self.pick(i)
+        got = real(os.fsync, h.fd)
+        self.compare(f"fsync {self.describe(h)}", None, None, got)
+        h.flush()
+
+    @precondition(lambda self: self.handles)
+    @rule(i=st.integers(0, 7), data=MESSAGES, lines=LINE_DATA, batch=batches(), kind=st.integers(0, 2))
+    def write(self, i, data, lines, batch, kind):
+        h = self.pick(i)
+        # what each view is for, mostly; now and then the other kinds of bytes
+        if kind:
+            data = batch if h.framed else lines if h.group.message == "line" else data
         expected, allowed = modelled(h.write, data)
         got = real(os.write, h.fd, data)
-        self.compare(f"write {len(data)} B on {self.describe(h)}", expected, allowed, got, lambda a, b: a == b)
+        self.compare(f"write {data!r} on {self.describe(h)}", expected, allowed, got, lambda a, b: a == b)
 
     @precondition(lambda self: self.handles)
-    @rule(i=st.integers(0, 7), size=READ_SIZES, any_handle=st.integers(0, 4))
-    def read(self, i, size, any_handle):
+    @rule(i=st.integers(0, 7), size=READ_SIZES, frame_size=FRAME_READ_SIZES, any_handle=st.integers(0, 4))
+    def read(self, i, size, frame_size, any_handle):
         readable = [h for h in self.handles if h.reads]
         h = readable[i % len(readable)] if readable and any_handle else self.pick(i)
+        if h.framed:
+            size = frame_size
         expected, allowed = modelled(h.read, size)
         got = real(os.read, h.fd, size)
-        self.compare(f"read {size} on {self.describe(h)}", expected, allowed, got, lambda a, b: a == b)
+        same = self.same_frames if h.framed and size else (lambda a, b: a == b)
+        self.compare(f"read {size} on {self.describe(h)}", expected, allowed, got, same)
+
+    # the same again on the files that can, so that most reads and writes get through
+    @precondition(lambda self: any(h.reads for h in self.handles))
+    @rule(i=st.integers(0, 7), size=READ_SIZES, frame_size=FRAME_READ_SIZES)
+    def read_a_reader(self, i, size, frame_size):
+        self.read(i, size, frame_size, 1)
+
+    @precondition(lambda self: any(h.writes for h in self.handles))
+    @rule(i=st.integers(0, 7), data=MESSAGES, lines=LINE_DATA, batch=batches())
+    def write_a_writer(self, i, data, lines, batch):
+        writers = [h for h in self.handles if h.writes]
+        self.write(self.handles.index(writers[i % len(writers)]), data, lines, batch, 1)
+
+    @staticmethod
+    def same_frames(expected, buf) -> bool:
+        """The frames of one read are the model's messages with their
+        metadata: sequence, sender, credentials, dropped, flags 0."""
+        frames = decode_frames(buf)
+        if len(frames) != len(expected):
+            return False
+        for q, f in zip(expected, frames):
+            creds = (f.pid, f.uid, f.gid)
+            # a flushed line tail: the writer's, or (0, 0, 0), the known defect
+            # (tests/conformance/test_framed_defects.py)
+            want = {writer_creds(), (0, 0, 0)} if q.creds is None else {q.creds}
+            if (f.payload, f.name, f.sequence, f.dropped, f.flags) != (q.data, q.sender.encode(), q.sequence,
+                                                                       q.dropped, 0) or creds not in want:
+                return False
+            if q.creds is None and creds == (0, 0, 0):
+                count("frame", "flushed tail with (0, 0, 0) credentials (DEFECT, tolerated)")
+        return True
+
+    @rule(group=st.sampled_from(GROUPS), mode=st.sampled_from(["line", "line", "write"]))
+    def set_message(self, group, mode):
+        data = f"set message={mode}".encode()
+        self.ctl(group, data)
 
     @precondition(lambda self: self.handles)
     @rule(i=st.integers(0, 7))
@@ -354,14 +437,18 @@ class McastMachine(RuleBasedStateMachine):
     def describe(self, h: Handle) -> str:
         who = "send" if h.member is None else h.member.name + ("" if h.member.present else " (left)")
         mode = ("r" if h.reads else "") + ("w" if h.writes else "")
-        return f"fd {h.fd} {h.group.name}/{who} {mode}{'' if not h.group.closed else ' (group removed)'}"
+        return (f"fd {h.fd} {h.group.name}/{'frames/' if h.framed else ''}{who} {mode}"
+                f"{'' if not h.group.closed else ' (group removed)'}{' message=line' if h.group.message == 'line' else ''}")
 
     # one-shot opens, as shell commands do
     @rule(group=st.sampled_from(GROUPS), name=st.sampled_from(["send"] + MEMBERS), data=MESSAGES)
     def send_fresh(self, group, name, data):
         def model():
             g = self.fs.group(group)
-            return Handle(-1, g, None if name == "send" else self.fs.member(group, name), False, True).write(data)
+            h = Handle(-1, g, None if name == "send" else self.fs.member(group, name), False, True)
+            n = h.write(data)
+            h.flush()  # the close sends a line that waits
+            return n
 
         def do():
             fd = os.open(self.path(group, name), os.O_WRONLY | os.O_NONBLOCK)
@@ -382,7 +469,10 @@ class McastMachine(RuleBasedStateMachine):
             if self.fs.create(group, name.encode(), False, True) is not None:
                 self.member_modes[(group, name)] = 0o644 & ~UMASK
             member = None if name == "send" else g.members[name]
-            return Handle(-1, g, member, False, True).write(data)
+            h = Handle(-1, g, member, False, True)
+            n = h.write(data)
+            h.flush()
+            return n
 
         def do():
             fd = os.open(self.path(group, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o644)
@@ -410,13 +500,29 @@ class McastMachine(RuleBasedStateMachine):
         self.compare(f"one read({size}) of {group}/{name}", expected, allowed, real(do), lambda a, b: a == b)
 
     # what every step must leave behind
+    def status_of(self, name: str, g):
+        """The group's status, once the mount has done what the model did: a
+        line tail sent at the last close arrives with the release, which the
+        kernel sends after close(2) returned, and a tail that waited goes when
+        a read made room, both shortly after the call that caused them."""
+        path = os.path.join(self.root, name, "status")
+        deadline = time.monotonic() + 2
+        while True:
+            status = parse_status(open(path, "rb").read().decode())
+            if (status.group.get("sent"), status.group.get("blocked_writers")) == (g.sent, len(g.parked)) \
+                    or time.monotonic() > deadline:
+                return status
+            time.sleep(0.002)
+
     @invariant()
     def listings_and_status_agree(self):
+        for g in self.fs.groups.values():
+            g.settle()
         assert sorted(os.listdir(self.root)) == sorted(self.fs.groups), "root listing"
         for name, g in self.fs.groups.items():
             gp = os.path.join(self.root, name)
             assert sorted(os.listdir(gp)) == sorted([*RESERVED, *g.members]), f"listing of {name}"
-            status = parse_status(open(os.path.join(gp, "status"), "rb").read().decode())
+            status = self.status_of(name, g)
             assert status.group_name == name
             for key, value in g.status().items():
                 assert status.group.get(key) == value, f"{name} status {key}: model {value}, mcastfs {status.group.get(key)}\n{status.text}"

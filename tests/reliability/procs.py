@@ -1,4 +1,5 @@
-"""Processes of the reliability tests: the C writer (mcw) and reader (mcr),
+"""Processes of the reliability tests: the C writers (mcw; mcfw, batches on
+G/frames/; mclw, line messages) and readers (mcr; mcfr, frames),
 started and waited for with bounds, and signalled with a precise measure of
 how long they took to exit (a pidfd polled with the signal's time as origin).
 """
@@ -120,13 +121,50 @@ def writer(rbin, path: str, wid: int, log: str, *, wspan: int, count: int = 0, d
 
 
 def reader(rbin, path: str, log: str, *, bufsize: int | None = None, variable: bool = False, seed: int = 1,
-           delay_us: int = 0, alarm_s: int = 600, **info) -> Worker:
+           delay_us: int = 0, alarm_s: int = 600, text: bool = False, **info) -> Worker:
     cmd = [rbin["mcr"], "-p", path, "-l", log, "-s", str(seed), "-d", str(delay_us), "-A", str(alarm_s)]
+    if text:
+        cmd.append("-t")
     if bufsize is not None:
         cmd += ["-b", str(bufsize)]
     if variable:
         cmd.append("-v")
     return Worker(cmd, "opened", "reader", log, path=path, **info)
+
+
+def framed_writer(rbin, path: str, wid: int, log: str, *, wspan: int, count: int = 0, deadline_ms: int = 0,
+                  seed: int = 1, maxmsg: int = 1044480, nonblock_pct: int = 0, large_pm: int = 3,
+                  medium_pct: int = 8, pause_us: int = 0, max_batch: int = 16, alarm_s: int = 600,
+                  as_user: int | None = None, binary: str | None = None, **info) -> Worker:
+    """mcfw, batches of 1 .. max_batch records; as_user runs it as that uid
+    and gid (setpriv execs it, so its pid is the writer's)."""
+    cmd = [binary or rbin["mcfw"], "-p", path, "-i", str(wid), "-l", log, "-W", str(wspan), "-n", str(count),
+           "-T", str(deadline_ms), "-s", str(seed), "-m", str(maxmsg), "-b", str(nonblock_pct),
+           "-L", str(large_pm), "-M", str(medium_pct), "-u", str(pause_us), "-k", str(max_batch),
+           "-A", str(alarm_s)]
+    if as_user is not None:
+        cmd = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", "--"] + cmd
+    return Worker(cmd, "ready", "writer", log, wid=wid, path=path, **info)
+
+
+def line_writer(rbin, path: str, wid: int, log: str, *, count: int = 0, deadline_ms: int = 0, seed: int = 1,
+                nonblock_pct: int = 0, pause_us: int = 0, fsync_pct: int = 0, close_flush: bool = False,
+                alarm_s: int = 600, **info) -> Worker:
+    cmd = [rbin["mclw"], "-p", path, "-i", str(wid), "-l", log, "-n", str(count), "-T", str(deadline_ms),
+           "-s", str(seed), "-b", str(nonblock_pct), "-u", str(pause_us), "-f", str(fsync_pct), "-A", str(alarm_s)]
+    if close_flush:
+        cmd.append("-E")
+    return Worker(cmd, "ready", "writer", log, wid=wid, path=path, **info)
+
+
+def framed_reader(rbin, path: str, log: str, *, variable: bool = False, text: bool = False, seed: int = 1,
+                  delay_us: int = 0, alarm_s: int = 600, **info) -> Worker:
+    cmd = [rbin["mcfr"], "-p", path, "-l", log, "-s", str(seed), "-d", str(delay_us), "-A", str(alarm_s)]
+    if variable:
+        cmd.append("-v")
+    if text:
+        cmd.append("-t")
+    return Worker(cmd, "opened", "reader", log, path=path, framed=True, **info)
 
 
 def stop_all(workers, timeout: float = 10.0):

@@ -21,6 +21,9 @@ class Scale:
     attempts_per_writer: int     # write attempts per writer
     stress_time_limit_s: float   # writers stop by themselves after this
     churn_max_live: int          # transient members alive at once
+    framed_records_per_writer: int   # records per framed batch writer (one on frames/send as uid 65534,
+                                     # one a member on frames/fm0)
+    line_messages_per_writer: int    # line messages per line writer (three, in a message=line group)
     # signal faults (part 2a)
     fault_readers: int           # killable readers (one member each)
     fault_writers: int           # killable writers alive at once
@@ -41,6 +44,8 @@ SHORT = Scale(
     attempts_per_writer=3000,
     stress_time_limit_s=25,
     churn_max_live=2,
+    framed_records_per_writer=8000,
+    line_messages_per_writer=3000,
     fault_readers=3,
     fault_writers=3,
     faults=300,
@@ -58,6 +63,8 @@ LONG = Scale(
     attempts_per_writer=20000,
     stress_time_limit_s=240,
     churn_max_live=3,
+    framed_records_per_writer=60000,
+    line_messages_per_writer=20000,
     fault_readers=4,
     fault_writers=6,
     faults=2000,

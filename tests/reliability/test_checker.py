@@ -92,3 +92,48 @@ def test_mcr_decodes_and_catches_corruption(rbin, tmp_path):
     assert one_message_through_mcr(rbin, tmp_path, good + good).corrupt                      # two in one read
     tiny = (5 * 64 + 9).to_bytes(2, "little")                                                # counter 5, writer 9
     assert one_message_through_mcr(rbin, tmp_path, tiny).msgs == [((9, 5), 2)]
+
+
+def frame(mid, seq, pid=10, uid=0, gid=0, dropped=0, name=""):
+    return ck.Frame(mid, 20, seq, pid, uid, gid, dropped, name)
+
+
+def test_frame_checks_catch_sequence_credentials_and_sender():
+    creds = {1: (10, 0, 0, ""), 2: (20, 65534, 65534, "wm")}
+    good = [frame(A, 1), frame(C, 2, 20, 65534, 65534, name="wm"), frame(B, 5)]
+    assert ck.check_frames("m", good, creds) == []
+    assert ck.check_frames("m", [frame(A, 2), frame(B, 2)], creds)                  # not strictly increasing
+    assert ck.check_frames("m", [frame(C, 1, 20, 0, 65534, name="wm")], creds)      # uid forged
+    assert ck.check_frames("m", [frame(C, 1, 21, 65534, 65534, name="wm")], creds)  # another pid
+    assert ck.check_frames("m", [frame(C, 1, 20, 65534, 65534)], creds)             # sender name lost
+    seen = []
+    assert ck.check_frames("m", [frame(C, 1, 0, 0, 0, name="wm")], creds, {C}, seen) == [] and seen == [C]
+    assert ck.check_frames("m", [frame(C, 1, 0, 0, 0, name="wm")], creds)           # tolerated only when named
+
+
+def test_one_sequence_per_message():
+    assert ck.check_one_sequence({"x": [frame(A, 1), frame(B, 2)], "y": [frame(B, 2)]})[0] == []
+    assert ck.check_one_sequence({"x": [frame(A, 1)], "y": [frame(A, 2)]})[0]       # two numbers for A
+    assert ck.check_one_sequence({"x": [frame(A, 1)], "y": [frame(B, 1)]})[0]       # one number for two
+
+
+def test_dropped_must_be_the_gaps_and_add_up():
+    frames = [frame(A, 1), frame(B, 4, dropped=2), frame(C, 5)]
+    assert ck.check_dropped("d", frames, sent=7, status_dropped=4) == []            # 2 in frames, 2 after
+    assert ck.check_dropped("d", frames, sent=7, status_dropped=3)                  # status disagrees
+    assert ck.check_dropped("d", [frame(A, 1), frame(B, 4, dropped=1)], sent=4, status_dropped=2)
+    assert ck.check_dropped("d", [frame(A, 2)], sent=2, status_dropped=1)           # the first gap, uncounted
+
+
+def test_emsgsize_only_for_a_frame_that_does_not_fit():
+    assert ck.check_emsgsize("m", [(100, 97), (100, 200)]) == []                    # 97 pads to 104
+    assert ck.check_emsgsize("m", [(104, 97)])
+
+
+def test_frame_log_parsing(tmp_path):
+    log = tmp_path / "f.log"
+    log.write_text("F 1 0 20 3 10 0 0 2 wm\nG 4100 4 10 0 0 0 -\nE 64 300\nX payload 3 1 1\nEOF msgs=2\ncut")
+    r = ck.parse_frame_log(str(log), 64)
+    assert r.frames[1].mid == (0x41 % 64, 0x41 // 64) and r.msgs[1] == ((1, 1), 2)
+    assert r.frames[0] == ck.Frame(A, 20, 3, 10, 0, 0, 2, "wm") and r.frames[1].name == ""
+    assert r.emsgsize == [(64, 300)] and r.corrupt and r.eof == {"msgs": 2}

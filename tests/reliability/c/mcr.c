@@ -4,11 +4,12 @@
  * in parts, checking each against its own header (payload.h), and logging one
  * line per message as soon as it is whole.
  *
- *   mcr -p PATH -l LOG [-b BUFSIZE] [-v] [-s SEED] [-d DELAY_US] [-A ALARM_S]
+ *   mcr -p PATH -l LOG [-b BUFSIZE] [-v] [-t] [-s SEED] [-d DELAY_US] [-A ALARM_S]
  *
  *   -b N   read buffer size (default 2 MiB, larger than any message)
  *   -v     variable, mostly small buffers (16 B .. 64 KiB, now and then 2 MiB),
  *          a new size for every read(2): messages arrive in parts
+ *   -t     the messages are line messages (payload.h, "A line message")
  *   -d US  pause US microseconds after each message (a slow reader)
  *   -A S   alarm: the process ends after S seconds whatever happens
  *
@@ -57,7 +58,7 @@ static void logf_(const char *fmt, ...)
 }
 
 static size_t bufsize = BIG;
-static int variable;
+static int variable, text;
 
 static size_t next_size(void)
 {
@@ -93,12 +94,13 @@ int main(int argc, char **argv)
     long delay_us = 0, alarm_s = 600;
     uint64_t seed = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "p:l:b:vs:d:A:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:l:b:vts:d:A:")) != -1) {
         switch (opt) {
         case 'p': path = optarg; break;
         case 'l': logpath = optarg; break;
         case 'b': bufsize = strtoul(optarg, NULL, 10); break;
         case 'v': variable = 1; break;
+        case 't': text = 1; break;
         case 's': seed = strtoull(optarg, NULL, 10); break;
         case 'd': delay_us = strtol(optarg, NULL, 10); break;
         case 'A': alarm_s = strtol(optarg, NULL, 10); break;
@@ -128,7 +130,52 @@ int main(int argc, char **argv)
         if (n == 0)
             break;
         msgs++;
-        if (n < HDR) {
+        if (text) {
+            /* a line message: its header (LHDR bytes, maybe over several
+             * reads) gives its length; a read that did not fill its buffer
+             * ended the message */
+            size_t got = (size_t)n, need = 0, last_want = want;
+            ssize_t last = n;
+            uint32_t wid = 0, c = 0;
+            const char *bad = NULL;
+            for (;;) {
+                if (got >= LHDR) {
+                    check_line(msg, got, &wid, &c, &need);
+                    if (need == 0) {
+                        bad = "magic";
+                        break;
+                    }
+                    if (got >= need)
+                        break;
+                }
+                if ((size_t)last < last_want) {
+                    bad = "short";
+                    break;
+                }
+                size_t w = next_size();
+                if (w > BIG - got)
+                    w = BIG - got;
+                ssize_t m = read1(fd, msg + got, w);
+                if (m < 0) {
+                    logf_("ERR %d\n", errno);
+                    return 1;
+                }
+                if (m == 0) {
+                    bad = "eof";
+                    break;
+                }
+                parts++;
+                got += (size_t)m;
+                last = m;
+                last_want = w;
+            }
+            if (!bad)
+                bad = check_line(msg, got, &wid, &c, &need);
+            if (bad)
+                logf_("X %s %zu %u %u\n", bad, got, wid, c);
+            else
+                logf_("M %u %u %zu\n", wid, c, got);
+        } else if (n < HDR) {
             char hex[2 * HDR + 1];
             for (ssize_t i = 0; i < n; i++)
                 sprintf(hex + 2 * i, "%02x", msg[i]);

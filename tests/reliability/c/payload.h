@@ -115,4 +115,63 @@ static inline int helper_start(const char *who, const char *logpath, int *logfd,
     return fd;
 }
 
+/*
+ * A line message (for groups with message=line): text with no '\n' but,
+ * maybe, its last byte, so that the daemon's line cutting gives it back whole:
+ *   "L" 4 hex (writer id) ":" 8 hex (counter) ":" 8 hex (total length) ":"
+ *   then letters a..z, a function of (writer, counter) and the position;
+ *   the last byte is '\n' (a terminated line) or the letter (a message
+ *   flushed by fsync or close).
+ */
+#define LHDR 24
+
+static inline unsigned char line_letter(uint32_t wid, uint32_t counter, size_t i)
+{
+    uint32_t x = (wid * 2654435761u) ^ (counter * 40503u) ^ (uint32_t)(i * 2246822519u);
+    x ^= x >> 15; x *= 0x2c1b3c6dU; x ^= x >> 12;
+    return (unsigned char)('a' + x % 26);
+}
+
+static inline void fill_line(unsigned char *p, size_t len, uint32_t wid, uint32_t counter, int terminated)
+{
+    char head[LHDR + 1];
+    snprintf(head, sizeof head, "L%04x:%08x:%08zx:", wid & 0xFFFF, counter, len);
+    memcpy(p, head, LHDR);
+    for (size_t i = LHDR; i < len; i++)
+        p[i] = line_letter(wid, counter, i);
+    if (terminated)
+        p[len - 1] = '\n';
+}
+
+/* Checks a whole line message of n bytes; 0 and *wid, *counter when it is
+ * intact, else a word saying what is wrong. *need gets the length its header
+ * announces once LHDR bytes are there (0 before). */
+static inline const char *check_line(const unsigned char *p, size_t n, uint32_t *wid, uint32_t *counter, size_t *need)
+{
+    *need = 0;
+    if (n < LHDR)
+        return "short";
+    unsigned w, c;
+    unsigned long len;
+    char head[LHDR + 1];
+    memcpy(head, p, LHDR);
+    head[LHDR] = 0;
+    if (sscanf(head, "L%4x:%8x:%8lx:", &w, &c, &len) != 3 || head[0] != 'L' || head[5] != ':' || head[14] != ':'
+        || head[23] != ':' || len < LHDR)
+        return "magic";
+    *wid = w;
+    *counter = c;
+    *need = len;
+    if (n != len)
+        return n < len ? "short" : "overrun";
+    for (size_t i = LHDR; i < len; i++) {
+        if (p[i] == line_letter(w, c, i))
+            continue;
+        if (i == len - 1 && p[i] == '\n')
+            continue;
+        return "body";
+    }
+    return NULL;
+}
+
 #endif
