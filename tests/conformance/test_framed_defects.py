@@ -1,9 +1,8 @@
-"""Defects of the framed view and line messages found by the stress checker
-(tests/reliability/test_stress.py), each pinned down to a small case.
-
-Each test states what the contract says and is `xfail(strict=True)` while
-the defect lasts (its reason starts with DEFECT:), so that the suite stays
-green and a fix turns it into a failure that asks for the mark to go.
+"""Defects of the framed view and line messages that the stress checker
+(tests/reliability/test_stress.py) found, each pinned down to a small case,
+and kept as tests now that they are fixed: a framed read too small for its
+first frame took the message and put it back (another reader could overtake
+it); a line tail sent by fsync or close carried no credentials.
 """
 
 from __future__ import annotations
@@ -26,11 +25,6 @@ def batch(*records: bytes) -> bytes:
     return b"".join(struct.pack("<I", len(r)) + r for r in records)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: Sources/MulticastFS/FramedIO.swift, hand(_:of:size:to:): a framed read whose first frame does not "
-    "fit takes the message off the queue (tryReceiveBatch/receiveBatch, under the group lock), finds it too "
-    "large outside the lock, then puts it back (reader.putBack) to the front: meanwhile another open file of "
-    "the member has taken the next message, so that file receives B before A"))
 def test_a_framed_read_failing_with_emsgsize_consumes_nothing_and_keeps_the_order(group):
     """docs/contract.md, "Reading frames": a frame that does not fit fails the
     read with EMSGSIZE and consumes nothing; "Ordering": messages written one
@@ -76,10 +70,6 @@ def test_a_framed_read_failing_with_emsgsize_consumes_nothing_and_keeps_the_orde
     assert received == [a, b], f"the record reader received {[r[:4] for r in received]}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: Sources/MulticastFS/LineIO.swift, flushLine(_:to:as:): the waiting tail is sent as Message(tail), "
-    "without credentials (PendingLine keeps only bytes), so a line flushed by fsync(2) or by the last close(2) "
-    "carries pid 0, uid 0, gid 0: a message of uid 65534 reads as root's"))
 def test_a_line_flushed_by_fsync_or_close_carries_its_writers_credentials(mount_factory):
     """docs/contract.md, "The framed view": every message carries the
     writer's credentials as the kernel gave them (uid "cannot be forged");
