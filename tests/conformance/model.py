@@ -380,7 +380,9 @@ class Group:
         while self.parked:
             tail, sender = self.parked[0]
             recipients = [m for m in self.members.values() if m is not sender or m.loopback]
-            if not self.refusals(len(tail), sender):
+            # Its size was checked when the tail was written: a max_message
+            # lowered while it waits does not refuse it, as for any parked write.
+            if not [e for e in self.refusals(len(tail), sender) if e != errno.EMSGSIZE]:
                 if any(m.full and not m.drop_when_full for m in recipients):
                     break
                 self.deliver(tail, sender, recipients, None)

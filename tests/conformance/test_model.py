@@ -553,7 +553,7 @@ def model_mount(module_mount_factory):
     return module_mount_factory(",".join(f"{k}={v}" for k, v in OPTIONS.items()))
 
 
-@pytest.mark.timeout(3600 if LONG else 150)
+@pytest.mark.timeout(3600 if LONG else 300)
 def test_mcastfs_follows_the_model(model_mount):
     McastMachine.root = model_mount.path
     started = time.monotonic()
