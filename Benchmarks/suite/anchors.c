@@ -288,24 +288,9 @@ int main(int argc, char **argv) {
         zmq_ctx_term(zctx);
     }
 
-    uint64_t *all = malloc(sizeof(uint64_t) * (size_t)count * (size_t)nreaders);
-    uint64_t *last = malloc(sizeof(uint64_t) * (size_t)count);
-    if (!all || !last) die("malloc");
-    long nall = 0, nlast = 0;
-    for (long i = 0; i < count; i++) {
-        uint64_t worst = 0;
-        int seen = 0;
-        for (int k = 0; k < nreaders; k++) {
-            uint64_t v = lat[k][i];
-            if (v == 0) continue;
-            all[nall++] = v;
-            seen++;
-            if (v > worst) worst = v;
-        }
-        if (seen == nreaders) last[nlast++] = worst;
-    }
-    sort_u64(all, nall);
-    sort_u64(last, nlast);
+    struct latencies l = collect_latencies(lat, nreaders, count);
+    uint64_t *all = l.all, *last = l.last;
+    long nall = l.nall, nlast = l.nlast;
     double secs = (double)(t_end - t_start) / 1e9;
     printf("mode=%s system=%s size=%zu n=%d count=%ld elapsed_s=%.3f msgs_per_s=%.0f deliveries_per_s=%.0f "
            "p50_us=%.1f p99_us=%.1f max_us=%.1f timed=%ld last_p50_us=%.1f last_p99_us=%.1f "

@@ -45,6 +45,35 @@ static inline double pct_us(const uint64_t *sorted, long n, double p) {
     return (double)sorted[i] / 1000.0;
 }
 
+/* The latencies of a run, sorted: every delivery (`all`), and for each
+ * message its slowest reader (`last`, only messages every reader timed).
+ * lat[r][i] is message i's latency at reader r, 0 for none. */
+struct latencies {
+    uint64_t *all, *last;
+    long nall, nlast;
+};
+
+static inline struct latencies collect_latencies(uint64_t *const *lat, int nreaders, long count) {
+    struct latencies l = {
+        malloc(sizeof(uint64_t) * (size_t)count * (size_t)nreaders), malloc(sizeof(uint64_t) * (size_t)count), 0, 0};
+    if (!l.all || !l.last) die("malloc");
+    for (long i = 0; i < count; i++) {
+        uint64_t worst = 0;
+        int seen = 0;
+        for (int k = 0; k < nreaders; k++) {
+            uint64_t v = lat[k][i];
+            if (v == 0) continue;
+            l.all[l.nall++] = v;
+            seen++;
+            if (v > worst) worst = v;
+        }
+        if (seen == nreaders) l.last[l.nlast++] = worst;
+    }
+    sort_u64(l.all, l.nall);
+    sort_u64(l.last, l.nlast);
+    return l;
+}
+
 static inline void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }

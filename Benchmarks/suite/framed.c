@@ -308,24 +308,9 @@ int main(int argc, char **argv) {
     uint64_t t_end = now_ns();
     getrusage(RUSAGE_SELF, &usage_end);
 
-    uint64_t *all = malloc(sizeof(uint64_t) * (size_t)count * (size_t)nreaders);
-    uint64_t *last = malloc(sizeof(uint64_t) * (size_t)count);
-    if (!all || !last) die("malloc");
-    long nall = 0, nlast = 0;
-    for (long i = 0; i < count; i++) {
-        uint64_t worst = 0;
-        int seen = 0;
-        for (int k = 0; k < nreaders; k++) {
-            uint64_t v = lat[k][i];
-            if (v == 0) continue;
-            all[nall++] = v;
-            seen++;
-            if (v > worst) worst = v;
-        }
-        if (seen == nreaders) last[nlast++] = worst;
-    }
-    sort_u64(all, nall);
-    sort_u64(last, nlast);
+    struct latencies l = collect_latencies(lat, nreaders, count);
+    uint64_t *all = l.all, *last = l.last;
+    long nall = l.nall, nlast = l.nlast;
     double secs = (double)(t_end - t_start) / 1e9;
     long reads = atomic_load(&reads_timed);
     printf("mode=%s system=frames size=%zu n=%d count=%ld elapsed_s=%.3f msgs_per_s=%.0f deliveries_per_s=%.0f "
