@@ -1,4 +1,5 @@
 import Locking
+import Synchronization
 /// What a completed send did.
 public struct SendReceipt: Sendable, Equatable {
     /// The group sequence number of the message.
@@ -64,12 +65,21 @@ public enum Blocking: Sendable {
 public final class Group: Sendable {
     public let name: String
     let state: AdaptiveMutex<GroupState>
+    /// `settings.messageBoundary`, readable without the lock: a front end
+    /// asks it on every write to decide how to cut it, and taking the group
+    /// lock for that would add a lock hold to every write. Written under the
+    /// lock whenever the settings change.
+    private let boundary: Atomic<Bool>
 
     public init(name: String, settings: GroupSettings = GroupSettings()) throws(DeliveryError) {
         try settings.validate()
         self.name = name
         self.state = AdaptiveMutex(GroupState(settings: settings))
+        self.boundary = Atomic(settings.messageBoundary == .line)
     }
+
+    /// Where a front end cuts written bytes into messages (no lock taken).
+    public var messageBoundary: MessageBoundary { boundary.load(ordering: .relaxed) ? .line : .write }
 
     /// Runs `body` under the lock, then the actions it decided, unlocked.
     @inline(__always)
@@ -89,7 +99,10 @@ public final class Group: Sendable {
     /// that what is validated is what is applied: it must only set values
     /// (calling into the group from it would deadlock).
     public func configure(_ change: (inout GroupSettings) -> Void) throws(DeliveryError) {
-        try state.withLock { $0.configure(change) }.get()
+        try state.withLock { state in
+            defer { boundary.store(state.settings.messageBoundary == .line, ordering: .relaxed) }
+            return state.configure(change)
+        }.get()
     }
 
     // MARK: Membership

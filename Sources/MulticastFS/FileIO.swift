@@ -114,7 +114,7 @@ extension MulticastFilesystem {
                       as sender: Member?, writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
         // Lines are cut wherever the bytes arrive, so the rest of a write
         // the kernel split is just more of them.
-        if let pending = file.pendingLine, group.settings.messageBoundary == .line {
+        if let pending = file.pendingLine, group.messageBoundary == .line {
             return writeLines(bytes, pending: pending, to: group, as: sender, writer: writer, nonBlocking: nonBlocking,
                               reply: reply)
         }
