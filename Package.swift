@@ -77,7 +77,7 @@ let package = Package(
         .systemLibrary(name: "CFuseKernel"),
         .target(
             name: "FUSETesting",
-            dependencies: ["FUSELowLevel", "CFuseKernel", "FileSystemTypes", "Locking", system],
+            dependencies: ["FUSELowLevel", "CFuseKernel", "FileSystemTypes", "Locking", system, logging],
             swiftSettings: strict
         ),
         .target(
@@ -115,7 +115,7 @@ let package = Package(
             dependencies: ["MulticastFUSE", "MulticastFS", "FUSETesting", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system],
             swiftSettings: strict
         ),
-        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system], swiftSettings: strict),
+        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system, logging], swiftSettings: strict),
         .testTarget(name: "DaemonLogTests", dependencies: ["DaemonLog", logging], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
