@@ -66,13 +66,15 @@ public final class FUSESession: @unchecked Sendable {
     public convenience init(
         operations: any FilesystemOperations, options: [String], logger: Logger = Logger(label: "mcastfs")
     ) throws(FUSESessionError) {
+        // libfuse's log is the process's: the newest mount's logger has it.
+        // (Sessions without a mount, a test's fake kernel, leave it alone.)
+        LibfuseLog.route(to: logger)
         try self.init(core: SessionCore(operations: operations, logger: logger), options: options)
     }
 
     init(core: SessionCore, options: [String]) throws(FUSESessionError) {
         self.core = core
         userdata = Unmanaged.passRetained(core)
-        LibfuseLog.route(to: core.logger)
         let marker = LibfuseLog.marker
         let program = CommandLine.arguments.first.flatMap { $0.isEmpty ? nil : $0 } ?? "fuse"
         let strings = ([program] + options).map { strdup($0) }
