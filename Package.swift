@@ -20,6 +20,10 @@
 //                   libfuse session and decodes what the real replies send.
 //   MulticastFUSE — the contract's filesystem served over FUSE: the bridge
 //                   that routes each request to MulticastFS and answers it.
+//   DaemonLog     — the daemon's swift-log handler (stderr, the journal's
+//                   <N> priorities). The layers log through swift-log's API
+//                   only (FUSELowLevel: libfuse's lines, its own failed
+//                   calls); DeliveryCore and MulticastFS do not log.
 //   mcastfs       — the executable: the command line, mounting, signals.
 import PackageDescription
 
@@ -29,6 +33,7 @@ let strict: [SwiftSetting] = [
 ]
 
 let system: Target.Dependency = .product(name: "SystemPackage", package: "swift-system")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 
 let package = Package(
     name: "mcastfs",
@@ -66,13 +71,13 @@ let package = Package(
         ),
         .target(
             name: "FUSELowLevel",
-            dependencies: ["CFuse", "FileSystemTypes", "Locking", system],
+            dependencies: ["CFuse", "FileSystemTypes", "Locking", system, logging],
             swiftSettings: strict
         ),
         .systemLibrary(name: "CFuseKernel"),
         .target(
             name: "FUSETesting",
-            dependencies: ["FUSELowLevel", "CFuseKernel", "FileSystemTypes", "Locking", system],
+            dependencies: ["FUSELowLevel", "CFuseKernel", "FileSystemTypes", "Locking", system, logging],
             swiftSettings: strict
         ),
         .target(
@@ -80,12 +85,14 @@ let package = Package(
             dependencies: ["MulticastFS", "DeliveryCore", "FUSELowLevel", "FileSystemTypes", system],
             swiftSettings: strict
         ),
+        .target(name: "DaemonLog", dependencies: [logging], swiftSettings: strict),
         .executableTarget(
             name: "mcastfs",
             dependencies: [
                 "MulticastFUSE", "MulticastFS", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                "DaemonLog",
             ],
             swiftSettings: strict
         ),
@@ -108,7 +115,8 @@ let package = Package(
             dependencies: ["MulticastFUSE", "MulticastFS", "FUSETesting", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system],
             swiftSettings: strict
         ),
-        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system], swiftSettings: strict),
+        .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system, logging], swiftSettings: strict),
+        .testTarget(name: "DaemonLogTests", dependencies: ["DaemonLog", logging], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,6 @@
 import CFuse
 import Glibc
+package import Logging
 package import SystemPackage
 
 /// The kernel's side of a session that has no mount: it receives every
@@ -23,9 +24,10 @@ extension FUSESession {
     /// from `process(_:)`. FUSE_INIT must be the first request, as on a
     /// mount. `run`, `mount` and `unmount` do not apply.
     package convenience init(
-        operations: any FilesystemOperations, channel: any FUSEChannel, options: [String] = []
+        operations: any FilesystemOperations, channel: any FUSEChannel, options: [String] = [],
+        logger: Logger = Logger(label: "mcastfs")
     ) throws(FUSESessionError) {
-        try self.init(core: SessionCore(operations: operations, channel: channel), options: options)
+        try self.init(core: SessionCore(operations: operations, channel: channel, logger: logger), options: options)
         // libfuse wants a descriptor it can close at destroy; it never reads
         // or writes it, as both go through the callbacks.
         let fd = open("/dev/null", O_RDWR | O_CLOEXEC)

@@ -1,5 +1,8 @@
 import CFuse
+import Glibc
+import Logging
 import Synchronization
+import SystemPackage
 
 /// The kernel's request to be told when a file's poll state changes
 /// (`struct fuse_pollhandle`). libfuse makes one only when the kernel asks
@@ -36,6 +39,11 @@ public final class PollHandle: Sendable {
         guard !used.exchange(true, ordering: .acquiringAndReleasing) else { return false }
         let rc = session.gate.ifOpen { fuse_lowlevel_notify_poll(handle.raw) }
         fuse_pollhandle_destroy(handle.raw)
+        // -ENOENT: the kernel no longer waits on this handle (the poller
+        // went away), which is no failure.
+        if let rc, rc != 0, rc != -ENOENT {
+            session.logger.error("the kernel refused a poll notification", metadata: ["errno": "\(Errno(rawValue: -rc))"])
+        }
         return rc == 0
     }
 

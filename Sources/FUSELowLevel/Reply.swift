@@ -1,5 +1,6 @@
 import CFuse
 import Glibc
+import Logging
 import Synchronization
 public import SystemPackage
 
@@ -75,6 +76,8 @@ public class Reply: @unchecked Sendable {
         // fuse_free_req, inside the reply call below.
         let id = interruptID.load(ordering: .acquiring)
         if id != 0 { session.interrupts.answered(id) }
-        return session.gate.ifOpen { ReplyResult(returnCode: send(request.raw)) } ?? .sessionClosed
+        let result = session.gate.ifOpen { ReplyResult(returnCode: send(request.raw)) } ?? .sessionClosed
+        if case .failed(let errno) = result { session.logger.error("the kernel refused a reply", metadata: ["errno": "\(errno)"]) }
+        return result
     }
 }

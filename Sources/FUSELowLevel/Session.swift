@@ -1,6 +1,7 @@
 import CFuse
 import Glibc
 import Locking
+public import Logging
 public import SystemPackage
 
 /// Why a session could not be made, mounted, daemonized or signalled. The
@@ -60,9 +61,15 @@ public final class FUSESession: @unchecked Sendable {
 
     /// `options` as on a FUSE command line, without program name or
     /// mountpoint: e.g. `["-o", "allow_other,default_permissions,fsname=x"]`,
-    /// plus `"-d"` for libfuse's debug log.
-    public convenience init(operations: any FilesystemOperations, options: [String]) throws(FUSESessionError) {
-        try self.init(core: SessionCore(operations: operations), options: options)
+    /// plus `"-d"` for libfuse's debug log (its lines go to `logger`, at
+    /// debug level, as all of libfuse's log does from here on).
+    public convenience init(
+        operations: any FilesystemOperations, options: [String], logger: Logger = Logger(label: "mcastfs")
+    ) throws(FUSESessionError) {
+        // libfuse's log is the process's: the newest mount's logger has it.
+        // (Sessions without a mount, a test's fake kernel, leave it alone.)
+        LibfuseLog.route(to: logger)
+        try self.init(core: SessionCore(operations: operations, logger: logger), options: options)
     }
 
     init(core: SessionCore, options: [String]) throws(FUSESessionError) {
@@ -203,7 +210,11 @@ public final class FUSESession: @unchecked Sendable {
         let started = spawnDetachedThread { [self] in
             while kickLoopThread() { usleep(5_000) }
         }
-        if !started { state.withLock { $0.kicking = false } }
+        if !started {
+            state.withLock { $0.kicking = false }
+            core.logger.error("cannot start the thread that wakes the FUSE loop: it ends at the next request",
+                              metadata: ["errno": "\(Errno(rawValue: errno))"])
+        }
     }
 
     /// Sends the wake signal to the loop thread if it is in the loop.
@@ -215,12 +226,18 @@ public final class FUSESession: @unchecked Sendable {
                 s.kicking = false
                 return false
             }
-            pthread_kill(thread, wakeSignal)
+            let rc = pthread_kill(thread, wakeSignal)
+            if rc != 0 {
+                core.logger.error("cannot signal the FUSE loop's thread", metadata: ["errno": "\(Errno(rawValue: rc))"])
+                s.kicking = false
+                return false
+            }
             return true
         }
     }
 
     func signalReceived(_ signal: Int32) {
+        core.logger.notice("received \(signalName(signal)): unmounting")
         state.withLock { $0.receivedSignal = signal }
         requestExit()
     }

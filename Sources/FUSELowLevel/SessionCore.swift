@@ -1,4 +1,5 @@
 import CFuse
+import Logging
 
 /// What every callback, reply and poll handle of one session shares. It is
 /// the `userdata` libfuse hands back (`fuse_req_userdata`), retained by the
@@ -10,10 +11,14 @@ final class SessionCore: Sendable {
     let interrupts = InterruptRegistry<Reply>()
     /// Where libfuse's messages go when the session has no mount.
     let channel: (any FUSEChannel)?
+    /// Where this layer says what failed: a reply or notification the
+    /// kernel refused, a thread that could not start, a signal received.
+    let logger: Logger
 
-    init(operations: any FilesystemOperations, channel: (any FUSEChannel)? = nil) {
+    init(operations: any FilesystemOperations, channel: (any FUSEChannel)? = nil, logger: Logger) {
         self.operations = operations
         self.channel = channel
+        self.logger = logger
     }
 
     /// The core of the session `req` belongs to. Valid in callbacks and in

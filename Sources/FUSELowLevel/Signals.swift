@@ -1,7 +1,9 @@
 import CFuse
 import Glibc
 import Locking
+import Logging
 import Synchronization
+import SystemPackage
 
 // Signals that end the session, and the signal that wakes its loop.
 //
@@ -20,6 +22,18 @@ import Synchronization
 //
 // Only this file may call the cfuse_signal_* helpers (shim.h: they share a
 // static variable, and each Swift file gets its own copy of it).
+
+/// "SIGTERM", for the log.
+public func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGINT: "SIGINT"
+    case SIGTERM: "SIGTERM"
+    case SIGHUP: "SIGHUP"
+    case SIGPIPE: "SIGPIPE"
+    case SIGUSR2: "SIGUSR2"
+    default: "signal \(signal)"
+    }
+}
 
 /// Sent with pthread_kill to the thread in `FUSESession.run` to make its
 /// blocking read(2)/sem_wait(3) return EINTR, so the loop sees the exit flag.
@@ -82,6 +96,10 @@ final class SignalRelay: Sendable {
             } else if n < 0 && errno == EINTR {
                 continue
             } else {
+                // The write end is never closed, so this is a failed read.
+                let failure = n < 0 ? "\(Errno(rawValue: errno))" : "end of file"
+                target.withLock { $0.session }?.core.logger.critical(
+                    "cannot read the signal pipe: SIGINT, SIGTERM and SIGHUP no longer unmount", metadata: ["errno": "\(failure)"])
                 return
             }
         }

@@ -5,8 +5,8 @@ private final class ThreadBody {
     init(_ run: @escaping @Sendable () -> Void) { self.run = run }
 }
 
-/// Starts a detached POSIX thread running `body`. Returns false if the
-/// thread could not be created. (This layer depends on nothing but libfuse
+/// Starts a detached POSIX thread running `body`. Returns false, with errno
+/// set, if the thread could not be created. (This layer depends on nothing but libfuse
 /// and the standard library, so no Foundation.Thread.)
 @discardableResult
 func spawnDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
@@ -18,6 +18,7 @@ func spawnDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
     }, box)
     guard rc == 0 else {
         Unmanaged<ThreadBody>.fromOpaque(box).release()
+        errno = rc
         return false
     }
     pthread_detach(thread)

@@ -3,7 +3,8 @@ public import FileSystemTypes
 public import FUSELowLevel
 import Glibc
 import Locking
-import SystemPackage
+public import Logging
+public import SystemPackage
 
 /// Plays the Linux kernel's side of /dev/fuse for tests, in the manner of
 /// swift-nio's EmbeddedChannel and fuser's test reply sender: a real libfuse
@@ -32,9 +33,10 @@ public final class FakeKernel: Sendable {
     private let wire: Wire
 
     /// Starts a session serving `operations` and completes FUSE_INIT.
-    public init(serving operations: any FilesystemOperations, initFlags: UInt32 = FakeKernel.defaultInitFlags) throws {
+    public init(serving operations: any FilesystemOperations, initFlags: UInt32 = FakeKernel.defaultInitFlags,
+                logger: Logger = Logger(label: "mcastfs")) throws {
         wire = Wire()
-        session = try FUSESession(operations: operations, channel: wire)
+        session = try FUSESession(operations: operations, channel: wire, logger: logger)
         let unique = send(.initialize(major: UInt32(FUSE_KERNEL_VERSION), minor: Self.protocolMinor, flags: initFlags))
         guard case .initialized? = reply(to: unique) else {
             throw FakeKernelError(message: "FUSE_INIT was answered \(String(describing: reply(to: unique)))")
@@ -107,6 +109,17 @@ public final class FakeKernel: Sendable {
         wire.abandon(unique)
     }
 
+    /// Refuses the reply to `unique`, when it comes, with `errno`, as
+    /// Linux refuses a malformed one (EINVAL); nothing is recorded.
+    public func refuseReply(to unique: UInt64, with errno: Errno) {
+        wire.refuse(unique, with: errno)
+    }
+
+    /// Refuses every notification (unique 0) from now on with `errno`.
+    public func refuseNotifications(with errno: Errno) {
+        wire.refuseNotifications(with: errno)
+    }
+
     /// Ends the session: the filesystem's `destroy()` runs on this thread.
     public func close() {
         session.destroy()
@@ -130,6 +143,7 @@ private final class Wire: FUSEChannel {
         var size: UInt32
         var answered = false
         var abandoned = false
+        var refusal: Errno?
     }
 
     private struct State {
@@ -138,6 +152,7 @@ private final class Wire: FUSEChannel {
         var replies: [UInt64: WireReply] = [:]
         var log: [(unique: UInt64, reply: WireReply)] = []
         var notifications: [WireNotification] = []
+        var notificationRefusal: Errno?
         var violations: [String] = []
     }
 
@@ -170,6 +185,7 @@ private final class Wire: FUSEChannel {
         let body = Array(message.dropFirst(MemoryLayout<fuse_out_header>.size))
         return state.withLock { s -> Errno? in
             if header.unique == 0 {
+                if let refusal = s.notificationRefusal { return refusal }
                 if header.error == Int32(FUSE_NOTIFY_POLL.rawValue),
                    let out = body.load(fuse_notify_poll_wakeup_out.self, exactly: true) {
                     s.notifications.append(.poll(kh: out.kh))
@@ -183,6 +199,7 @@ private final class Wire: FUSEChannel {
                 return .noSuchFileOrDirectory
             }
             if pending.abandoned { return .noSuchFileOrDirectory }
+            if let refusal = pending.refusal { return refusal }
             guard !pending.answered else {
                 s.violations.append("a second reply to \(header.unique)")
                 return .noSuchFileOrDirectory
@@ -203,6 +220,14 @@ private final class Wire: FUSEChannel {
 
     func abandon(_ unique: UInt64) {
         state.withLock { $0.pending[unique]?.abandoned = true }
+    }
+
+    func refuse(_ unique: UInt64, with errno: Errno) {
+        state.withLock { $0.pending[unique]?.refusal = errno }
+    }
+
+    func refuseNotifications(with errno: Errno) {
+        state.withLock { $0.notificationRefusal = errno }
     }
 }
 

@@ -6,6 +6,8 @@ public typealias InodeNumber = UInt64
 /// What an entry is.
 public enum EntryKind: Sendable, Equatable {
     case root, group, send, control, status, member, frames
+    /// `ROOT/.metrics`.
+    case metrics
 
     public var isDirectory: Bool { self == .root || self == .group || self == .frames }
 

@@ -14,6 +14,9 @@ public import SystemPackage
 /// one lock; reads and writes on open files do not take it.
 public final class MulticastFilesystem: Sendable {
     public static let rootInode: InodeNumber = 1
+    /// The metrics file in the root: a name no group can take, as group
+    /// names cannot begin with `.`.
+    public static let metricsName = ".metrics"
     private static let writeBits: FilePermissions = [.ownerWrite, .groupWrite, .otherWrite]
     private static let readBits: FilePermissions = [.ownerRead, .groupRead, .otherRead]
 
@@ -61,6 +64,7 @@ public final class MulticastFilesystem: Sendable {
     public func setAttributes(of ino: InodeNumber, _ changes: AttributeChanges) throws(Errno) -> FileAttributes {
         try withNamespace { (namespace) throws(Errno) in
             let node = try namespace.node(ino)
+            if case .metrics = node.content { try Self.refuseChanges(changes) }
             if let size = changes.size {
                 if node.kind.isDirectory { throw .isDirectory }
                 if size != 0 { throw .invalidArgument }
@@ -84,6 +88,15 @@ public final class MulticastFilesystem: Sendable {
         }
     }
 
+    /// `.metrics` is read-only whatever the caller's privileges: a
+    /// truncate fails as its mode says (EACCES, for root too, whom the
+    /// kernel lets through), and its mode, owner and times are fixed (EPERM,
+    /// for its owner and root; the kernel refuses anyone else by itself).
+    private static func refuseChanges(_ changes: AttributeChanges) throws(Errno) {
+        if changes.size != nil { throw .permissionDenied }
+        throw .notPermitted
+    }
+
     // MARK: - Groups
 
     /// `mkdir ROOT/G`: a new group, owned by the caller, with the mode given
@@ -96,6 +109,9 @@ public final class MulticastFilesystem: Sendable {
             guard case .root = parentNode.content else {
                 throw parentNode.kind.isDirectory ? .notPermitted : .notDirectory
             }
+            // The kernel finds .metrics first and says EEXIST itself; say
+            // the same to any front end that did not look.
+            if name == Self.metricsName { throw .fileExists }
             try Names.validate(name)
             guard namespace.groups[ExactName(name)] == nil else { throw .fileExists }
             let group: Group
@@ -121,6 +137,7 @@ public final class MulticastFilesystem: Sendable {
         try withNamespace { (namespace) throws(Errno) in
             let parentNode = try namespace.node(parent)
             switch parentNode.content {
+            case .root where name == Self.metricsName: throw .notDirectory
             case .root: break
             // frames/ goes with its group, never alone.
             case .group where name == "frames": throw .notPermitted
@@ -194,7 +211,9 @@ public final class MulticastFilesystem: Sendable {
     /// `frames`, and anything in `frames/`, cannot be removed (EPERM).
     public func removeMember(parent: InodeNumber, name: String) throws(Errno) {
         try withNamespace { (namespace) throws(Errno) in
-            if case .root = try namespace.node(parent).content { throw .isDirectory }
+            if case .root = try namespace.node(parent).content {
+                throw name == Self.metricsName ? .notPermitted : .isDirectory
+            }
             let directory = try namespace.groupDirectory(parent)
             if Names.reserved.contains(name) { throw .notPermitted }
             guard let ino = directory.members.removeValue(forKey: ExactName(name)),
@@ -227,6 +246,9 @@ public final class MulticastFilesystem: Sendable {
         switch node.content {
         case .root, .group, .frames:
             throw .isDirectory
+        case .metrics:
+            guard !access.writes else { throw .permissionDenied }
+            content = .status(Array(MetricsFormat.render(groupSnapshots()).utf8))
         case .send(let directory):
             guard !access.reads else { throw .permissionDenied }
             content = .send(directory.group)
@@ -254,6 +276,7 @@ public final class MulticastFilesystem: Sendable {
             switch node.content {
             case .root:
                 entries.append(DirectoryEntry(name: "..", ino: node.ino, type: .directory))
+                entries.append(DirectoryEntry(name: Self.metricsName, ino: namespace.metrics.ino, type: .regular))
                 for name in namespace.groupOrder {
                     entries.append(DirectoryEntry(name: name.string, ino: namespace.groups[name]!.ino, type: .directory))
                 }
@@ -267,7 +290,7 @@ public final class MulticastFilesystem: Sendable {
                 for (name, ino) in directory.framedEntries {
                     entries.append(DirectoryEntry(name: name, ino: ino, type: .regular))
                 }
-            case .send, .control, .status, .member:
+            case .send, .control, .status, .member, .metrics:
                 throw .notDirectory
             }
             return entries
@@ -276,6 +299,20 @@ public final class MulticastFilesystem: Sendable {
     }
 
     private func keep(_ file: OpenFile) -> UInt64 { openFiles.keep(file) }
+
+    /// A snapshot of every group, in the order they were made. Each is
+    /// consistent in itself, as its `status`; they are taken one after
+    /// another, outside the namespace lock, so that no group's lock is ever
+    /// taken under it.
+    private func groupSnapshots() -> [GroupSnapshot] {
+        let groups = namespace.withLock { namespace in
+            namespace.groupOrder.compactMap { name -> Group? in
+                if case .group(let directory)? = namespace.groups[name]?.content { return directory.group }
+                return nil
+            }
+        }
+        return groups.map { $0.snapshot() }
+    }
 
     /// The entries of an open directory from `offset` on; entry i has offset
     /// i + 1, which readdir hands back to resume after it.

@@ -15,10 +15,16 @@ struct Namespace: ~Copyable {
     var groupOrder: [ExactName] = []
     var nextInode: InodeNumber = MulticastFilesystem.rootInode + 1
     let root: Node
+    /// `ROOT/.metrics`, owned by the root's owner, read-only for everyone.
+    let metrics: Node
 
     init(root: Node) {
         self.root = root
         nodes[root.ino] = root
+        metrics = Node(ino: nextInode, kind: .metrics, permissions: [.ownerRead, .groupRead, .otherRead],
+                       owner: Caller(uid: root.attributes.uid, gid: root.attributes.gid), content: .metrics)
+        nodes[metrics.ino] = metrics
+        nextInode += 1
     }
 
     mutating func makeNode(_ kind: EntryKind, permissions: FilePermissions, owner: Caller, content: Node.Content) -> Node {
@@ -65,7 +71,7 @@ struct Namespace: ~Copyable {
             nextInode += 1
             aliases[alias] = Alias(node: node, view: view)
             return Entry(nodeID: alias, attributes: attributes, cacheable: false)
-        case .root, .group, .control, .status, .frames:
+        case .root, .group, .control, .status, .frames, .metrics:
             node.lookups += 1
             return Entry(nodeID: node.ino, attributes: attributes, cacheable: true)
         }
@@ -78,7 +84,7 @@ struct Namespace: ~Copyable {
         case .group: throw .noSuchFileOrDirectory
         // Members join in `G/`, never in `G/frames/`.
         case .root, .frames: throw .notPermitted
-        case .send, .control, .status, .member: throw .notDirectory
+        case .send, .control, .status, .member, .metrics: throw .notDirectory
         }
     }
 
@@ -90,7 +96,12 @@ struct Namespace: ~Copyable {
     /// The attributes as `stat` shows them now.
     func attributes(of node: Node) -> FileAttributes {
         var attributes = node.attributes
-        if case .root = node.content { attributes.linkCount = 2 + UInt32(groups.count) }
+        switch node.content {
+        case .root: attributes.linkCount = 2 + UInt32(groups.count)
+        // Made anew at every open: its data is always as of now.
+        case .metrics: attributes.mtime = Timestamp.now()
+        default: break
+        }
         return attributes
     }
 
@@ -104,6 +115,7 @@ struct Namespace: ~Copyable {
     func child(of parent: Node, named name: String) throws(Errno) -> (node: Node, view: View) {
         switch parent.content {
         case .root:
+            if name == MulticastFilesystem.metricsName { return (metrics, .record) }
             guard let node = groups[ExactName(name)] else { throw .noSuchFileOrDirectory }
             return (node, .record)
         case .group(let directory):
@@ -113,7 +125,7 @@ struct Namespace: ~Copyable {
             guard parent.linked, name != "ctl", name != "status", name != "frames",
                   let node = entry(named: name, in: directory) else { throw .noSuchFileOrDirectory }
             return (node, .framed)
-        case .send, .control, .status, .member:
+        case .send, .control, .status, .member, .metrics:
             throw .notDirectory
         }
     }

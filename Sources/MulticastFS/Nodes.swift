@@ -26,6 +26,8 @@ final class Node: @unchecked Sendable {
         /// `G/frames/`: the twins of `send` and of every member, in the
         /// framed view.
         case frames(GroupDirectory)
+        /// `ROOT/.metrics`: every group's counters, made at open.
+        case metrics
     }
 
     init(ino: InodeNumber, kind: EntryKind, attributes: FileAttributes, content: Content) {

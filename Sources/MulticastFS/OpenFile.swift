@@ -13,7 +13,8 @@ final class OpenFile: Sendable {
         case member(Member, reader: Reader?, writable: Bool)
         case send(Group)
         case control(Group)
-        /// The snapshot made at open.
+        /// The snapshot made at open: of a group (`status`) or of every
+        /// group (`.metrics`). Read at any offset, as a regular file.
         case status([UInt8])
         /// The entries listed at opendir, so offsets stay stable.
         case directory([DirectoryEntry])

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DaemonLog
 import DeliveryCore
 import FUSELowLevel
 import FileSystemTypes
@@ -23,7 +24,9 @@ struct MountCommand: ParsableCommand {
 
             mcastfs options (-o): capacity=N, queue_bytes=N, max_message=N (defaults for
             new groups); max_threads=N (worker threads at most; default: one per CPU,
-            at least 2, at most 10). Other -o options go to FUSE (e.g. allow_other).
+            at least 2, at most 10); log_level=trace|debug|info|notice|warning|error|critical
+            (what goes to stderr, or the journal; default info, debug with -d). Other -o
+            options go to FUSE (e.g. allow_other).
             default_permissions is always on. SIGINT or SIGTERM unmounts and exits 0.
             """,
         version: "1.0.0"
@@ -74,7 +77,13 @@ struct MountCommand: ParsableCommand {
             mountPoint = String(cString: resolved)
             free(resolved)
         }
-        let logger = makeLogger()
+        let logger = makeLogger(level: settings.logLevel ?? (debug ? .debug : .info))
+        // Start-up errors stay one line of their own (StartupFailure), so
+        // the steps before the mount log below info.
+        logger.debug("starting", metadata: [
+            "capacity": "\(settings.groupDefaults.capacity)", "queue_bytes": "\(settings.groupDefaults.queueBytes)",
+            "max_message": "\(settings.groupDefaults.maxMessage)", "fuse": "\(settings.fuseArguments.joined(separator: " "))",
+        ])
         let fs: MulticastFilesystem
         do { fs = try MulticastFilesystem(owner: Caller(uid: UserID(rawValue: getuid()), gid: GroupID(rawValue: getgid())), defaults: settings.groupDefaults) }
         catch { throw StartupFailure(message: "invalid group defaults: \(error)") }
@@ -88,7 +97,6 @@ struct MountCommand: ParsableCommand {
         } catch {
             throw StartupFailure(message: "cannot mount on \(mountPoint): \(error.message)")
         }
-        logger.info("mounted", metadata: ["mountpoint": "\(mountPoint)", "max_threads": "\(singleThreaded ? 1 : settings.maxThreads)"])
         do {
             // After the mount, so that the command returns once it is live.
             try session.daemonize(foreground: foreground || debug)
@@ -97,6 +105,11 @@ struct MountCommand: ParsableCommand {
             session.destroy()
             throw StartupFailure(message: error.message)
         }
+        // After daemonizing: the line names the process that serves.
+        logger.info("mounted", metadata: [
+            "mountpoint": "\(mountPoint)", "max_threads": "\(singleThreaded ? 1 : settings.maxThreads)",
+            "version": "\(Self.configuration.version)",
+        ])
 
         // Idle workers are all kept (libfuse's default): one write hands 16
         // replies out, and with at most 4 idle the 16 next reads found no
@@ -111,12 +124,12 @@ struct MountCommand: ParsableCommand {
         session.unmount()
         session.destroy()
         if let signal = session.receivedSignal {
-            logger.info("unmounted", metadata: ["signal": "\(signal)"])
+            logger.info("unmounted", metadata: ["mountpoint": "\(mountPoint)", "signal": "\(signalName(signal))"])
         } else if status < 0 {
-            logger.error("the FUSE loop ended with an error", metadata: ["errno": "\(-status)"])
+            logger.error("the FUSE loop ended with an error", metadata: ["errno": "\(Errno(rawValue: -status))"])
             throw ExitCode(1)
         } else {
-            logger.info("unmounted")
+            logger.info("unmounted from outside (umount or fusermount3 -u)", metadata: ["mountpoint": "\(mountPoint)"])
         }
     }
 
@@ -141,13 +154,8 @@ struct MountCommand: ParsableCommand {
         }
     }
 
-    private func makeLogger() -> Logger {
-        let level: Logger.Level = debug ? .debug : .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+    private func makeLogger(level: Logger.Level) -> Logger {
+        DaemonLog.bootstrap(level: level)
         return Logger(label: "mcastfs")
     }
 }

@@ -1,5 +1,7 @@
+import DaemonLog
 import DeliveryCore
 import Glibc
+import Logging
 
 /// The -o options, split into mcastfs's own (group defaults) and FUSE's.
 struct MountSettings {
@@ -8,6 +10,8 @@ struct MountSettings {
     var maxThreads = MountSettings.defaultMaxThreads
     var fuseOptions: [String] = []
     var debug = false
+    /// `-o log_level=`; nil: info, or debug with -d.
+    var logLevel: Logger.Level?
 
     init(options: [String], debug: Bool) throws {
         self.debug = debug
@@ -19,6 +23,7 @@ struct MountSettings {
             case "queue_bytes": groupDefaults.queueBytes = try number(key, value, Limits.queueBytes)
             case "max_message": groupDefaults.maxMessage = try number(key, value, Limits.maxMessage)
             case "max_threads": maxThreads = try number(key, value, 1...256)
+            case "log_level": logLevel = try level(value)
             case "default_permissions": break  // always on
             default: fuseOptions.append(String(option))
             }
@@ -37,6 +42,13 @@ struct MountSettings {
     var fuseArguments: [String] {
         let all = ["default_permissions", "fsname=mcastfs", "subtype=mcastfs"] + fuseOptions
         return ["-o", all.joined(separator: ",")] + (debug ? ["-d"] : [])
+    }
+
+    private func level(_ value: String?) throws -> Logger.Level {
+        guard let value, let level = DaemonLog.level(named: value) else {
+            throw StartupFailure(message: "bad option log_level=\(value ?? ""): expected one of \(DaemonLog.levelNames.joined(separator: ", "))")
+        }
+        return level
     }
 
     private func number(_ key: String, _ value: String?, _ range: ClosedRange<Int>) throws -> Int {

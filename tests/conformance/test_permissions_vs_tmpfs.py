@@ -92,6 +92,8 @@ class Backend:
         os.chmod(self.root, 0o755)
         for name in os.listdir(self.root):
             path = self.p(name)
+            if self.mcastfs and name == ".metrics":
+                continue  # the root's own file stays
             if not os.path.isdir(path):
                 os.unlink(path)
                 continue
