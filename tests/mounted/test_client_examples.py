@@ -1,4 +1,4 @@
-"""The Go, Rust and Node.js examples of examples/ (see
+"""The Go, Rust, Node.js, Java, Ruby and Perl examples of examples/ (see
 docs/clients.md), built with the toolchains on the machine and run against a
 real mount, their output checked.
 
@@ -29,10 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 CACHE = Path(tempfile.gettempdir()) / f"mcastfs-client-examples-{os.getuid()}"
 
-LANGS = ["go", "rust", "node"]
-# What Ctrl-C leaves: the exit status. Rust's std cannot catch a signal, so its subscriber is not
+LANGS = ["go", "rust", "node", "java", "ruby", "perl"]
+# What Ctrl-C leaves: the exit status (the JVM's is 128 + SIGINT after its
+# shutdown hooks). Rust's std cannot catch a signal, so its subscriber is not
 # in this table (docs/clients.md says so).
-CTRL_C_STATUS = {"go": 0, "node": 0}
+CTRL_C_STATUS = {"go": 0, "node": 0, "java": 130, "ruby": 0, "perl": 0}
 
 _built: dict[str, tuple[list[str], list[str]]] = {}
 _build_lock = threading.Lock()
@@ -196,7 +197,8 @@ def test_examples_build_or_parse_without_warnings(lang):
 
 
 @pytest.mark.parametrize("name", ["subscriber.go", "publisher.go", "subscriber.rs", "publisher.rs",
-                                  "subscriber.js", "publisher.js"])
+                                  "subscriber.js", "publisher.js", "Subscriber.java", "Publisher.java",
+                                  "subscriber.rb", "publisher.rb", "subscriber.pl", "publisher.pl"])
 def test_each_example_opens_with_what_it_shows_and_its_output(name):
     text = (EXAMPLES / name).read_text()
     head = text[:4000]
