@@ -7,7 +7,8 @@ subscriber.py and publisher.py and print the same lines, so one set of tests
 runs them all. The builds (go build, rustc, javac) are cached in a directory
 of the system's temp dir, keyed by the sources and the compiler's version. A
 missing toolchain fails these tests, never skips them
-(`scripts/install-deps --tests` installs what is missing).
+(`scripts/install-deps --tests` installs what is missing). The last tests
+check facts of docs/clients.md that rest on mcastfs itself.
 """
 
 import hashlib
@@ -393,3 +394,59 @@ def test_publisher_waits_for_a_full_member_and_loses_nothing(mount, group, lang)
     assert got == expected
     assert group.take("fast") == expected
     wait_for(lambda: group.status().group["blocked_writers"] == 0, what="no writer left waiting")
+
+
+# --- facts docs/clients.md builds on ------------------------------------------------
+
+
+def test_docs_name_only_examples_that_exist():
+    doc = (REPO / "docs" / "clients.md").read_text()
+    named = set(re.findall(r"examples/([A-Za-z_.-]+\.[a-z]+)", doc))
+    assert named, "docs/clients.md points at the examples"
+    assert {n for n in named if not (EXAMPLES / n).exists()} == set()
+    for lang_file in ("subscriber.go", "publisher.rs", "subscriber.js", "Publisher.java", "subscriber.rb",
+                      "publisher.pl"):
+        assert lang_file in doc
+
+
+def test_sendfile_into_a_line_group_sends_every_line(group, tmp_path):
+    # Every runtime's copy call (shutil.copyfile, io::copy, IO.copy_stream,
+    # FileChannel.transferTo) is sendfile: 64 KiB and then EMSGSIZE in the
+    # record view, the whole file with line messages.
+    group.set(message="line", capacity=30_000)
+    group.member("m")
+    n = 20_000
+    src = tmp_path / "lines"
+    src.write_text("".join(f"{i}\n" for i in range(n)))
+    size = src.stat().st_size
+    assert size > 65_536 * 1.5
+    fd_in = os.open(src, os.O_RDONLY)
+    fd_out = os.open(group.p("send"), os.O_WRONLY)
+    try:
+        sent = 0
+        while sent < size:
+            k = os.sendfile(fd_out, fd_in, None, size - sent)
+            assert k > 0
+            sent += k
+    finally:
+        os.close(fd_in)
+        os.close(fd_out)
+    assert group.take("m", 100) == [f"{i}\n".encode() for i in range(n)]
+
+
+def test_bash_read_t_polls_a_member_but_does_not_time_out_on_it(group):
+    group.member("m")
+    script = f"""
+        exec 3<{group.p("m")}
+        read -t 0 -u 3; echo "empty: $?"
+        echo hi > {group.p("send")}
+        read -t 0 -u 3; echo "queued: $?"
+        read -r -u 3 line; echo "read: $line"
+        exec 4< <(exec cat {group.p("m")})
+        read -r -t 0.2 -u 4 line; echo "on a pipe: $?"
+        read -r -t 0.2 -u 3 line; echo "not reached"
+    """
+    res = subprocess.run(["timeout", "2", "bash", "-c", script], capture_output=True, text=True, timeout=10)
+    # The last read ignores its -t on the regular file and waits until timeout(1) ends bash.
+    assert res.returncode == 124, res.stderr
+    assert res.stdout.splitlines() == ["empty: 1", "queued: 0", "read: hi", "on a pipe: 142"]
