@@ -4,10 +4,10 @@
 //! What it shows: a message is one write(2), so format it into one buffer
 //! and hand that to one `write_all`. `writeln!(file, ...)` straight on the
 //! file does not do that: it writes the pieces of the format as they come
-//! (with Rust 1.95, `writeln!(f, "{} {}", "hello", 7)` is two writes, so two
-//! messages, "hello" and " 7\n"; a float is one write per character), and
-//! `io::copy` into the file goes through sendfile(2), which sends a 64 KiB
-//! part and then fails with EMSGSIZE. A full member (not drop-when-full)
+//! (with Rust 1.95, `writeln!(f, "{} {}", text, i)` is four writes, so four
+//! messages: "hello", " ", "7", "\n"), and `io::copy` into the file goes
+//! through sendfile(2), which sends a 64 KiB part and then fails with
+//! EMSGSIZE. A full member (not drop-when-full)
 //! makes the write wait until it has room: nothing is lost. --lines shows
 //! the way to use a `BufWriter` and `writeln!` after all: it sets
 //! `set message=line`, so that every line is a message however the writes
