@@ -13,6 +13,38 @@ from pathlib import Path
 from helpers import run
 from mounttable import mounts_at, unmount_lazily
 
+# The generic options of mount(8), fstab and systemd (man 8 mcastfs), and
+# the kernel flags fstab lines carry.
+GENERIC = [
+    "defaults",
+    "rw",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "nodiratime",
+    "strictatime",
+    "sync",
+    "dirsync",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "nouser",
+    "_netdev",
+    "nofail",
+    "x-systemd.requires=network.target",
+    "x-systemd.automount",
+    "x-mount.mkdir",
+    "x-anything=at all",
+    "comment=bus",
+]
+
 # The first directory of the path that mount.fuse3's shell searches.
 HELPER_DIR = "/usr/local/sbin"
 

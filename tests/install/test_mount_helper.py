@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 from helpers import Group, expect_errno, read_status, run
-from installutil import daemons_at, findmnt, wait_gone
+from installutil import GENERIC, daemons_at, findmnt, wait_gone
 from mounttable import mounts_at
 
 
@@ -65,35 +65,6 @@ def test_mount_t_fuse_mcastfs(helper_path, mount_point):
     umount(mount_point)
 
 
-GENERIC = [
-    "defaults",
-    "rw",
-    "suid",
-    "nosuid",
-    "dev",
-    "nodev",
-    "exec",
-    "noexec",
-    "atime",
-    "noatime",
-    "relatime",
-    "nodiratime",
-    "strictatime",
-    "sync",
-    "dirsync",
-    "auto",
-    "noauto",
-    "user",
-    "users",
-    "nouser",
-    "_netdev",
-    "nofail",
-    "x-systemd.requires=network.target",
-    "x-systemd.automount",
-    "x-mount.mkdir",
-    "x-anything=at all",
-    "comment=bus",
-]
 
 
 @pytest.mark.parametrize("option", GENERIC)
