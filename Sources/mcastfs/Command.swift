@@ -9,31 +9,46 @@ import MulticastFS
 import MulticastFUSE
 import SystemPackage
 
-/// `mcastfs MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]`, as libfuse
-/// filesystems are run: it returns once the mount is live and serves in the
-/// background, unless -f.
+/// `mcastfs [SOURCE] MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]`, as
+/// libfuse filesystems are run: it returns once the mount is live and serves
+/// in the background, unless -f. The SOURCE is there because mount(8) and
+/// mount.fuse3 put one first (`mount -t fuse.mcastfs mcastfs ROOT` runs
+/// `mcastfs mcastfs ROOT -o rw,dev,suid`).
 @main
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mcastfs",
         abstract: "Mount a multicast message bus: groups are directories, members are files.",
+        usage: "mcastfs [SOURCE] MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]",
         discussion: """
             Each directory is a group (mkdir makes one); each file in it is a member
             whose reads receive every message written to the group's `send` file or by
-            another member. docs/contract.md in the source tree is the whole contract.
+            another member. man 5 mcastfs is the filesystem, man 8 mcastfs this command.
+
+            SOURCE, when given, is ignored: mount(8) passes the first field of an fstab
+            line (`mcastfs /mnt/bus fuse.mcastfs defaults 0 0`, or
+            `mount -t fuse.mcastfs mcastfs /mnt/bus`).
 
             mcastfs options (-o): capacity=N, queue_bytes=N, max_message=N (defaults for
             new groups); max_threads=N (worker threads at most; default: one per CPU,
-            at least 2, at most 10); log_level=trace|debug|info|notice|warning|error|critical
-            (what goes to stderr, or the journal; default info, debug with -d). Other -o
-            options go to FUSE (e.g. allow_other).
+            at least 2, at most 10); log_level=trace|debug|info|notice|warning|error|
+            critical (what goes to stderr, or the journal; default info, debug with -d).
+            ro mounts read-only. The options of mount(8), fstab and systemd (defaults,
+            auto, noauto, user, users, nouser, _netdev, nofail, x-*, comment=) are
+            accepted and ignored; remount changes a live mount's flags (mount -o
+            remount,ro MOUNTPOINT). Other -o options go to FUSE (e.g. allow_other).
             default_permissions is always on. SIGINT or SIGTERM unmounts and exits 0.
             """,
         version: "1.0.0"
     )
 
-    @Argument(help: "An existing, empty directory to mount on.")
-    var mountPoint: String
+    @Argument(help: ArgumentHelp(
+        "An optional source (ignored), then an existing, empty directory to mount on.",
+        valueName: "[SOURCE] MOUNTPOINT"))
+    var operands: [String] = []
+
+    /// The last operand (validate() makes sure there is one or two).
+    var mountPoint: String { operands.last ?? "" }
 
     @Flag(name: .customShort("f"), help: "Stay in the foreground.")
     var foreground = false
@@ -68,15 +83,23 @@ struct MountCommand: ParsableCommand {
         }
     }
 
-    mutating func run() throws {
-        let settings = try MountSettings(options: options, debug: debug)
+    func validate() throws {
+        guard (1...2).contains(operands.count) else {
+            throw ValidationError(operands.isEmpty ? "Missing expected argument 'MOUNTPOINT'" : "Unexpected argument '\(operands[2])'")
+        }
+    }
+
+    func run() throws {
+        var settings = try MountSettings(options: options, debug: debug)
+        if operands.count == 2, !operands[0].isEmpty { settings.source = operands[0] }
+        if settings.remount {
+            try Remount.apply(flags: settings.mountFlags, at: mountPoint)
+            return
+        }
         try checkMountPoint()
         // Absolute from here on: fuse_daemonize changes directory to / (even
         // in the foreground), and the unmount at exit must still find it.
-        if let resolved = realpath(mountPoint, nil) {
-            mountPoint = String(cString: resolved)
-            free(resolved)
-        }
+        let mountPoint = MountTable.absolute(self.mountPoint)
         let logger = makeLogger(level: settings.logLevel ?? (debug ? .debug : .info))
         // Start-up errors stay one line of their own (StartupFailure), so
         // the steps before the mount log below info.
@@ -136,6 +159,11 @@ struct MountCommand: ParsableCommand {
     /// The mount point must be an existing directory, not already a mount
     /// point, and /dev/fuse must exist: say so in one line.
     private func checkMountPoint() throws {
+        // mount.fuse3's drop_privileges mounts itself and hands over the FUSE
+        // descriptor as /dev/fd/N, which FUSESession.mount does not take.
+        if mountPoint.hasPrefix("/dev/fd/") {
+            throw StartupFailure(message: "mount point \(mountPoint): a FUSE descriptor from drop_privileges, which mcastfs does not support (mount without it)")
+        }
         var info = stat()
         guard stat(mountPoint, &info) == 0 else {
             throw StartupFailure(message: "mount point \(mountPoint): \(String(cString: strerror(Glibc.errno)))")

@@ -3,7 +3,8 @@ import DeliveryCore
 import Glibc
 import Logging
 
-/// The -o options, split into mcastfs's own (group defaults) and FUSE's.
+/// The -o options, split into mcastfs's own (group defaults), FUSE's, and the
+/// generic ones of mount(8), fstab and systemd (MountOption).
 struct MountSettings {
     var groupDefaults = GroupSettings()
     /// libfuse's worker threads at most (its own `-o max_threads`); -s is one.
@@ -12,12 +13,24 @@ struct MountSettings {
     var debug = false
     /// `-o log_level=`; nil: info, or debug with -d.
     var logLevel: Logger.Level?
+    /// `remount` was given: change `mountFlags` on the live mount, start nothing.
+    var remount = false
+    /// The kernel flags the options name, in order (what a remount sets).
+    var mountFlags: UInt = 0
+    /// The mount's source in the mount table. mount(8) compares it with the
+    /// fstab line's first field: `mount -a` with another name there would
+    /// not see that line as mounted and mount it again.
+    var source = "mcastfs"
 
     init(options: [String], debug: Bool) throws {
         self.debug = debug
         for option in options.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: true) }) {
             let parts = option.split(separator: "=", maxSplits: 1)
             let key = String(parts[0]), value = parts.count > 1 ? String(parts[1]) : nil
+            if let generic = MountOption(option) {
+                take(generic, String(option))
+                continue
+            }
             switch key {
             case "capacity": groupDefaults.capacity = try number(key, value, Limits.capacity)
             case "queue_bytes": groupDefaults.queueBytes = try number(key, value, Limits.queueBytes)
@@ -27,6 +40,16 @@ struct MountSettings {
             case "default_permissions": break  // always on
             default: fuseOptions.append(String(option))
             }
+        }
+    }
+
+    private mutating func take(_ option: MountOption, _ text: String) {
+        switch option {
+        case .userspace: break
+        case .remount: remount = true
+        case .flag(let flag, let set, let libfuseKnows):
+            mountFlags = set ? mountFlags | flag : mountFlags & ~flag
+            if libfuseKnows { fuseOptions.append(text) }
         }
     }
 
@@ -40,7 +63,7 @@ struct MountSettings {
 
     /// Arguments for the FUSE session: permission checks by the kernel always.
     var fuseArguments: [String] {
-        let all = ["default_permissions", "fsname=mcastfs", "subtype=mcastfs"] + fuseOptions
+        let all = ["default_permissions", "fsname=\(MountSettings.escaped(source))", "subtype=mcastfs"] + fuseOptions
         return ["-o", all.joined(separator: ",")] + (debug ? ["-d"] : [])
     }
 
@@ -49,6 +72,11 @@ struct MountSettings {
             throw StartupFailure(message: "bad option log_level=\(value ?? ""): expected one of \(DaemonLog.levelNames.joined(separator: ", "))")
         }
         return level
+    }
+
+    /// libfuse splits -o at commas and takes a backslash as an escape.
+    private static func escaped(_ value: String) -> String {
+        String(value.flatMap { $0 == "," || $0 == "\\" ? ["\\", $0] : [$0] })
     }
 
     private func number(_ key: String, _ value: String?, _ range: ClosedRange<Int>) throws -> Int {
