@@ -36,6 +36,9 @@ final class MemberState: @unchecked Sendable {
     /// that a queue entry stays one 8-byte reference: only a member that
     /// dropped ever has one, and the hot paths pay a test of `isEmpty`.
     @exclusivity(unchecked) var dropMarks = Deque<DropMark>()
+    /// The last collection of recipients that took this member (see
+    /// SubscriptionIndex): a member matching by two patterns is taken once.
+    @exclusivity(unchecked) var recipientMark: UInt64 = 0
 
     init(id: UInt64, name: String, settings: MemberSettings) {
         self.id = id
@@ -190,6 +193,8 @@ struct GroupState: ~Copyable, Sendable {
     var parkedSends = Deque<ParkedSend>()
     /// Poll watches waiting for a sender to become writable, keyed by watch id.
     var writeWatches: [UInt64: @Sendable () -> Void] = [:]
+    /// The members by their topic filters (Recipients.swift).
+    var subscriptions = SubscriptionIndex()
     var sent: UInt64 = 0
     var nextSequence: UInt64 = 1
     /// The time stamped on the last accepted message: times never go back
@@ -243,7 +248,7 @@ struct GroupState: ~Copyable, Sendable {
         _ message: Message, from sender: MemberState?, at now: UInt64 = realtimeNanoseconds(), actions: inout [Action]
     ) -> Result<SendReceipt, DeliveryError>? {
         if let refusal = refusal(of: message, from: sender) { return .failure(refusal) }
-        guard canSendNow(from: sender) else { return nil }
+        guard canSendNow(message, from: sender) else { return nil }
         return .success(deliver(message, from: sender, time: acceptanceTime(now), actions: &actions))
     }
 
@@ -258,7 +263,7 @@ struct GroupState: ~Copyable, Sendable {
     ) -> Result<BatchReceipt, DeliveryError>? {
         if let refusal = refusal(ofBatch: messages, from: sender) { return .failure(refusal) }
         guard !messages.isEmpty else { return .success(.nothing) }
-        guard canSendNow(from: sender) else { return nil }
+        guard canSendNow(messages[0], from: sender) else { return nil }
         return .success(deliver(batch: messages, from: sender, time: acceptanceTime(now), actions: &actions))
     }
 
@@ -300,8 +305,9 @@ struct GroupState: ~Copyable, Sendable {
         return id
     }
 
-    /// True when a message from `sender` would be accepted now: no older send
-    /// is waiting, and no recipient that holds senders back is full.
+    /// True when no older send is waiting, and no member that holds senders
+    /// back is full, whatever its filter: poll's conservative writability.
+    /// A send asks `canSendNow(_:from:)`, about its message's recipients.
     func canSendNow(from sender: MemberState?) -> Bool {
         parkedSends.isEmpty && recipientsHaveRoom(from: sender)
     }
@@ -320,11 +326,16 @@ struct GroupState: ~Copyable, Sendable {
 
     /// Delivers a prefix of `messages` (not empty) one after another in this
     /// lock hold: the first (the caller checked there is room), then each
-    /// next one while every blocking recipient still has room.
+    /// next one while every blocking recipient still has room. Without
+    /// filters every message has the same recipients, so only the queues just
+    /// appended to can have filled; with filters each next message has its
+    /// own recipients, checked before it goes.
     mutating func deliver(batch messages: [Message], from sender: MemberState?, time: UInt64, actions: inout [Action]) -> BatchReceipt {
         var receipt = BatchReceipt(delivered: 0, firstSequence: nextSequence, recipients: 0, dropped: 0)
+        let filtered = !everyMemberReceives
         for message in messages {
-            let (one, roomLeft) = deliver(message, from: sender, time: time, actions: &actions, tracksRoom: true)
+            if filtered && receipt.delivered > 0 && !recipientsHaveRoom(for: message, from: sender) { break }
+            let (one, roomLeft) = deliver(message, from: sender, time: time, actions: &actions, tracksRoom: !filtered)
             receipt.delivered += 1
             receipt.recipients += one.recipients
             receipt.dropped += one.dropped
@@ -338,6 +349,8 @@ struct GroupState: ~Copyable, Sendable {
     /// it just appended to can have filled (the caller checked the rest), so
     /// this costs a test per recipient instead of a second pass over the
     /// members. Inlined, so a single send's `tracksRoom: false` costs nothing.
+    /// With filters, the recipients are those the caller's room check
+    /// collected for this message.
     @inline(__always)
     private mutating func deliver(
         _ message: Message, from sender: MemberState?, time: UInt64, actions: inout [Action], tracksRoom: Bool
@@ -349,7 +362,8 @@ struct GroupState: ~Copyable, Sendable {
         message.stamp(sequence: sequence, time: time, senderName: sender?.name)
         var recipients = 0
         var dropped = 0
-        for member in members where member !== sender || member.settings.loopback {
+        let candidates = everyMemberReceives ? members : subscriptions.recipients
+        for member in candidates where member !== sender || member.settings.loopback {
             if member.isFull {
                 // Only a drop-when-full member can be full here.
                 member.dropped &+= 1
@@ -386,7 +400,7 @@ struct GroupState: ~Copyable, Sendable {
                 completedAny = true
                 continue
             }
-            guard recipientsHaveRoom(from: head.sender) else { break }
+            guard recipientsHaveRoom(for: head.firstMessage, from: head.sender) else { break }
             parkedSends.removeFirst()
             if time == nil { time = acceptanceTime(realtimeNanoseconds()) }
             let receipt: BatchReceipt
@@ -562,6 +576,7 @@ struct GroupState: ~Copyable, Sendable {
         let member = MemberState(id: makeID(), name: name, settings: memberSettings ?? defaults)
         members.append(member)
         membersByName[ExactName(name)] = member
+        subscriptions.add(member)
         return .success(member)
     }
 
@@ -573,6 +588,7 @@ struct GroupState: ~Copyable, Sendable {
         member.present = false
         members.removeAll { $0 === member }
         membersByName[ExactName(member.name)] = nil
+        subscriptions.remove(member)
         while let receive = member.parkedReceives.popFirst() {
             actions.append(.completeReceive(receive, .success(.endOfStream)))
         }
@@ -591,8 +607,9 @@ struct GroupState: ~Copyable, Sendable {
         return .success(())
     }
 
-    /// As `configure`, for one member. A larger queue or drop-when-full can
-    /// release blocked senders.
+    /// As `configure`, for one member. A larger queue, drop-when-full or
+    /// patterns that no longer match the waiting message can release blocked
+    /// senders.
     mutating func configureMember(
         named name: String, _ change: (inout MemberSettings) -> Void, actions: inout [Action]
     ) -> Result<Void, DeliveryError> {
@@ -600,7 +617,7 @@ struct GroupState: ~Copyable, Sendable {
         var candidate = member.settings
         change(&candidate)
         do throws(DeliveryError) { try candidate.validate() } catch { return .failure(error) }
-        member.settings = candidate
+        apply(candidate, to: member)
         roomMayHaveAppeared(actions: &actions)
         return .success(())
     }
