@@ -329,17 +329,32 @@ struct GroupState: ~Copyable, Sendable {
     /// next one while every blocking recipient still has room. Without
     /// filters every message has the same recipients, so only the queues just
     /// appended to can have filled; with filters each next message has its
-    /// own recipients, checked before it goes.
+    /// own recipients (`deliverFiltered`).
     mutating func deliver(batch messages: [Message], from sender: MemberState?, time: UInt64, actions: inout [Action]) -> BatchReceipt {
+        if !everyMemberReceives { return deliverFiltered(batch: messages, from: sender, time: time, actions: &actions) }
         var receipt = BatchReceipt(delivered: 0, firstSequence: nextSequence, recipients: 0, dropped: 0)
-        let filtered = !everyMemberReceives
         for message in messages {
-            if filtered && receipt.delivered > 0 && !recipientsHaveRoom(for: message, from: sender) { break }
-            let (one, roomLeft) = deliver(message, from: sender, time: time, actions: &actions, tracksRoom: !filtered)
+            let (one, roomLeft) = deliver(message, from: sender, time: time, actions: &actions, tracksRoom: true)
             receipt.delivered += 1
             receipt.recipients += one.recipients
             receipt.dropped += one.dropped
             if !roomLeft { break }
+        }
+        return receipt
+    }
+
+    /// As `deliver(batch:...)` when some member has a filter: each message
+    /// after the first goes only if its own recipients have room (which
+    /// collects them for its delivery). A queue that filled on the way stops
+    /// only the messages that go to it.
+    private mutating func deliverFiltered(batch messages: [Message], from sender: MemberState?, time: UInt64, actions: inout [Action]) -> BatchReceipt {
+        var receipt = BatchReceipt(delivered: 0, firstSequence: nextSequence, recipients: 0, dropped: 0)
+        for message in messages {
+            if receipt.delivered > 0 && !recipientsHaveRoom(for: message, from: sender) { break }
+            let one = deliver(message, from: sender, time: time, actions: &actions, tracksRoom: false).receipt
+            receipt.delivered += 1
+            receipt.recipients += one.recipients
+            receipt.dropped += one.dropped
         }
         return receipt
     }

@@ -9,31 +9,45 @@ import Glibc
 // "filtered"). Touched only under the group's lock, as everything in
 // GroupState.
 
-/// A token as a dictionary key: owned by the index, or borrowed from a
-/// payload for one lookup, so that matching allocates nothing per message.
-enum TokenKey: Hashable {
-    case owned([UInt8])
-    /// Valid only during the lookup it is made for.
-    case borrowed(UnsafeRawBufferPointer)
+/// A token as a dictionary key: a plain pointer, length and hash, so that a
+/// lookup retains, releases and allocates nothing (an enum of an owned
+/// array and a borrowed pointer spent most of the walk in retain and
+/// release, perf). The bytes of a key stored in a node are the node's own
+/// allocation, freed when the key leaves it; a key made for a lookup
+/// borrows the payload's bytes, only for that lookup.
+struct TokenKey: Hashable {
+    let bytes: UnsafeRawBufferPointer
+    /// FNV-1a of the bytes: the dictionary then hashes one word.
+    let hash: UInt64
 
-    @inline(__always)
-    func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
-        switch self {
-        case .owned(let bytes): return bytes.withUnsafeBytes(body)
-        case .borrowed(let bytes): return body(bytes)
-        }
+    init(borrowing bytes: UnsafeRawBufferPointer) {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        self.bytes = bytes
+        self.hash = hash
     }
+
+    /// A key that owns a copy of its bytes: `deallocate()` it when it
+    /// leaves its node.
+    func copied() -> TokenKey {
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
+        if bytes.count > 0 { storage.copyMemory(from: bytes) }
+        return TokenKey(bytes: UnsafeRawBufferPointer(rebasing: storage[..<bytes.count]), hash: hash)
+    }
+
+    private init(bytes: UnsafeRawBufferPointer, hash: UInt64) {
+        self.bytes = bytes
+        self.hash = hash
+    }
+
+    func deallocate() { UnsafeMutableRawPointer(mutating: bytes.baseAddress!).deallocate() }
 
     static func == (lhs: TokenKey, rhs: TokenKey) -> Bool {
-        lhs.withBytes { left in
-            rhs.withBytes { right in
-                left.count == right.count
-                    && (left.count == 0 || memcmp(left.baseAddress!, right.baseAddress!, left.count) == 0)
-            }
-        }
+        lhs.hash == rhs.hash && lhs.bytes.count == rhs.bytes.count
+            && (lhs.bytes.count == 0 || memcmp(lhs.bytes.baseAddress!, rhs.bytes.baseAddress!, lhs.bytes.count) == 0)
     }
 
-    func hash(into hasher: inout Hasher) { withBytes { hasher.combine(bytes: $0) } }
+    func hash(into hasher: inout Hasher) { hasher.combine(hash) }
 }
 
 /// One level of the trie: the patterns whose tokens so far lead here.
@@ -48,6 +62,34 @@ final class TopicNode: @unchecked Sendable {  // under the group lock, as Member
     @exclusivity(unchecked) var rest: [MemberState] = []
 
     var isUnused: Bool { literals.isEmpty && any == nil && ending.isEmpty && rest.isEmpty }
+
+    deinit { for key in literals.keys { key.deallocate() } }
+
+    /// The child for a literal token, made if there is none.
+    func child(for token: [UInt8]) -> TopicNode {
+        token.withUnsafeBytes { bytes in
+            let probe = TokenKey(borrowing: bytes)
+            if let existing = literals[probe] { return existing }
+            let child = TopicNode()
+            literals[probe.copied()] = child
+            return child
+        }
+    }
+
+    /// The child for a literal token, if there is one.
+    func existingChild(for token: [UInt8]) -> TopicNode? {
+        token.withUnsafeBytes { literals[TokenKey(borrowing: $0)] }
+    }
+
+    /// Drops the child for a literal token, and its key's bytes.
+    func removeChild(for token: [UInt8]) {
+        token.withUnsafeBytes { bytes in
+            guard let index = literals.index(forKey: TokenKey(borrowing: bytes)) else { return }
+            let stored = literals[index].key
+            literals.remove(at: index)
+            stored.deallocate()
+        }
+    }
 }
 
 /// Every present member, by its subscription: those that receive everything
@@ -131,14 +173,14 @@ struct SubscriptionIndex: Sendable {
     /// byte `start` on; `start` past the topic's end means none is left.
     private mutating func walk(_ node: TopicNode, _ topic: UnsafeRawBufferPointer, at start: Int, epoch: UInt64, sender: MemberState?) {
         guard start <= topic.count else {
-            take(node.ending, epoch: epoch, sender: sender)
+            if !node.ending.isEmpty { take(node.ending, epoch: epoch, sender: sender) }
             return
         }
-        take(node.rest, epoch: epoch, sender: sender)
+        if !node.rest.isEmpty { take(node.rest, epoch: epoch, sender: sender) }
         var end = start
         while end < topic.count && topic[end] != UInt8(ascii: ".") { end += 1 }
         if !node.literals.isEmpty,
-           let child = node.literals[.borrowed(UnsafeRawBufferPointer(rebasing: topic[start..<end]))] {
+           let child = node.literals[TokenKey(borrowing: UnsafeRawBufferPointer(rebasing: topic[start..<end]))] {
             walk(child, topic, at: end + 1, epoch: epoch, sender: sender)
         }
         if let any = node.any { walk(any, topic, at: end + 1, epoch: epoch, sender: sender) }
@@ -168,10 +210,7 @@ struct SubscriptionIndex: Sendable {
                 node.any = child
             }
         case .literal(let bytes):
-            if let existing = node.literals[.owned(bytes)] { child = existing } else {
-                child = TopicNode()
-                node.literals[.owned(bytes)] = child
-            }
+            child = node.child(for: bytes)
         }
         insert(tokens.dropFirst(), for: member, under: child)
     }
@@ -190,8 +229,8 @@ struct SubscriptionIndex: Sendable {
         case .any:
             if let child = node.any, remove(tokens.dropFirst(), for: member, under: child) { node.any = nil }
         case .literal(let bytes):
-            if let child = node.literals[.owned(bytes)], remove(tokens.dropFirst(), for: member, under: child) {
-                node.literals[.owned(bytes)] = nil
+            if let child = node.existingChild(for: bytes), remove(tokens.dropFirst(), for: member, under: child) {
+                node.removeChild(for: bytes)
             }
         }
         return node.isUnused
