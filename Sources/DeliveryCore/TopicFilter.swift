@@ -13,9 +13,10 @@ public enum InvalidSubscription: Error, Sendable, Equatable {
     case restNotLast
     /// `*` or `>` inside a token (`a*`, `>b`).
     case wildcardInToken
-    /// A byte that no topic can hold (space, tab, newline, NUL) or the
-    /// separator of patterns (`,`): such a pattern could never match.
-    case forbiddenByte
+    /// Whitespace or a control character (as in names: a space, tab, newline
+    /// or NUL ends a topic, and any of them would break `status`'s
+    /// `KEY=VALUE` words), or the separator of patterns (`,`).
+    case forbiddenCharacter
     /// More patterns than `Subscription.maxPatterns`.
     case tooManyPatterns(Int)
     /// More bytes than `Subscription.maxBytes`, the patterns and the commas
@@ -39,10 +40,13 @@ public struct TopicPattern: Sendable, Hashable, CustomStringConvertible {
     let tokens: [PatternToken]
 
     public init(_ text: some StringProtocol) throws(DeliveryError) {
+        for scalar in text.unicodeScalars
+        where scalar == "," || scalar.properties.isWhitespace || scalar.properties.generalCategory == .control {
+            throw .invalidSubscription(.forbiddenCharacter)
+        }
         let bytes = Array(text.utf8)
         var tokens: [PatternToken] = []
         for token in bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
-            if token.contains(where: Topic.isForbiddenInPattern) { throw .invalidSubscription(.forbiddenByte) }
             if token.isEmpty { throw .invalidSubscription(.emptyToken) }
             if tokens.last == .rest { throw .invalidSubscription(.restNotLast) }
             if token.count == 1 && token.first == UInt8(ascii: "*") {
@@ -140,8 +144,6 @@ public enum Topic {
     static func ends(at byte: UInt8) -> Bool {
         byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\n") || byte == 0
     }
-
-    static func isForbiddenInPattern(_ byte: UInt8) -> Bool { ends(at: byte) || byte == UInt8(ascii: ",") }
 
     /// The topic's bytes.
     public static func of<C: Collection<UInt8>>(_ payload: C) -> C.SubSequence {

@@ -10,11 +10,20 @@ separated by `,`, or the empty string for every message.
 
 from __future__ import annotations
 
+import unicodedata
+
 MAX_PATTERNS = 64
 MAX_BYTES = 4096
 TOPIC_ENDS = b" \t\n\x00"
-# Bytes no topic holds (the topic ends there), and the separator of patterns.
-FORBIDDEN = set(TOPIC_ENDS) | {ord(",")}
+# Unicode White_Space (PropList.txt). A pattern may not hold it, nor a control
+# character (as names may not), nor the separator of patterns.
+WHITE_SPACE = frozenset(
+    [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]
+)
+
+
+def forbidden(ch: str) -> bool:
+    return ch == "," or ord(ch) in WHITE_SPACE or unicodedata.category(ch) == "Cc"
 
 
 class Invalid(ValueError):
@@ -36,10 +45,10 @@ def parse(text: str) -> tuple:
 
 
 def parse_pattern(raw: bytes) -> tuple:
+    if any(forbidden(ch) for ch in raw.decode()):
+        raise Invalid(f"whitespace, a control character or ',' in {raw!r}")
     tokens = raw.split(b".")
     for i, token in enumerate(tokens):
-        if any(b in FORBIDDEN for b in token):
-            raise Invalid(f"a byte no topic holds in {raw!r}")
         if token == b"":
             raise Invalid(f"an empty token in {raw!r}")
         if token == b">" and i != len(tokens) - 1:

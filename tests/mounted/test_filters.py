@@ -48,7 +48,7 @@ def test_valid_patterns_are_taken_and_shown(group, patterns):
     [
         "a..b", ".a", "a.", ".", "a.>.b", ">.a", "a*", ">b", "a.b*", "x>", "**",  # tokens
         "a,,b", "a,", ",a", ",",  # empty patterns in the list
-        "a\tb", "a\x00b",  # bytes no topic holds
+        "a\tb", "a\x00b", "a\rb", "a\x7f", "a\u00a0b", "\u2028",  # whitespace and control characters, as in names
     ],
 )
 def test_invalid_patterns_are_einval_and_change_nothing(group, patterns):
