@@ -215,6 +215,36 @@ private struct Words {
         #expect(emptied)
     }
 
+    @Test func literalChildrenAgreeWithADictionary() {
+        // Many keys in few slots, inserted and removed at random: lookups
+        // must survive every backward shift of a removal.
+        var generator = SeededGenerator(seed: 11)
+        let tokens = (0..<300).map { Array("t\($0)".utf8) }
+        var table = LiteralChildren()
+        var reference: [[UInt8]: TopicNode] = [:]
+        for _ in 0..<5000 {
+            let token = tokens.randomElement(using: &generator)!
+            token.withUnsafeBytes { bytes in
+                let key = TokenKey(borrowing: bytes)
+                if reference[token] == nil {
+                    let node = TopicNode()
+                    table.insert(node, for: key.copied())
+                    reference[token] = node
+                } else {
+                    table.remove(key)?.deallocate()
+                    reference[token] = nil
+                }
+            }
+            #expect(table.count == reference.count)
+        }
+        for token in tokens {
+            token.withUnsafeBytes { bytes in
+                #expect(table[TokenKey(borrowing: bytes)] === reference[token], "\(token)")
+            }
+        }
+        for key in table.keys { key.deallocate() }
+    }
+
     @Test func aMemberMatchingByTwoPatternsReceivesOnce() throws {
         let group = try Group(name: "g")
         let reader = try group.join("m", settings: filtered("a.*,*.b,a.>,a.b")).makeReader()
