@@ -370,36 +370,57 @@ struct GroupState: ~Copyable, Sendable {
     private mutating func deliver(
         _ message: Message, from sender: MemberState?, time: UInt64, actions: inout [Action], tracksRoom: Bool
     ) -> (receipt: SendReceipt, roomLeft: Bool) {
-        var roomLeft = true
         let sequence = nextSequence
         nextSequence &+= 1
         sent &+= 1
         message.stamp(sequence: sequence, time: time, senderName: sender?.name)
-        var recipients = 0
-        var dropped = 0
-        let candidates = everyMemberReceives ? members : subscriptions.recipients
-        for member in candidates where member !== sender || member.settings.loopback {
-            if member.isFull {
-                // Only a drop-when-full member can be full here.
-                member.dropped &+= 1
-                if member.dropsPending < .max { member.dropsPending += 1 }
-                dropped += 1
-                continue
+        var tally = Tally()
+        if everyMemberReceives {
+            for member in members where member !== sender || member.settings.loopback {
+                enqueue(message, sequence: sequence, into: member, tracksRoom: tracksRoom, tally: &tally, actions: &actions)
             }
-            member.delivered &+= 1
-            recipients += 1
-            let dropsBefore = member.dropsPending
-            if dropsBefore != 0 { member.dropsPending = 0 }
-            // A parked receive implies an empty queue: hand the message over.
-            if member.parkedReceives.isEmpty || !handOver(message, droppedBefore: dropsBefore, in: member, actions: &actions) {
-                member.queue.append(message)
-                member.queuedBytes += message.count
-                if dropsBefore != 0 { member.dropMarks.append(DropMark(sequence: sequence, drops: dropsBefore)) }
-                if tracksRoom && member.isBlocking { roomLeft = false }
-                fireReadWatches(of: member, actions: &actions)
+        } else {
+            // A loop of its own: iterating a local copy of either array cost
+            // the unfiltered loop a retain and a release per recipient.
+            for member in subscriptions.recipients {
+                enqueue(message, sequence: sequence, into: member, tracksRoom: tracksRoom, tally: &tally, actions: &actions)
             }
         }
-        return (SendReceipt(sequence: sequence, recipients: recipients, dropped: dropped), roomLeft)
+        return (SendReceipt(sequence: sequence, recipients: tally.recipients, dropped: tally.dropped), tally.roomLeft)
+    }
+
+    /// What one delivery did so far, over its recipients.
+    private struct Tally {
+        var recipients = 0
+        var dropped = 0
+        var roomLeft = true
+    }
+
+    /// `message` into one recipient's queue, or handed to its parked receive,
+    /// or dropped if it is full (only a drop-when-full member can be).
+    @inline(__always)
+    private func enqueue(
+        _ message: Message, sequence: UInt64, into member: MemberState, tracksRoom: Bool, tally: inout Tally,
+        actions: inout [Action]
+    ) {
+        if member.isFull {
+            member.dropped &+= 1
+            if member.dropsPending < .max { member.dropsPending += 1 }
+            tally.dropped += 1
+            return
+        }
+        member.delivered &+= 1
+        tally.recipients += 1
+        let dropsBefore = member.dropsPending
+        if dropsBefore != 0 { member.dropsPending = 0 }
+        // A parked receive implies an empty queue: hand the message over.
+        if member.parkedReceives.isEmpty || !handOver(message, droppedBefore: dropsBefore, in: member, actions: &actions) {
+            member.queue.append(message)
+            member.queuedBytes += message.count
+            if dropsBefore != 0 { member.dropMarks.append(DropMark(sequence: sequence, drops: dropsBefore)) }
+            if tracksRoom && member.isBlocking { tally.roomLeft = false }
+            fireReadWatches(of: member, actions: &actions)
+        }
     }
 
     /// Completes parked sends, oldest first, while the oldest can be delivered.

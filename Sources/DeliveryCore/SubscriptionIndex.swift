@@ -203,6 +203,8 @@ struct SubscriptionIndex: Sendable {
     /// Forgets a member (that left, or before its patterns change), as
     /// indexed by its current `settings.subscribe`.
     mutating func remove(_ member: MemberState) {
+        // The last message's recipients may hold it: let a member that left go now.
+        recipients.removeAll(keepingCapacity: true)
         let subscription = member.settings.subscribe
         if subscription.receivesEverything {
             if let index = unfiltered.firstIndex(where: { $0 === member }) { unfiltered.remove(at: index) }

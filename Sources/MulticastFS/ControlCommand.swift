@@ -8,7 +8,9 @@ public import DeliveryCore
 ///     member NAME KEY=VALUE ...      capacity queue_bytes loopback drop_when_full subscribe
 public enum ControlCommand: Equatable, Sendable {
     /// The longest command, in bytes (with every key, a 255-byte name and
-    /// generous spacing, a command stays far below it).
+    /// generous spacing, a command stays far below it; a long `subscribe=`
+    /// list can reach it, and then this limit comes before the list's own
+    /// 4 KiB).
     public static let maxLength = 4096
 
     case group([GroupKey])
