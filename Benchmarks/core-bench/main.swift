@@ -43,6 +43,9 @@ struct Options: ParsableCommand {
 
     @Flag(help: "Run only the single-thread fan-out section (for profilers).")
     var fanOutOnly = false
+
+    @Flag(help: "Run only the topic filters section (for profilers).")
+    var filtersOnly = false
 }
 
 let options = Options.parseOrExit()
@@ -135,7 +138,7 @@ func lockedDequeAnchor(fanOut: Int, messages: Int) -> Double {
 }
 
 print("== the core, one thread: send to N members, then each receives (ns per recipient)")
-for fanOut in [1, 16, 64] {
+for fanOut in options.filtersOnly ? [] : [1, 16, 64] {
     let messages = 20_000 * scale / fanOut + 1000
     let anchor = lockedDequeAnchor(fanOut: fanOut, messages: messages)
     report(Row(scenario: "send+receive, fan-out \(fanOut)", unit: "ns/recipient",
@@ -184,7 +187,7 @@ func lockedDequeBatchAnchor(fanOut: Int, batch: Int, messages: Int) -> Double {
 }
 
 print("== the core, one thread: batch sends to N members, then each takes the batch (ns per delivery)")
-for batch in [16, 64] {
+for batch in options.filtersOnly ? [] : [16, 64] {
     for fanOut in [1, 16, 64] {
         let messages = 40_000 * scale / fanOut + 4096
         let anchor = lockedDequeBatchAnchor(fanOut: fanOut, batch: batch, messages: messages)
@@ -195,6 +198,76 @@ for batch in [16, 64] {
 }
 
 if options.fanOutOnly { exit(0) }
+
+// MARK: Topic filters
+
+/// A group of `members` with filters, of which only m0 matches the messages
+/// sent: the others subscribe to topics that share the first token with it,
+/// by literal patterns (half of them) or a `*` first (the other half), so
+/// that the index's walk meets them and must not pay for them. ns per
+/// message sent and received by the one matching member.
+func filteredGroup(members: Int) -> (Group, Reader) {
+    let group = try! Group(name: "bench", settings: GroupSettings(capacity: 1024))
+    let subscribe = { (pattern: String) in MemberSettings(subscribe: try! Subscription(parsing: pattern)) }
+    let matching = try! group.join("m0", settings: subscribe("sensor.m0.temp")).makeReader()
+    for index in 1..<members {
+        _ = try! group.join("m\(index)", settings: subscribe(index % 2 == 0 ? "sensor.m\(index).temp" : "*.m\(index).>"))
+    }
+    return (group, matching)
+}
+
+/// 64 bytes, its topic first, as a publisher would write it.
+let topicPayload = Message(Array("sensor.m0.temp 21.5 C, and the rest of a sixty-four-byte reading".utf8.prefix(64)))
+
+func filteredSendReceive(members: Int, messages: Int) -> Double {
+    let (group, matching) = filteredGroup(members: members)
+    return best {
+        nanoseconds {
+            for _ in 0..<messages {
+                try! group.trySend(topicPayload)
+                blackHole(try! matching.tryReceive(maxBytes: 4096))
+            }
+        } / Double(messages)
+    }
+}
+
+/// Batches of 64 in which every other message is on a topic nobody
+/// matches; ns per message sent (half of them received).
+func filteredBatchSendReceive(members: Int, messages: Int) -> Double {
+    let (group, matching) = filteredGroup(members: members)
+    let batch = 64
+    let messages = (messages / batch) * batch
+    let unmatched = Array("sensor.nobody.temp 21.5 C".utf8)
+    let batchOfMessages = (0..<batch).map { index in
+        index % 2 == 0 ? Message(topicPayload.bytes) : Message(unmatched)
+    }
+    return best {
+        nanoseconds {
+            for _ in 0..<(messages / batch) {
+                let receipt = try! group.trySend(batch: batchOfMessages)
+                precondition(receipt.delivered == batch && receipt.recipients == batch / 2)
+                blackHole(try! matching.tryReceiveBatch(maxMessages: batch, maxBytes: 1 << 20))
+            }
+        } / Double(messages)
+    }
+}
+
+print("== topic filters, one thread: one member of N matches (ns per message)")
+do {
+    let messages = 20_000 * scale + 1000
+    let unfiltered = coreSendReceive(fanOut: 1, messages: messages)
+    let ofTen = filteredSendReceive(members: 10, messages: messages)
+    let ofThousand = filteredSendReceive(members: 1000, messages: messages)
+    report(Row(scenario: "filtered send+receive, 1 of 10 match", unit: "ns/message",
+               value: ofTen, anchorName: "unfiltered, 1 member", anchor: unfiltered))
+    report(Row(scenario: "filtered send+receive, 1 of 1000 match", unit: "ns/message",
+               value: ofThousand, anchorName: "1 of 10 match", anchor: ofTen))
+    let batchOfTen = filteredBatchSendReceive(members: 10, messages: messages * 4)
+    let batchOfThousand = filteredBatchSendReceive(members: 1000, messages: messages * 4)
+    report(Row(scenario: "filtered batch 64, 1 of 1000 match", unit: "ns/message",
+               value: batchOfThousand, anchorName: "1 of 10 match", anchor: batchOfTen))
+}
+if options.filtersOnly { exit(0) }
 
 // MARK: Two threads
 

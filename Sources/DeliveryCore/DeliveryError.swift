@@ -22,6 +22,8 @@ public enum DeliveryError: Error, Sendable, Equatable {
     case noSuchMember
     /// A setting outside its bounds.
     case invalidSetting(key: String, value: Int, allowed: ClosedRange<Int>)
+    /// Topic patterns that break the grammar or its limits.
+    case invalidSubscription(InvalidSubscription)
     /// A receive that takes whole frames only (a framed batch) has a buffer
     /// smaller than the oldest message's frame, of `size` bytes. Nothing
     /// was taken.

@@ -36,6 +36,9 @@ final class MemberState: @unchecked Sendable {
     /// that a queue entry stays one 8-byte reference: only a member that
     /// dropped ever has one, and the hot paths pay a test of `isEmpty`.
     @exclusivity(unchecked) var dropMarks = Deque<DropMark>()
+    /// The last collection of recipients that took this member (see
+    /// SubscriptionIndex): a member matching by two patterns is taken once.
+    @exclusivity(unchecked) var recipientMark: UInt64 = 0
 
     init(id: UInt64, name: String, settings: MemberSettings) {
         self.id = id
@@ -190,6 +193,8 @@ struct GroupState: ~Copyable, Sendable {
     var parkedSends = Deque<ParkedSend>()
     /// Poll watches waiting for a sender to become writable, keyed by watch id.
     var writeWatches: [UInt64: @Sendable () -> Void] = [:]
+    /// The members by their topic filters (Recipients.swift).
+    var subscriptions = SubscriptionIndex()
     var sent: UInt64 = 0
     var nextSequence: UInt64 = 1
     /// The time stamped on the last accepted message: times never go back
@@ -243,7 +248,7 @@ struct GroupState: ~Copyable, Sendable {
         _ message: Message, from sender: MemberState?, at now: UInt64 = realtimeNanoseconds(), actions: inout [Action]
     ) -> Result<SendReceipt, DeliveryError>? {
         if let refusal = refusal(of: message, from: sender) { return .failure(refusal) }
-        guard canSendNow(from: sender) else { return nil }
+        guard canSendNow(message, from: sender) else { return nil }
         return .success(deliver(message, from: sender, time: acceptanceTime(now), actions: &actions))
     }
 
@@ -258,7 +263,7 @@ struct GroupState: ~Copyable, Sendable {
     ) -> Result<BatchReceipt, DeliveryError>? {
         if let refusal = refusal(ofBatch: messages, from: sender) { return .failure(refusal) }
         guard !messages.isEmpty else { return .success(.nothing) }
-        guard canSendNow(from: sender) else { return nil }
+        guard canSendNow(messages[0], from: sender) else { return nil }
         return .success(deliver(batch: messages, from: sender, time: acceptanceTime(now), actions: &actions))
     }
 
@@ -300,8 +305,9 @@ struct GroupState: ~Copyable, Sendable {
         return id
     }
 
-    /// True when a message from `sender` would be accepted now: no older send
-    /// is waiting, and no recipient that holds senders back is full.
+    /// True when no older send is waiting, and no member that holds senders
+    /// back is full, whatever its filter: poll's conservative writability.
+    /// A send asks `canSendNow(_:from:)`, about its message's recipients.
     func canSendNow(from sender: MemberState?) -> Bool {
         parkedSends.isEmpty && recipientsHaveRoom(from: sender)
     }
@@ -320,8 +326,12 @@ struct GroupState: ~Copyable, Sendable {
 
     /// Delivers a prefix of `messages` (not empty) one after another in this
     /// lock hold: the first (the caller checked there is room), then each
-    /// next one while every blocking recipient still has room.
+    /// next one while every blocking recipient still has room. Without
+    /// filters every message has the same recipients, so only the queues just
+    /// appended to can have filled; with filters each next message has its
+    /// own recipients (`deliverFiltered`).
     mutating func deliver(batch messages: [Message], from sender: MemberState?, time: UInt64, actions: inout [Action]) -> BatchReceipt {
+        if !everyMemberReceives { return deliverFiltered(batch: messages, from: sender, time: time, actions: &actions) }
         var receipt = BatchReceipt(delivered: 0, firstSequence: nextSequence, recipients: 0, dropped: 0)
         for message in messages {
             let (one, roomLeft) = deliver(message, from: sender, time: time, actions: &actions, tracksRoom: true)
@@ -333,44 +343,84 @@ struct GroupState: ~Copyable, Sendable {
         return receipt
     }
 
+    /// As `deliver(batch:...)` when some member has a filter: each message
+    /// after the first goes only if its own recipients have room (which
+    /// collects them for its delivery). A queue that filled on the way stops
+    /// only the messages that go to it.
+    private mutating func deliverFiltered(batch messages: [Message], from sender: MemberState?, time: UInt64, actions: inout [Action]) -> BatchReceipt {
+        var receipt = BatchReceipt(delivered: 0, firstSequence: nextSequence, recipients: 0, dropped: 0)
+        for message in messages {
+            if receipt.delivered > 0 && !recipientsHaveRoom(for: message, from: sender) { break }
+            let one = deliver(message, from: sender, time: time, actions: &actions, tracksRoom: false).receipt
+            receipt.delivered += 1
+            receipt.recipients += one.recipients
+            receipt.dropped += one.dropped
+        }
+        return receipt
+    }
+
     /// The delivery of one message. With `tracksRoom`, it also says whether
     /// every blocking recipient still has room for one more: only the queues
     /// it just appended to can have filled (the caller checked the rest), so
     /// this costs a test per recipient instead of a second pass over the
     /// members. Inlined, so a single send's `tracksRoom: false` costs nothing.
+    /// With filters, the recipients are those the caller's room check
+    /// collected for this message.
     @inline(__always)
     private mutating func deliver(
         _ message: Message, from sender: MemberState?, time: UInt64, actions: inout [Action], tracksRoom: Bool
     ) -> (receipt: SendReceipt, roomLeft: Bool) {
-        var roomLeft = true
         let sequence = nextSequence
         nextSequence &+= 1
         sent &+= 1
         message.stamp(sequence: sequence, time: time, senderName: sender?.name)
-        var recipients = 0
-        var dropped = 0
-        for member in members where member !== sender || member.settings.loopback {
-            if member.isFull {
-                // Only a drop-when-full member can be full here.
-                member.dropped &+= 1
-                if member.dropsPending < .max { member.dropsPending += 1 }
-                dropped += 1
-                continue
+        var tally = Tally()
+        if everyMemberReceives {
+            for member in members where member !== sender || member.settings.loopback {
+                enqueue(message, sequence: sequence, into: member, tracksRoom: tracksRoom, tally: &tally, actions: &actions)
             }
-            member.delivered &+= 1
-            recipients += 1
-            let dropsBefore = member.dropsPending
-            if dropsBefore != 0 { member.dropsPending = 0 }
-            // A parked receive implies an empty queue: hand the message over.
-            if member.parkedReceives.isEmpty || !handOver(message, droppedBefore: dropsBefore, in: member, actions: &actions) {
-                member.queue.append(message)
-                member.queuedBytes += message.count
-                if dropsBefore != 0 { member.dropMarks.append(DropMark(sequence: sequence, drops: dropsBefore)) }
-                if tracksRoom && member.isBlocking { roomLeft = false }
-                fireReadWatches(of: member, actions: &actions)
+        } else {
+            // A loop of its own: iterating a local copy of either array cost
+            // the unfiltered loop a retain and a release per recipient.
+            for member in subscriptions.recipients {
+                enqueue(message, sequence: sequence, into: member, tracksRoom: tracksRoom, tally: &tally, actions: &actions)
             }
         }
-        return (SendReceipt(sequence: sequence, recipients: recipients, dropped: dropped), roomLeft)
+        return (SendReceipt(sequence: sequence, recipients: tally.recipients, dropped: tally.dropped), tally.roomLeft)
+    }
+
+    /// What one delivery did so far, over its recipients.
+    private struct Tally {
+        var recipients = 0
+        var dropped = 0
+        var roomLeft = true
+    }
+
+    /// `message` into one recipient's queue, or handed to its parked receive,
+    /// or dropped if it is full (only a drop-when-full member can be).
+    @inline(__always)
+    private func enqueue(
+        _ message: Message, sequence: UInt64, into member: MemberState, tracksRoom: Bool, tally: inout Tally,
+        actions: inout [Action]
+    ) {
+        if member.isFull {
+            member.dropped &+= 1
+            if member.dropsPending < .max { member.dropsPending += 1 }
+            tally.dropped += 1
+            return
+        }
+        member.delivered &+= 1
+        tally.recipients += 1
+        let dropsBefore = member.dropsPending
+        if dropsBefore != 0 { member.dropsPending = 0 }
+        // A parked receive implies an empty queue: hand the message over.
+        if member.parkedReceives.isEmpty || !handOver(message, droppedBefore: dropsBefore, in: member, actions: &actions) {
+            member.queue.append(message)
+            member.queuedBytes += message.count
+            if dropsBefore != 0 { member.dropMarks.append(DropMark(sequence: sequence, drops: dropsBefore)) }
+            if tracksRoom && member.isBlocking { tally.roomLeft = false }
+            fireReadWatches(of: member, actions: &actions)
+        }
     }
 
     /// Completes parked sends, oldest first, while the oldest can be delivered.
@@ -386,7 +436,7 @@ struct GroupState: ~Copyable, Sendable {
                 completedAny = true
                 continue
             }
-            guard recipientsHaveRoom(from: head.sender) else { break }
+            guard recipientsHaveRoom(for: head.firstMessage, from: head.sender) else { break }
             parkedSends.removeFirst()
             if time == nil { time = acceptanceTime(realtimeNanoseconds()) }
             let receipt: BatchReceipt
@@ -562,6 +612,7 @@ struct GroupState: ~Copyable, Sendable {
         let member = MemberState(id: makeID(), name: name, settings: memberSettings ?? defaults)
         members.append(member)
         membersByName[ExactName(name)] = member
+        subscriptions.add(member)
         return .success(member)
     }
 
@@ -573,6 +624,7 @@ struct GroupState: ~Copyable, Sendable {
         member.present = false
         members.removeAll { $0 === member }
         membersByName[ExactName(member.name)] = nil
+        subscriptions.remove(member)
         while let receive = member.parkedReceives.popFirst() {
             actions.append(.completeReceive(receive, .success(.endOfStream)))
         }
@@ -591,8 +643,9 @@ struct GroupState: ~Copyable, Sendable {
         return .success(())
     }
 
-    /// As `configure`, for one member. A larger queue or drop-when-full can
-    /// release blocked senders.
+    /// As `configure`, for one member. A larger queue, drop-when-full or
+    /// patterns that no longer match the waiting message can release blocked
+    /// senders.
     mutating func configureMember(
         named name: String, _ change: (inout MemberSettings) -> Void, actions: inout [Action]
     ) -> Result<Void, DeliveryError> {
@@ -600,7 +653,7 @@ struct GroupState: ~Copyable, Sendable {
         var candidate = member.settings
         change(&candidate)
         do throws(DeliveryError) { try candidate.validate() } catch { return .failure(error) }
-        member.settings = candidate
+        apply(candidate, to: member)
         roomMayHaveAppeared(actions: &actions)
         return .success(())
     }

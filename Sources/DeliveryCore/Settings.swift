@@ -65,12 +65,19 @@ public struct MemberSettings: Sendable, Equatable {
     /// When the queue is full, skip this member (and count a drop) instead of
     /// holding every sender back.
     public var dropWhenFull: Bool
+    /// The topics this member receives (TopicFilter.swift); empty, the
+    /// default, receives every message.
+    public var subscribe: Subscription
 
-    public init(capacity: Int = 256, queueBytes: Int = 4 << 20, loopback: Bool = false, dropWhenFull: Bool = false) {
+    public init(
+        capacity: Int = 256, queueBytes: Int = 4 << 20, loopback: Bool = false, dropWhenFull: Bool = false,
+        subscribe: Subscription = Subscription()
+    ) {
         self.capacity = capacity
         self.queueBytes = queueBytes
         self.loopback = loopback
         self.dropWhenFull = dropWhenFull
+        self.subscribe = subscribe
     }
 
     public func validate() throws(DeliveryError) {

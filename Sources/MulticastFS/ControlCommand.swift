@@ -5,10 +5,12 @@ public import DeliveryCore
 /// none: parsing checks every key and value first.
 ///
 ///     set KEY=VALUE ...              capacity queue_bytes max_message send message
-///     member NAME KEY=VALUE ...      capacity queue_bytes loopback drop_when_full
+///     member NAME KEY=VALUE ...      capacity queue_bytes loopback drop_when_full subscribe
 public enum ControlCommand: Equatable, Sendable {
     /// The longest command, in bytes (with every key, a 255-byte name and
-    /// generous spacing, a command stays far below it).
+    /// generous spacing, a command stays far below it; a long `subscribe=`
+    /// list can reach it, and then this limit comes before the list's own
+    /// 4 KiB).
     public static let maxLength = 4096
 
     case group([GroupKey])
@@ -20,6 +22,8 @@ public enum ControlCommand: Equatable, Sendable {
 
     public enum MemberKey: Equatable, Sendable {
         case capacity(Int), queueBytes(Int), loopback(Bool), dropWhenFull(Bool)
+        /// `subscribe=PATTERN[,PATTERN...]`; `subscribe=` (empty) receives everything.
+        case subscribe(Subscription)
     }
 
     /// Parses one command; a single trailing newline is allowed. Any error is
@@ -49,7 +53,8 @@ public enum ControlCommand: Equatable, Sendable {
         return try words.map { (word) throws(Errno) in
             guard let equals = word.firstIndex(of: "=") else { throw .invalidArgument }
             let key = word[..<equals], value = word[word.index(after: equals)...]
-            guard !value.isEmpty, seen.insert(key).inserted else { throw .invalidArgument }
+            // Only `subscribe=` may be empty: it clears the member's filter.
+            guard !value.isEmpty || key == "subscribe", seen.insert(key).inserted else { throw .invalidArgument }
             return (key, value)
         }
     }
@@ -75,8 +80,13 @@ public enum ControlCommand: Equatable, Sendable {
         case "queue_bytes": return .queueBytes(try number(value, in: Limits.queueBytes))
         case "loopback": return .loopback(try flag(value))
         case "drop_when_full": return .dropWhenFull(try flag(value))
+        case "subscribe": return .subscribe(try subscription(value))
         default: throw .invalidArgument
         }
+    }
+
+    private static func subscription(_ text: Substring) throws(Errno) -> Subscription {
+        do throws(DeliveryError) { return try Subscription(parsing: text) } catch { throw Errno(error) }
     }
 
     /// Plain decimal digits only: no sign, no spaces, no hex.
@@ -118,6 +128,7 @@ public enum ControlCommand: Equatable, Sendable {
                         case .queueBytes(let value): settings.queueBytes = value
                         case .loopback(let value): settings.loopback = value
                         case .dropWhenFull(let value): settings.dropWhenFull = value
+                        case .subscribe(let subscription): settings.subscribe = subscription
                         }
                     }
                 }

@@ -15,7 +15,7 @@ extension Errno {
         case .groupHasMembers: self = .directoryNotEmpty
         case .memberExists: self = .fileExists
         // The contract: a ctl command naming a missing member, or a bad value.
-        case .noSuchMember, .invalidSetting: self = .invalidArgument
+        case .noSuchMember, .invalidSetting, .invalidSubscription: self = .invalidArgument
         // The daemon is going away; after unmount, clients see ENOTCONN too.
         case .shutDown: self = .socketNotConnected
         }

@@ -3,7 +3,7 @@ public import DeliveryCore
 /// The text of `G/status`: nested-keyed lines, as cgroup v2 interface files.
 ///
 ///     group NAME send=... capacity=... queue_bytes=... max_message=... members=N sent=N blocked_writers=N message=write|line
-///     member NAME queued=N queued_bytes=N capacity=N queue_bytes=N loopback=0|1 drop_when_full=0|1 full=0|1 delivered=N dropped=N
+///     member NAME queued=N queued_bytes=N capacity=N queue_bytes=N loopback=0|1 drop_when_full=0|1 full=0|1 delivered=N dropped=N subscribe=[PATTERN,...]
 public enum StatusFormat {
     public static func render(_ snapshot: GroupSnapshot) -> String {
         let settings = snapshot.settings
@@ -15,7 +15,9 @@ public enum StatusFormat {
             text += "member \(member.name) queued=\(member.queued) queued_bytes=\(member.queuedBytes)"
                 + " capacity=\(member.settings.capacity) queue_bytes=\(member.settings.queueBytes)"
                 + " loopback=\(bit(member.settings.loopback)) drop_when_full=\(bit(member.settings.dropWhenFull))"
-                + " full=\(bit(member.full)) delivered=\(member.delivered) dropped=\(member.dropped)\n"
+                + " full=\(bit(member.full)) delivered=\(member.delivered) dropped=\(member.dropped)"
+            // Appended last, so that parsers of the keys before it keep working.
+            text += " subscribe=\(member.settings.subscribe.text)\n"
         }
         return text
     }

@@ -349,8 +349,8 @@ import Testing
         _ = kernel.read(bob)
         #expect(try kernel.readAll("/chat/status") == """
             group chat send=anyone capacity=256 queue_bytes=4194304 max_message=1044480 members=2 sent=1 blocked_writers=0 message=write
-            member alice queued=1 queued_bytes=8 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0
-            member bob queued=0 queued_bytes=0 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0
+            member alice queued=1 queued_bytes=8 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0 subscribe=
+            member bob queued=0 queued_bytes=0 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0 subscribe=
 
             """)
     }

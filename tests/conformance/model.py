@@ -22,6 +22,8 @@ import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 
+import topicfilter  # tests/lib: the contract's topic filters, written from it alone
+
 # --- numbers from the contract ------------------------------------------------
 
 MAX_MESSAGE = 1_044_480
@@ -86,6 +88,7 @@ def name_errors(name: bytes) -> frozenset:
 GROUP_KEYS = {"capacity": CAPACITY_RANGE, "queue_bytes": QUEUE_BYTES_RANGE, "max_message": MAX_MESSAGE_RANGE}
 MEMBER_KEYS = {"capacity": CAPACITY_RANGE, "queue_bytes": QUEUE_BYTES_RANGE}
 FLAGS = ("loopback", "drop_when_full")
+CTL_MAX = 4096  # docs/contract.md, "G/ctl": a command is at most 4,096 bytes
 
 
 class CtlError(Exception):
@@ -120,6 +123,8 @@ def parse_ctl(data: bytes, members, lenient: bool = False) -> CtlCommand:
     of spaces, repeated keys (the last wins) and leading zeros allowed. Raises
     CtlError for anything the contract calls not understood / bad value /
     missing member."""
+    if len(data) > CTL_MAX:
+        raise CtlError(f"{len(data)} bytes, more than a command's {CTL_MAX}")
     if data.endswith(b"\n"):
         data = data[:-1]
     try:
@@ -176,6 +181,12 @@ def parse_ctl(data: bytes, members, lenient: bool = False) -> CtlCommand:
                 if value not in ("0", "1"):
                     raise CtlError(f"{key}={value!r}")
                 changes[key] = value == "1"
+            elif key == "subscribe":  # docs/contract.md, "Topic filters": the one key that may be empty
+                try:
+                    topicfilter.parse(value)
+                except topicfilter.Invalid as e:
+                    raise CtlError(f"subscribe: {e}") from None
+                changes[key] = value
             else:
                 raise CtlError(f"unknown member key {key!r}")
     return CtlCommand(target, changes)
@@ -270,6 +281,12 @@ class Member:
     dropped: int = 0
     present: bool = True
     drops_pending: int = 0   # missed since the last message queued: the next one's frame says so
+    subscribe: str = ""      # as given to ctl; "" receives every message
+
+    def receives(self, data: bytes | None) -> bool:
+        """Whether this member's patterns match a message (None: any message,
+        for poll's conservative answer)."""
+        return data is None or topicfilter.matches(topicfilter.parse(self.subscribe), data)
 
     @property
     def full(self) -> bool:
@@ -286,6 +303,7 @@ class Member:
             "full": int(self.full),
             "delivered": self.delivered,
             "dropped": self.dropped,
+            "subscribe": self.subscribe,
         }
 
 
@@ -318,13 +336,14 @@ class Group:
         }
 
     # sending
-    def check_send(self, size: int, sender: Member | None) -> list:
+    def check_send(self, size: int, sender: Member | None, data: bytes | None = None) -> list:
         """Raises ModelError when a message of `size` bytes from `sender` (None:
-        through `send`) would fail now; else its recipients."""
+        through `send`) would fail now; else its recipients: those whose
+        filters match `data` (None: every member, poll's conservative view)."""
         refusals = self.refusals(size, sender)
         if refusals:
             raise ModelError(*refusals)
-        recipients = [m for m in self.members.values() if m is not sender or m.loopback]
+        recipients = self.recipients(sender, data)
         # Fairness: a later write does not overtake one that waits.
         if self.parked or any(m.full and not m.drop_when_full for m in recipients):
             raise ModelError(errno.EAGAIN)
@@ -343,12 +362,19 @@ class Group:
             refusals.append(errno.EPERM)
         return refusals
 
+    def recipients(self, sender: Member | None, data: bytes | None) -> list:
+        """docs/contract.md, "Sending" and "Topic filters"."""
+        found = [m for m in self.members.values() if (m is not sender or m.loopback) and m.receives(data)]
+        if data is not None and len(found) < len([m for m in self.members.values() if m is not sender or m.loopback]):
+            _event("member skipped by its filter")
+        return found
+
     def would_block(self, sender: Member | None) -> bool:
         return any(m.full and not m.drop_when_full for m in self.members.values() if m is not sender or m.loopback)
 
     def send(self, data: bytes, sender: Member | None, creds: tuple | None = None) -> None:
         """One non-blocking message; raises ModelError, else delivers."""
-        self.deliver(data, sender, self.check_send(len(data), sender), creds or writer_creds())
+        self.deliver(data, sender, self.check_send(len(data), sender, data), creds or writer_creds())
 
     def deliver(self, data: bytes, sender: Member | None, recipients, creds) -> None:
         self.sent += 1
@@ -379,7 +405,7 @@ class Group:
         changed = False
         while self.parked:
             tail, sender = self.parked[0]
-            recipients = [m for m in self.members.values() if m is not sender or m.loopback]
+            recipients = self.recipients(sender, tail)
             # Its size was checked when the tail was written: a max_message
             # lowered while it waits does not refuse it, as for any parked write.
             if not [e for e in self.refusals(len(tail), sender) if e != errno.EMSGSIZE]:
