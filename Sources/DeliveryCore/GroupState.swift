@@ -36,11 +36,18 @@ final class MemberState: @unchecked Sendable {
     /// that a queue entry stays one 8-byte reference: only a member that
     /// dropped ever has one, and the hot paths pay a test of `isEmpty`.
     @exclusivity(unchecked) var dropMarks = Deque<DropMark>()
+    /// The member's peer queue (`G/peers/NAME`): a queue of its own, read
+    /// like any member's, that receives what this member sends while
+    /// `sendToPeer` is on. Nil for a peer queue itself. See Peers.swift.
+    let peer: MemberState?
+    /// Private messages to this member waiting for room, oldest first.
+    @exclusivity(unchecked) var parkedPrivateSends = Deque<ParkedSend>()
 
-    init(id: UInt64, name: String, settings: MemberSettings) {
+    init(id: UInt64, name: String, settings: MemberSettings, peer: MemberState? = nil) {
         self.id = id
         self.name = name
         self.settings = settings
+        self.peer = peer
     }
 
     /// Full: it holds `capacity` messages or `queueBytes` bytes. A queue that is
@@ -307,6 +314,7 @@ struct GroupState: ~Copyable, Sendable {
     }
 
     func recipientsHaveRoom(from sender: MemberState?) -> Bool {
+        if let sender, sender.peerHoldsSends { return false }
         for member in members where member.isBlocking {
             if member !== sender || member.settings.loopback { return false }
         }
@@ -370,16 +378,22 @@ struct GroupState: ~Copyable, Sendable {
                 fireReadWatches(of: member, actions: &actions)
             }
         }
+        if let sender, sender.settings.sendToPeer, let peer = sender.peer {
+            enqueue(message, sequence: sequence, in: peer, actions: &actions)
+            recipients += 1
+            if tracksRoom && peer.isFull { roomLeft = false }
+        }
         return (SendReceipt(sequence: sequence, recipients: recipients, dropped: dropped), roomLeft)
     }
 
-    /// Completes parked sends, oldest first, while the oldest can be delivered.
-    mutating func completeParkedSends(actions: inout [Action]) {
+    /// Completes parked sends, oldest first, while the oldest can be
+    /// delivered (and, with `bound`, began before the waiter of that id).
+    mutating func completeParkedSends(before bound: UInt64 = .max, actions: inout [Action]) {
         var completedAny = false
         // Read once, and only when something is delivered: this runs under
         // the lock, on the path that makes room.
         var time: UInt64?
-        while let head = parkedSends.first {
+        while let head = parkedSends.first, head.id < bound {
             if let sender = head.sender, !sender.present {
                 parkedSends.removeFirst()
                 actions.append(.completeSend(head, .failure(.senderLeft)))
@@ -449,7 +463,7 @@ struct GroupState: ~Copyable, Sendable {
         }
         let wasBlocking = member.isBlocking
         let received = dequeue(from: member, for: reader, limit: limit)
-        if wasBlocking && !member.isBlocking { roomMayHaveAppeared(actions: &actions) }
+        if wasBlocking && !member.isBlocking { roomAppeared(at: member, actions: &actions) }
         return received
     }
 
@@ -508,7 +522,7 @@ struct GroupState: ~Copyable, Sendable {
     /// Hands `message` to the oldest parked receive that can take it; those
     /// before it that cannot (a framed read whose buffer is smaller than its
     /// frame) fail, consuming nothing. False: no parked receive took it.
-    private func handOver(_ message: Message, droppedBefore: UInt32, in member: MemberState, actions: inout [Action]) -> Bool {
+    func handOver(_ message: Message, droppedBefore: UInt32, in member: MemberState, actions: inout [Action]) -> Bool {
         while let receive = member.parkedReceives.popFirst() {
             if let refusal = receive.limit.refusal(of: message) {
                 actions.append(.completeReceive(receive, .failure(refusal)))
@@ -558,8 +572,10 @@ struct GroupState: ~Copyable, Sendable {
     mutating func join(_ name: String, settings memberSettings: MemberSettings?) -> Result<MemberState, DeliveryError> {
         guard !closed else { return .failure(.groupClosed) }
         guard membersByName[ExactName(name)] == nil else { return .failure(.memberExists) }
-        let defaults = MemberSettings(capacity: settings.capacity, queueBytes: settings.queueBytes)
-        let member = MemberState(id: makeID(), name: name, settings: memberSettings ?? defaults)
+        let defaults = MemberSettings(capacity: settings.capacity, queueBytes: settings.queueBytes, sendToPeer: settings.sendToPeer)
+        let chosen = memberSettings ?? defaults
+        let peer = MemberState(id: makeID(), name: name, settings: chosen.ofPeer)
+        let member = MemberState(id: makeID(), name: name, settings: chosen, peer: peer)
         members.append(member)
         membersByName[ExactName(name)] = member
         return .success(member)
@@ -577,6 +593,7 @@ struct GroupState: ~Copyable, Sendable {
             actions.append(.completeReceive(receive, .success(.endOfStream)))
         }
         fireReadWatches(of: member, actions: &actions)
+        endPeer(of: member, actions: &actions)
         roomMayHaveAppeared(actions: &actions)
     }
 
@@ -601,7 +618,8 @@ struct GroupState: ~Copyable, Sendable {
         change(&candidate)
         do throws(DeliveryError) { try candidate.validate() } catch { return .failure(error) }
         member.settings = candidate
-        roomMayHaveAppeared(actions: &actions)
+        member.peer?.settings = candidate.ofPeer
+        roomAppeared(at: member, actions: &actions)
         return .success(())
     }
 
@@ -633,6 +651,7 @@ struct GroupState: ~Copyable, Sendable {
                 actions.append(.completeReceive(receive, .failure(.shutDown)))
             }
             fireReadWatches(of: member, actions: &actions)
+            shutDownPeer(of: member, actions: &actions)
         }
         fireWriteWatches(actions: &actions)
     }
