@@ -6,8 +6,10 @@ public typealias InodeNumber = UInt64
 /// What an entry is.
 public enum EntryKind: Sendable, Equatable {
     case root, group, send, control, status, member, frames
+    /// `G/peers/` and a member's peer file in it.
+    case peers, peer
 
-    public var isDirectory: Bool { self == .root || self == .group || self == .frames }
+    public var isDirectory: Bool { self == .root || self == .group || self == .frames || self == .peers }
 
     /// As `stat` and readdir show it.
     public var fileType: FileType { isDirectory ? .directory : .regular }
