@@ -194,6 +194,8 @@ for batch in [16, 64] {
     }
 }
 
+peerRows(scale: scale)
+
 if options.fanOutOnly { exit(0) }
 
 // MARK: Two threads
