@@ -55,7 +55,8 @@ public enum Blocking: Sendable {
     case blocking
 }
 
-/// A multicast group: members, their bounded queues, and the blocked sends.
+/// A multicast group: members, their bounded queues (and peer queues, see
+/// Peers.swift), and the blocked sends.
 ///
 /// One lock per group guards all of it. Delivery of one message to every
 /// recipient happens under that lock, which is what makes it all-or-nothing

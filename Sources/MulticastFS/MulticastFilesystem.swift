@@ -5,7 +5,8 @@ import Synchronization
 public import SystemPackage
 
 /// The contract (docs/contract.md) mapped onto the delivery core: the
-/// namespace (root, group directories, `send`, `ctl`, `status`, members),
+/// namespace (root, group directories, `send`, `ctl`, `status`, members,
+/// `frames/` and `peers/`),
 /// owners and modes, and opening files. Reads, writes and poll on open files
 /// are in FileIO.swift.
 ///
