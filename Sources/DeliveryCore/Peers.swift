@@ -134,7 +134,7 @@ extension GroupState {
     /// parked receive), as the group's delivery does for each recipient;
     /// the caller checked there is room.
     @inline(__always)
-    mutating func enqueue(_ message: Message, sequence: UInt64, in member: MemberState, actions: inout [Action]) {
+    func enqueue(_ message: Message, sequence: UInt64, in member: MemberState, actions: inout [Action]) {
         member.delivered &+= 1
         let dropsBefore = member.dropsPending
         if dropsBefore != 0 { member.dropsPending = 0 }
