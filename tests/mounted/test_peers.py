@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NOBODY, Call, Group, expect_errno, try_read, try_write
+from helpers import NOBODY, BlockOp, Call, Group, expect_errno, try_read, try_write
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
 import mcastfs  # noqa: E402
@@ -352,6 +352,43 @@ def test_a_private_write_waits_while_its_member_is_full(group):
         assert p.poll(2000) == [(fd, select.POLLOUT)]
     finally:
         os.close(fd)
+
+
+def test_a_private_writer_gets_an_edge_each_time_its_member_has_room_again(group):
+    group.member("alice", capacity=1)
+    fd = open_peer(group, "alice", os.O_WRONLY)
+    ep = select.epoll()
+    try:
+        ep.register(fd, select.EPOLLOUT | select.EPOLLET)
+        assert ep.poll(1) == [(fd, select.EPOLLOUT)]
+        for i in range(3):
+            assert os.write(fd, f"a{i}".encode()) == 2
+            assert try_write(fd, b"x") is None  # EAGAIN: alice is full
+            assert ep.poll(0.05) == []
+            assert group.take_one("alice") == f"a{i}".encode()
+            # room again: a new event, as a pipe gives
+            assert ep.poll(2) == [(fd, select.EPOLLOUT)], f"round {i}"
+    finally:
+        ep.close()
+        os.close(fd)
+
+
+def test_a_signal_interrupts_blocked_peer_reads_and_private_writes(group, cbin):
+    group.member("alice", capacity=1, send_to_peer=1)
+    answer(group, "alice", b"fill")
+    reader = BlockOp(cbin["blockop"], "read", peer(group, "alice"), timer_ms=200)
+    writer = BlockOp(cbin["blockop"], "write", peer(group, "alice"), data="interrupted", timer_ms=200)
+    try:
+        read, written = reader.result(5.0), writer.result(5.0)
+    finally:
+        reader.close()
+        writer.close()
+    assert (read["ret"], read["errno"]) == (-1, errno.EINTR)
+    assert (written["ret"], written["errno"]) == (-1, errno.EINTR)
+    # The interrupted write delivered nothing; the interrupted read took nothing.
+    assert group.take("alice") == [b"fill"]
+    group.send_as("alice", b"kept")
+    assert take_peer(group, "alice") == [b"kept"]
 
 
 def test_a_private_write_does_not_wait_for_the_groups_blocked_writes(group):
