@@ -197,6 +197,8 @@ for batch in options.filtersOnly ? [] : [16, 64] {
     }
 }
 
+peerRows(scale: scale)
+
 if options.fanOutOnly { exit(0) }
 
 // MARK: Topic filters

@@ -60,7 +60,7 @@ private final class CancellationBox<T: Sendable>: Sendable {
     }
 }
 
-private func awaitCompletion<T: Sendable>(
+func awaitCompletion<T: Sendable>(
     _ start: (@escaping @Sendable (Result<T, DeliveryError>) -> Void) -> Waiting?
 ) async throws(DeliveryError) -> T {
     let box = CancellationBox<T>()

@@ -30,4 +30,7 @@ public enum DeliveryError: Error, Sendable, Equatable {
     case doesNotFit(size: Int, limit: Int)
     /// The group was shut down (the front end is going away); waiters are released.
     case shutDown
+    /// The member a private message is for has left the group (before it
+    /// was delivered: a parked private send fails so when its member leaves).
+    case recipientLeft
 }

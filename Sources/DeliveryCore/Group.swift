@@ -55,7 +55,8 @@ public enum Blocking: Sendable {
     case blocking
 }
 
-/// A multicast group: members, their bounded queues, and the blocked sends.
+/// A multicast group: members, their bounded queues (and peer queues, see
+/// Peers.swift), and the blocked sends.
 ///
 /// One lock per group guards all of it. Delivery of one message to every
 /// recipient happens under that lock, which is what makes it all-or-nothing
@@ -254,6 +255,10 @@ public final class Group: Sendable {
                 switch writer {
                 case .anonymous: sender = nil
                 case .member(let member): sender = member.state(&state)
+                case .peer(let member):
+                    readiness.writable = state.privateSendIsReady(to: member.state(&state))
+                    if let watch { state.writeWatches[watch.id] = watch.notify }
+                    return readiness
                 }
                 // A send that would fail at once does not wait either.
                 let refused = sender.map { !$0.present } ?? (state.settings.sendPolicy == .members)
@@ -293,7 +298,9 @@ public final class Group: Sendable {
                         queuedBytes: member.queuedBytes,
                         full: member.isFull,
                         delivered: member.delivered,
-                        dropped: member.dropped
+                        dropped: member.dropped,
+                        peerQueued: member.peer?.queue.count ?? 0,
+                        peerFull: member.peer?.isFull ?? false
                     )
                 }
             )
@@ -305,6 +312,8 @@ public final class Group: Sendable {
 public enum Writer: Sendable {
     case anonymous
     case member(Member)
+    /// Private messages to this member (its peer file).
+    case peer(Member)
 }
 
 /// A one-shot poll watch.
@@ -351,6 +360,9 @@ public struct Waiting: Sendable {
     let id: UInt64
     /// The member whose queue a parked receive waits on; nil for a send.
     let member: Guarded<MemberState>?
+    /// The member a parked private send waits for (it waits in that
+    /// member's line, not the group's); nil otherwise.
+    var privateRecipient: Guarded<MemberState>? = nil
 
     /// Cancels the parked operation. True: it was still parked, it delivered
     /// or consumed nothing, and its completion will never run. False: it has
@@ -358,6 +370,7 @@ public struct Waiting: Sendable {
     public func cancel() -> Bool {
         group.locked { state, actions in
             if let member { return state.cancelReceive(id: id, of: member(&state)) }
+            if let privateRecipient { return state.cancelPrivateSend(id: id, to: privateRecipient(&state)) }
             return state.cancelSend(id: id, actions: &actions)
         }
     }

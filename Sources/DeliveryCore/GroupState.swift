@@ -39,11 +39,18 @@ final class MemberState: @unchecked Sendable {
     /// The last collection of recipients that took this member (see
     /// SubscriptionIndex): a member matching by two patterns is taken once.
     @exclusivity(unchecked) var recipientMark: UInt64 = 0
+    /// The member's peer queue (`G/peers/NAME`): a queue of its own, read
+    /// like any member's, that receives what this member sends while
+    /// `sendToPeer` is on. Nil for a peer queue itself. See Peers.swift.
+    let peer: MemberState?
+    /// Private messages to this member waiting for room, oldest first.
+    @exclusivity(unchecked) var parkedPrivateSends = Deque<ParkedSend>()
 
-    init(id: UInt64, name: String, settings: MemberSettings) {
+    init(id: UInt64, name: String, settings: MemberSettings, peer: MemberState? = nil) {
         self.id = id
         self.name = name
         self.settings = settings
+        self.peer = peer
     }
 
     /// Full: it holds `capacity` messages or `queueBytes` bytes. A queue that is
@@ -313,6 +320,7 @@ struct GroupState: ~Copyable, Sendable {
     }
 
     func recipientsHaveRoom(from sender: MemberState?) -> Bool {
+        if let sender, sender.peerHoldsSends { return false }
         for member in members where member.isBlocking {
             if member !== sender || member.settings.loopback { return false }
         }
@@ -386,11 +394,16 @@ struct GroupState: ~Copyable, Sendable {
                 enqueue(message, sequence: sequence, into: member, tracksRoom: tracksRoom, tally: &tally, actions: &actions)
             }
         }
+        // The sender's peer (send_to_peer): one more recipient, whatever the
+        // filters; the room check included it.
+        if let sender, sender.settings.sendToPeer, let peer = sender.peer {
+            enqueue(message, sequence: sequence, into: peer, tracksRoom: tracksRoom, tally: &tally, actions: &actions)
+        }
         return (SendReceipt(sequence: sequence, recipients: tally.recipients, dropped: tally.dropped), tally.roomLeft)
     }
 
     /// What one delivery did so far, over its recipients.
-    private struct Tally {
+    struct Tally {
         var recipients = 0
         var dropped = 0
         var roomLeft = true
@@ -399,7 +412,7 @@ struct GroupState: ~Copyable, Sendable {
     /// `message` into one recipient's queue, or handed to its parked receive,
     /// or dropped if it is full (only a drop-when-full member can be).
     @inline(__always)
-    private func enqueue(
+    func enqueue(
         _ message: Message, sequence: UInt64, into member: MemberState, tracksRoom: Bool, tally: inout Tally,
         actions: inout [Action]
     ) {
@@ -423,13 +436,14 @@ struct GroupState: ~Copyable, Sendable {
         }
     }
 
-    /// Completes parked sends, oldest first, while the oldest can be delivered.
-    mutating func completeParkedSends(actions: inout [Action]) {
+    /// Completes parked sends, oldest first, while the oldest can be
+    /// delivered (and, with `bound`, began before the waiter of that id).
+    mutating func completeParkedSends(before bound: UInt64 = .max, actions: inout [Action]) {
         var completedAny = false
         // Read once, and only when something is delivered: this runs under
         // the lock, on the path that makes room.
         var time: UInt64?
-        while let head = parkedSends.first {
+        while let head = parkedSends.first, head.id < bound {
             if let sender = head.sender, !sender.present {
                 parkedSends.removeFirst()
                 actions.append(.completeSend(head, .failure(.senderLeft)))
@@ -499,7 +513,7 @@ struct GroupState: ~Copyable, Sendable {
         }
         let wasBlocking = member.isBlocking
         let received = dequeue(from: member, for: reader, limit: limit)
-        if wasBlocking && !member.isBlocking { roomMayHaveAppeared(actions: &actions) }
+        if wasBlocking && !member.isBlocking { roomAppeared(at: member, actions: &actions) }
         return received
     }
 
@@ -558,7 +572,7 @@ struct GroupState: ~Copyable, Sendable {
     /// Hands `message` to the oldest parked receive that can take it; those
     /// before it that cannot (a framed read whose buffer is smaller than its
     /// frame) fail, consuming nothing. False: no parked receive took it.
-    private func handOver(_ message: Message, droppedBefore: UInt32, in member: MemberState, actions: inout [Action]) -> Bool {
+    func handOver(_ message: Message, droppedBefore: UInt32, in member: MemberState, actions: inout [Action]) -> Bool {
         while let receive = member.parkedReceives.popFirst() {
             if let refusal = receive.limit.refusal(of: message) {
                 actions.append(.completeReceive(receive, .failure(refusal)))
@@ -608,8 +622,10 @@ struct GroupState: ~Copyable, Sendable {
     mutating func join(_ name: String, settings memberSettings: MemberSettings?) -> Result<MemberState, DeliveryError> {
         guard !closed else { return .failure(.groupClosed) }
         guard membersByName[ExactName(name)] == nil else { return .failure(.memberExists) }
-        let defaults = MemberSettings(capacity: settings.capacity, queueBytes: settings.queueBytes)
-        let member = MemberState(id: makeID(), name: name, settings: memberSettings ?? defaults)
+        let defaults = MemberSettings(capacity: settings.capacity, queueBytes: settings.queueBytes, sendToPeer: settings.sendToPeer)
+        let chosen = memberSettings ?? defaults
+        let peer = MemberState(id: makeID(), name: name, settings: chosen.ofPeer)
+        let member = MemberState(id: makeID(), name: name, settings: chosen, peer: peer)
         members.append(member)
         membersByName[ExactName(name)] = member
         subscriptions.add(member)
@@ -629,6 +645,7 @@ struct GroupState: ~Copyable, Sendable {
             actions.append(.completeReceive(receive, .success(.endOfStream)))
         }
         fireReadWatches(of: member, actions: &actions)
+        endPeer(of: member, actions: &actions)
         roomMayHaveAppeared(actions: &actions)
     }
 
@@ -654,7 +671,8 @@ struct GroupState: ~Copyable, Sendable {
         change(&candidate)
         do throws(DeliveryError) { try candidate.validate() } catch { return .failure(error) }
         apply(candidate, to: member)
-        roomMayHaveAppeared(actions: &actions)
+        member.peer?.settings = candidate.ofPeer
+        roomAppeared(at: member, actions: &actions)
         return .success(())
     }
 
@@ -686,6 +704,7 @@ struct GroupState: ~Copyable, Sendable {
                 actions.append(.completeReceive(receive, .failure(.shutDown)))
             }
             fireReadWatches(of: member, actions: &actions)
+            shutDownPeer(of: member, actions: &actions)
         }
         fireWriteWatches(actions: &actions)
     }

@@ -46,8 +46,9 @@ public final class Member: Sendable {
     }
 }
 
-/// One reader of a member's queue. It holds the rest of a message that it began
-/// with a buffer too small for it, and returns that before anything else.
+/// One reader of a member's queue (or of its peer queue: `makePeerReader`).
+/// It holds the rest of a message that it began with a buffer too small for
+/// it, and returns that before anything else.
 public final class Reader: Sendable {
     public let member: Member
     let state: Guarded<ReaderState>

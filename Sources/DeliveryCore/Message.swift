@@ -56,19 +56,20 @@ public struct Message: @unchecked Sendable {
     /// before the group accepted it).
     public var senderName: String? { storage.withUnsafeMutablePointerToHeader { $0.pointee.senderName } }
 
-    /// True for a message sent to one member alone (a private message).
-    /// Always false in this version: nothing sends one yet.
+    /// True for a message sent to one member alone (a private message, sent
+    /// with `Group.sendPrivate`; set when the group accepts it).
     public var isPrivate: Bool { storage.withUnsafeMutablePointerToHeader { $0.pointee.isPrivate } }
 
     /// Under the group lock, before the message is published. `senderName` is
     /// the member's own String: a reference (or, for short names, inline
     /// bytes), never a copy of the characters.
     @inline(__always)
-    func stamp(sequence: UInt64, time: UInt64, senderName: String?) {
+    func stamp(sequence: UInt64, time: UInt64, senderName: String?, isPrivate: Bool = false) {
         storage.withUnsafeMutablePointerToHeader { header in
             header.pointee.sequence = sequence
             header.pointee.time = time
             header.pointee.senderName = senderName
+            header.pointee.isPrivate = isPrivate
         }
     }
 

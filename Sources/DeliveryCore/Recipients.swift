@@ -37,6 +37,7 @@ extension GroupState {
     @inline(__always)
     mutating func recipientsHaveRoom(for message: Message, from sender: MemberState?) -> Bool {
         if everyMemberReceives { return recipientsHaveRoom(from: sender) }
+        if let sender, sender.peerHoldsSends { return false }
         collectRecipients(of: message, from: sender)
         for member in subscriptions.recipients where member.isBlocking { return false }
         return true

@@ -33,19 +33,23 @@ public struct GroupSettings: Sendable, Equatable {
     public var maxMessage: Int
     public var sendPolicy: SendPolicy
     public var messageBoundary: MessageBoundary
+    /// The `sendToPeer` of members that join later.
+    public var sendToPeer: Bool
 
     public init(
         capacity: Int = 256,
         queueBytes: Int = 4 << 20,
         maxMessage: Int = Limits.maxMessage.upperBound,
         sendPolicy: SendPolicy = .anyone,
-        messageBoundary: MessageBoundary = .write
+        messageBoundary: MessageBoundary = .write,
+        sendToPeer: Bool = false
     ) {
         self.capacity = capacity
         self.queueBytes = queueBytes
         self.maxMessage = maxMessage
         self.sendPolicy = sendPolicy
         self.messageBoundary = messageBoundary
+        self.sendToPeer = sendToPeer
     }
 
     /// Throws `.invalidSetting` naming the first value out of bounds.
@@ -68,16 +72,20 @@ public struct MemberSettings: Sendable, Equatable {
     /// The topics this member receives (TopicFilter.swift); empty, the
     /// default, receives every message.
     public var subscribe: Subscription
+    /// Every message this member sends also goes to its peer queue (the
+    /// seed's UNIX_MREQ_SEND_TO_PEER), as one more recipient.
+    public var sendToPeer: Bool
 
     public init(
         capacity: Int = 256, queueBytes: Int = 4 << 20, loopback: Bool = false, dropWhenFull: Bool = false,
-        subscribe: Subscription = Subscription()
+        subscribe: Subscription = Subscription(), sendToPeer: Bool = false
     ) {
         self.capacity = capacity
         self.queueBytes = queueBytes
         self.loopback = loopback
         self.dropWhenFull = dropWhenFull
         self.subscribe = subscribe
+        self.sendToPeer = sendToPeer
     }
 
     public func validate() throws(DeliveryError) {

@@ -20,4 +20,8 @@ public struct MemberSnapshot: Sendable, Equatable {
     public let delivered: UInt64
     /// Messages missed because the queue was full (drop-when-full members only).
     public let dropped: UInt64
+    /// What waits in the member's peer queue (`G/peers/NAME`), and whether
+    /// it is full.
+    public let peerQueued: Int
+    public let peerFull: Bool
 }

@@ -8,8 +8,10 @@ public enum EntryKind: Sendable, Equatable {
     case root, group, send, control, status, member, frames
     /// `ROOT/.metrics`.
     case metrics
+    /// `G/peers/` and a member's peer file in it.
+    case peers, peer
 
-    public var isDirectory: Bool { self == .root || self == .group || self == .frames }
+    public var isDirectory: Bool { self == .root || self == .group || self == .frames || self == .peers }
 
     /// As `stat` and readdir show it.
     public var fileType: FileType { isDirectory ? .directory : .regular }

@@ -4,8 +4,8 @@ public import DeliveryCore
 /// One command written to `G/ctl`, parsed. A command applies all its keys or
 /// none: parsing checks every key and value first.
 ///
-///     set KEY=VALUE ...              capacity queue_bytes max_message send message
-///     member NAME KEY=VALUE ...      capacity queue_bytes loopback drop_when_full subscribe
+///     set KEY=VALUE ...              capacity queue_bytes max_message send message send_to_peer
+///     member NAME KEY=VALUE ...      capacity queue_bytes loopback drop_when_full subscribe send_to_peer
 public enum ControlCommand: Equatable, Sendable {
     /// The longest command, in bytes (with every key, a 255-byte name and
     /// generous spacing, a command stays far below it; a long `subscribe=`
@@ -18,12 +18,14 @@ public enum ControlCommand: Equatable, Sendable {
 
     public enum GroupKey: Equatable, Sendable {
         case capacity(Int), queueBytes(Int), maxMessage(Int), send(SendPolicy), message(MessageBoundary)
+        case sendToPeer(Bool)
     }
 
     public enum MemberKey: Equatable, Sendable {
         case capacity(Int), queueBytes(Int), loopback(Bool), dropWhenFull(Bool)
         /// `subscribe=PATTERN[,PATTERN...]`; `subscribe=` (empty) receives everything.
         case subscribe(Subscription)
+        case sendToPeer(Bool)
     }
 
     /// Parses one command; a single trailing newline is allowed. Any error is
@@ -70,6 +72,7 @@ public enum ControlCommand: Equatable, Sendable {
         case "message":
             guard let boundary = MessageBoundary(rawValue: String(value)) else { throw .invalidArgument }
             return .message(boundary)
+        case "send_to_peer": return .sendToPeer(try flag(value))
         default: throw .invalidArgument
         }
     }
@@ -81,6 +84,7 @@ public enum ControlCommand: Equatable, Sendable {
         case "loopback": return .loopback(try flag(value))
         case "drop_when_full": return .dropWhenFull(try flag(value))
         case "subscribe": return .subscribe(try subscription(value))
+        case "send_to_peer": return .sendToPeer(try flag(value))
         default: throw .invalidArgument
         }
     }
@@ -117,6 +121,7 @@ public enum ControlCommand: Equatable, Sendable {
                         case .maxMessage(let value): settings.maxMessage = value
                         case .send(let policy): settings.sendPolicy = policy
                         case .message(let boundary): settings.messageBoundary = boundary
+                        case .sendToPeer(let value): settings.sendToPeer = value
                         }
                     }
                 }
@@ -129,6 +134,7 @@ public enum ControlCommand: Equatable, Sendable {
                         case .loopback(let value): settings.loopback = value
                         case .dropWhenFull(let value): settings.dropWhenFull = value
                         case .subscribe(let subscription): settings.subscribe = subscription
+                        case .sendToPeer(let value): settings.sendToPeer = value
                         }
                     }
                 }

@@ -9,8 +9,9 @@ extension Errno {
         case .wouldBlock: self = .resourceTemporarilyUnavailable
         case .messageTooLarge, .doesNotFit: self = .messageTooLong
         case .sendNotPermitted: self = .notPermitted
-        // The other end is gone: the member left, or its group was removed.
-        case .senderLeft, .groupClosed: self = .brokenPipe
+        // The other end is gone: the member left (the sender, or the one a
+        // private message is for), or its group was removed.
+        case .senderLeft, .groupClosed, .recipientLeft: self = .brokenPipe
         case .cancelled: self = .interrupted
         case .groupHasMembers: self = .directoryNotEmpty
         case .memberExists: self = .fileExists

@@ -10,12 +10,13 @@ extension MulticastFilesystem {
     /// read(2). A member file receives the oldest message, or the rest of the
     /// one this file began; an empty queue waits (or EAGAIN when
     /// `nonBlocking`); after the member left and its queue drained, end of file.
+    /// A peer file reads its member's peer queue the same way.
     /// `reply` may be answered now, or later from the thread that sends.
     public func read(handle: UInt64, size: Int, offset: Int64, flags: OpenFlags, reply: some ReadReply) {
         let nonBlocking = flags.isNonBlocking
         let file = OpenFile.of(handle)
         switch file.content {
-        case .member(_, let reader?, _):
+        case .member(_, let reader?, _), .peer(_, let reader?, _):
             // A stream's read(2) starts at offset 0; a later offset is the
             // kernel asking for more within the same read(2), after a reply
             // that filled its buffer exactly. End that read at the message.
@@ -38,7 +39,7 @@ extension MulticastFilesystem {
         case .status(let bytes):
             let start = min(Int(clamping: offset), bytes.count), end = min(start + size, bytes.count)
             _ = bytes[start..<end].withUnsafeBytes { reply.reply($0) }
-        case .member(_, nil, _), .send, .control:
+        case .member(_, nil, _), .peer(_, nil, _), .send, .control:
             reply.fail(.badFileDescriptor)
         case .directory:
             reply.fail(.isDirectory)
@@ -72,7 +73,9 @@ extension MulticastFilesystem {
 
     /// write(2). On `send` or a member file: one message to every recipient,
     /// or to none; a full recipient makes it wait (EAGAIN when `nonBlocking`).
-    /// On `ctl`: one command. `reply` may be answered now or later.
+    /// On a peer file: one private message to its member, waiting while the
+    /// member's queue is full. On `ctl`: one command. `reply` may be
+    /// answered now or later.
     /// `flags` are the request's open flags (O_NONBLOCK, O_APPEND).
     /// `writer`: the writing thread's credentials as the kernel gave them,
     /// which every message carries.
@@ -88,10 +91,13 @@ extension MulticastFilesystem {
         let continuation = offset != 0 && !flags.options.contains(.append)
         switch file.content {
         case .send(let group):
-            send(bytes, continuation: continuation, from: file, to: group, as: nil, writer: writer, nonBlocking: nonBlocking,
-                 reply: reply)
+            send(bytes, continuation: continuation, from: file, to: .group(group, as: nil), writer: writer,
+                 nonBlocking: nonBlocking, reply: reply)
         case .member(let member, _, true):
-            send(bytes, continuation: continuation, from: file, to: member.group, as: member, writer: writer,
+            send(bytes, continuation: continuation, from: file, to: .group(member.group, as: member), writer: writer,
+                 nonBlocking: nonBlocking, reply: reply)
+        case .peer(let member, _, true):
+            send(bytes, continuation: continuation, from: file, to: .privately(member), writer: writer,
                  nonBlocking: nonBlocking, reply: reply)
         case .control(let group):
             do throws(Errno) {
@@ -103,33 +109,32 @@ extension MulticastFilesystem {
             } catch {
                 reply.fail(error)
             }
-        case .member(_, _, false), .status:
+        case .member(_, _, false), .peer(_, _, false), .status:
             reply.fail(.badFileDescriptor)
         case .directory:
             reply.fail(.isDirectory)
         }
     }
 
-    private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, from file: OpenFile, to group: Group,
-                      as sender: Member?, writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
+    private func send(_ bytes: UnsafeRawBufferPointer, continuation: Bool, from file: OpenFile, to destination: Destination,
+                      writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
         // Lines are cut wherever the bytes arrive, so the rest of a write
         // the kernel split is just more of them.
-        if let pending = file.pendingLine, group.messageBoundary == .line {
-            return writeLines(bytes, pending: pending, to: group, as: sender, writer: writer, nonBlocking: nonBlocking,
-                              reply: reply)
+        if let pending = file.pendingLine, destination.group.messageBoundary == .line {
+            return writeLines(bytes, pending: pending, to: destination, writer: writer, nonBlocking: nonBlocking, reply: reply)
         }
         guard !continuation else { return reply.fail(.messageTooLong) }
-        if file.view == .framed {
+        if file.view == .framed, case .group(let group, let sender) = destination {
             return writeBatch(bytes, to: group, as: sender, writer: writer, nonBlocking: nonBlocking, reply: reply)
         }
         let message = Message(copying: bytes, credentials: writer)
         do throws(DeliveryError) {
-            try group.trySend(message, as: sender)
+            try destination.trySend(message)
             reply.reply(written: bytes.count)
         } catch .wouldBlock where !nonBlocking {
             let count = bytes.count
             Self.wait(reply) {
-                group.send(message, as: sender, .blocking) { result in
+                destination.send(message, .blocking) { result in
                     switch result {
                     case .success: reply.reply(written: count)
                     case .failure(let error): reply.fail(Errno(error))
@@ -151,6 +156,8 @@ extension MulticastFilesystem {
         switch file.content {
         case .member(let member, let reader, let writable):
             return member.group.poll(reader: reader, writer: writable ? .member(member) : nil, watch: watch)
+        case .peer(let member, let reader, let writable):
+            return member.group.poll(reader: reader, writer: writable ? .peer(member) : nil, watch: watch)
         case .send(let group):
             return group.poll(reader: nil, writer: .anonymous, watch: watch)
         case .control, .status, .directory:

@@ -59,15 +59,15 @@ struct LineCut {
 }
 
 extension MulticastFilesystem {
-    /// write(2) in line mode on `send` or a member file.
-    func writeLines(_ bytes: UnsafeRawBufferPointer, pending: PendingLine, to group: Group, as sender: Member?,
+    /// write(2) in line mode on `send`, a member file or a peer file.
+    func writeLines(_ bytes: UnsafeRawBufferPointer, pending: PendingLine, to destination: Destination,
                     writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
         let carried = pending.take()
         let cut = LineCut(carried: carried.bytes, bytes)
         let waiting = PendingLine.Tail(bytes: Array(cut.text[cut.tail]), writer: writer)
         // A line (or the tail it begins) longer than max_message: the write
         // that makes it so delivers nothing; what waited stays.
-        guard cut.longest <= group.settings.maxMessage else {
+        guard cut.longest <= destination.group.settings.maxMessage else {
             pending.keep(carried)
             return reply.fail(.messageTooLong)
         }
@@ -84,7 +84,7 @@ extension MulticastFilesystem {
             guard reply.willWait() else { return pending.keep(carried) }
         }
         let total = bytes.count
-        let send = LineSend(group: group, sender: sender, messages: messages, nonBlocking: nonBlocking) { delivered in
+        let send = LineSend(destination: destination, messages: messages, nonBlocking: nonBlocking) { delivered in
             // All delivered: the tail waits. None: as if never written, what
             // waited stays. Some: a short count; the caller sends the rest
             // again, so nothing of it is kept.
@@ -108,11 +108,12 @@ extension MulticastFilesystem {
 
     /// Sends what waits in `pending` as a message of its own (close, fsync).
     /// It does not hold the closer: if a recipient is full, it waits in line
-    /// in the group like any blocked write, answering nobody.
-    func flushLine(_ pending: PendingLine, to group: Group, as sender: Member?) {
+    /// like any blocked write (the group's, or a private message's member's),
+    /// answering nobody.
+    func flushLine(_ pending: PendingLine, to destination: Destination) {
         let tail = pending.take()
         guard !tail.bytes.isEmpty else { return }
-        group.send(Message(tail.bytes, credentials: tail.writer), as: sender, .blocking) { _ in }
+        destination.send(Message(tail.bytes, credentials: tail.writer), .blocking) { _ in }
     }
 }
 
@@ -127,8 +128,7 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
         var finished = false
     }
 
-    private let group: Group
-    private let sender: Member?
+    private let destination: Destination
     private let messages: [Message]
     private let nonBlocking: Bool
     /// Answers with `delivered` lines sent; false: it sent none, and the
@@ -137,10 +137,9 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
     private let failed: @Sendable (Errno) -> Void
     private let state = AdaptiveMutex(State())
 
-    init(group: Group, sender: Member?, messages: [Message], nonBlocking: Bool,
+    init(destination: Destination, messages: [Message], nonBlocking: Bool,
          done: @escaping @Sendable (Int) -> Bool, failed: @escaping @Sendable (Errno) -> Void) {
-        self.group = group
-        self.sender = sender
+        self.destination = destination
         self.messages = messages
         self.nonBlocking = nonBlocking
         self.done = done
@@ -156,10 +155,10 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
             if delivered == messages.count { return finish(interrupted: false) }
             let rest = Array(messages[delivered...])
             do throws(DeliveryError) {
-                let receipt = try group.trySend(batch: rest, as: sender)
+                let receipt = try destination.trySend(batch: rest)
                 state.withLock { $0.delivered += receipt.delivered }
             } catch .wouldBlock where !nonBlocking {
-                let waiting = group.send(batch: rest, as: sender, .blocking) { [self] result in parkedSendEnded(result) }
+                let waiting = destination.send(batch: rest, .blocking) { [self] result in parkedSendEnded(result) }
                 guard let waiting else { return }  // it completed already, and advanced from there
                 let cancelNow = state.withLock { state -> Bool in
                     state.waiting = waiting

@@ -5,7 +5,8 @@ import Synchronization
 public import SystemPackage
 
 /// The contract (docs/contract.md) mapped onto the delivery core: the
-/// namespace (root, group directories, `send`, `ctl`, `status`, members),
+/// namespace (root, group directories, `send`, `ctl`, `status`, members,
+/// `frames/` and `peers/`),
 /// owners and modes, and opening files. Reads, writes and poll on open files
 /// are in FileIO.swift.
 ///
@@ -102,7 +103,7 @@ public final class MulticastFilesystem: Sendable {
     /// `mkdir ROOT/G`: a new group, owned by the caller, with the mode given
     /// (the kernel has applied the umask). `send`, `ctl` and `status` take
     /// their modes from it: send = mode & 0222, status = mode & 0444, ctl =
-    /// mode & 0200.
+    /// mode & 0200; `frames/` has it, `peers/` has mode & 0700.
     public func makeGroup(parent: InodeNumber, name: String, permissions: FilePermissions, caller: Caller) throws(Errno) -> Entry {
         try withNamespace { (namespace) throws(Errno) in
             let parentNode = try namespace.node(parent)
@@ -124,7 +125,9 @@ public final class MulticastFilesystem: Sendable {
             directory.control = namespace.makeNode(.control, permissions: mode.intersection(.ownerWrite), owner: caller, content: .control(directory)).ino
             directory.status = namespace.makeNode(.status, permissions: mode.intersection(Self.readBits), owner: caller, content: .status(directory)).ino
             directory.frames = namespace.makeNode(.frames, permissions: mode, owner: caller, content: .frames(directory)).ino
-            node.attributes.linkCount = 3  // ".", its name in the root, and frames/..
+            directory.peers = namespace.makeNode(.peers, permissions: mode.intersection(.ownerReadWriteExecute), owner: caller,
+                                                 content: .peers(directory)).ino
+            node.attributes.linkCount = 4  // ".", its name in the root, frames/.. and peers/..
             namespace.groups[ExactName(name)] = node
             namespace.groupOrder.append(ExactName(name))
             namespace.touch(namespace.root)
@@ -139,8 +142,8 @@ public final class MulticastFilesystem: Sendable {
             switch parentNode.content {
             case .root where name == Self.metricsName: throw .notDirectory
             case .root: break
-            // frames/ goes with its group, never alone.
-            case .group where name == "frames": throw .notPermitted
+            // frames/ and peers/ go with their group, never alone.
+            case .group where name == "frames" || name == "peers": throw .notPermitted
             // Nothing else inside a group is a directory.
             default: throw .notDirectory
             }
@@ -148,7 +151,7 @@ public final class MulticastFilesystem: Sendable {
             do throws(DeliveryError) { try directory.group.close() } catch { throw Errno(error) }
             namespace.groups[ExactName(name)] = nil
             namespace.groupOrder.removeAll { $0 == ExactName(name) }
-            for ino in [directory.send, directory.control, directory.status, directory.frames] {
+            for ino in [directory.send, directory.control, directory.status, directory.frames, directory.peers] {
                 namespace.unlink(namespace.entry(ino))
             }
             namespace.unlink(node)
@@ -202,13 +205,23 @@ public final class MulticastFilesystem: Sendable {
         let node = namespace.makeNode(.member, permissions: permissions, owner: caller, content: .member(directory, member))
         directory.members[ExactName(name)] = node.ino
         directory.memberOrder.append(ExactName(name))
+        directory.peerFiles[ExactName(name)] = makePeerFile(for: member, in: directory, namespace: &namespace).ino
         namespace.touch(namespace.entry(directory.directory))
         return node
     }
 
-    /// `rm G/NAME`: NAME leaves. Open handles still read what was queued, then
-    /// end of file; new opens get ENOENT. `send`, `ctl`, `status` and
-    /// `frames`, and anything in `frames/`, cannot be removed (EPERM).
+    /// The listener's end of a member that joins: `G/peers/NAME`, owned by
+    /// the group's owner, mode = the mode of `peers/` now & 0600.
+    private static func makePeerFile(for member: Member, in directory: GroupDirectory, namespace: inout Namespace) -> Node {
+        let group = namespace.entry(directory.directory).attributes, peers = namespace.entry(directory.peers).attributes
+        return namespace.makeNode(.peer, permissions: peers.mode.permissions.intersection([.ownerRead, .ownerWrite]),
+                                  owner: Caller(uid: group.uid, gid: group.gid), content: .peer(directory, member))
+    }
+
+    /// `rm G/NAME`: NAME leaves, and `G/peers/NAME` goes with it. Open
+    /// handles still read what was queued, then end of file; new opens get
+    /// ENOENT. `send`, `ctl`, `status`, `frames` and `peers`, and anything
+    /// in `frames/` or `peers/`, cannot be removed (EPERM).
     public func removeMember(parent: InodeNumber, name: String) throws(Errno) {
         try withNamespace { (namespace) throws(Errno) in
             if case .root = try namespace.node(parent).content {
@@ -223,6 +236,7 @@ public final class MulticastFilesystem: Sendable {
             directory.memberOrder.removeAll { $0 == ExactName(name) }
             member.leave()
             namespace.unlink(node)
+            if let peer = directory.peerFiles.removeValue(forKey: ExactName(name)) { namespace.unlink(namespace.entry(peer)) }
             namespace.touch(namespace.entry(directory.directory))
         }
     }
@@ -244,7 +258,7 @@ public final class MulticastFilesystem: Sendable {
         let access = flags
         let content: OpenFile.Content
         switch node.content {
-        case .root, .group, .frames:
+        case .root, .group, .frames, .peers:
             throw .isDirectory
         case .metrics:
             guard !access.writes else { throw .permissionDenied }
@@ -261,6 +275,9 @@ public final class MulticastFilesystem: Sendable {
         case .member(_, let member):
             guard member.isPresent else { throw .noSuchFileOrDirectory }
             content = .member(member, reader: access.reads ? member.makeReader() : nil, writable: access.writes)
+        case .peer(_, let member):
+            guard member.isPresent else { throw .noSuchFileOrDirectory }
+            content = .peer(member, reader: access.reads ? member.makePeerReader() : nil, writable: access.writes)
         }
         let file = OpenFile(content: content, view: view, watchID: nextWatchID.add(1, ordering: .relaxed).newValue)
         let isStream = if case .status = content { false } else { true }
@@ -290,7 +307,12 @@ public final class MulticastFilesystem: Sendable {
                 for (name, ino) in directory.framedEntries {
                     entries.append(DirectoryEntry(name: name, ino: ino, type: .regular))
                 }
-            case .send, .control, .status, .member, .metrics:
+            case .peers(let directory):
+                entries.append(DirectoryEntry(name: "..", ino: directory.directory, type: .directory))
+                for (name, ino) in directory.peerEntries {
+                    entries.append(DirectoryEntry(name: name, ino: ino, type: .regular))
+                }
+            case .send, .control, .status, .member, .peer, .metrics:
                 throw .notDirectory
             }
             return entries
@@ -327,8 +349,9 @@ public final class MulticastFilesystem: Sendable {
         let file = OpenFile.of(handle)
         guard let pending = file.pendingLine else { return }
         switch file.content {
-        case .send(let group): flushLine(pending, to: group, as: nil)
-        case .member(let member, _, _): flushLine(pending, to: member.group, as: member)
+        case .send(let group): flushLine(pending, to: .group(group, as: nil))
+        case .member(let member, _, _): flushLine(pending, to: .group(member.group, as: member))
+        case .peer(let member, _, _): flushLine(pending, to: .privately(member))
         case .control, .status, .directory: break
         }
     }
@@ -338,7 +361,8 @@ public final class MulticastFilesystem: Sendable {
         flush(handle: handle)
         let file = OpenFile.of(handle)
         switch file.content {
-        case .member(let member, let reader, _): member.group.cancelWatch(id: file.watchID, reader: reader)
+        case .member(let member, let reader, _), .peer(let member, let reader, _):
+            member.group.cancelWatch(id: file.watchID, reader: reader)
         case .send(let group): group.cancelWatch(id: file.watchID, reader: nil)
         case .control, .status, .directory: break
         }

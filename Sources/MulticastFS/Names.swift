@@ -6,7 +6,7 @@ import SystemPackage
 enum Names {
     static let maxBytes = 255
     /// Names a group directory keeps for its own files.
-    static let reserved: Set<String> = ["send", "ctl", "status", "frames"]
+    static let reserved: Set<String> = ["send", "ctl", "status", "frames", "peers"]
 
     static func validate(_ name: String) throws(Errno) {
         let length = name.utf8.count

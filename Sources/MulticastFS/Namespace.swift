@@ -66,12 +66,14 @@ struct Namespace: ~Copyable {
     mutating func reference(_ node: Node, in view: View = .record) -> Entry {
         let attributes = attributes(of: node)
         switch node.content {
-        case .send, .member:
+        // A peer file is written like a member (a private send may wait), so
+        // it gets a node id per lookup for the same reason.
+        case .send, .member, .peer:
             let alias = nextInode
             nextInode += 1
             aliases[alias] = Alias(node: node, view: view)
             return Entry(nodeID: alias, attributes: attributes, cacheable: false)
-        case .root, .group, .control, .status, .frames, .metrics:
+        case .root, .group, .control, .status, .frames, .peers, .metrics:
             node.lookups += 1
             return Entry(nodeID: node.ino, attributes: attributes, cacheable: true)
         }
@@ -82,9 +84,9 @@ struct Namespace: ~Copyable {
         switch node.content {
         case .group(let directory) where node.linked: return directory
         case .group: throw .noSuchFileOrDirectory
-        // Members join in `G/`, never in `G/frames/`.
-        case .root, .frames: throw .notPermitted
-        case .send, .control, .status, .member, .metrics: throw .notDirectory
+        // Members join in `G/`, never in `G/frames/` or `G/peers/`.
+        case .root, .frames, .peers: throw .notPermitted
+        case .send, .control, .status, .member, .peer, .metrics: throw .notDirectory
         }
     }
 
@@ -122,10 +124,13 @@ struct Namespace: ~Copyable {
             guard parent.linked, let node = entry(named: name, in: directory) else { throw .noSuchFileOrDirectory }
             return (node, .record)
         case .frames(let directory):
-            guard parent.linked, name != "ctl", name != "status", name != "frames",
+            guard parent.linked, name != "ctl", name != "status", name != "frames", name != "peers",
                   let node = entry(named: name, in: directory) else { throw .noSuchFileOrDirectory }
             return (node, .framed)
-        case .send, .control, .status, .member, .metrics:
+        case .peers(let directory):
+            guard parent.linked, let ino = directory.peerFiles[ExactName(name)] else { throw .noSuchFileOrDirectory }
+            return (entry(ino), .record)
+        case .send, .control, .status, .member, .peer, .metrics:
             throw .notDirectory
         }
     }
@@ -137,6 +142,7 @@ struct Namespace: ~Copyable {
         case "ctl": entry(directory.control)
         case "status": entry(directory.status)
         case "frames": entry(directory.frames)
+        case "peers": entry(directory.peers)
         default:
             if let ino = directory.members[ExactName(name)] { entry(ino) } else { nil }
         }

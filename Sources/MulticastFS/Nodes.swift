@@ -28,6 +28,12 @@ final class Node: @unchecked Sendable {
         case frames(GroupDirectory)
         /// `ROOT/.metrics`: every group's counters, made at open.
         case metrics
+        /// `G/peers/`: one peer file per member.
+        case peers(GroupDirectory)
+        /// `G/peers/NAME`: member NAME's peer queue to read, and private
+        /// messages to NAME to write. An entry of its own, with its own
+        /// attributes (not a twin of the member).
+        case peer(GroupDirectory, Member)
     }
 
     init(ino: InodeNumber, kind: EntryKind, attributes: FileAttributes, content: Content) {
@@ -78,15 +84,23 @@ final class GroupDirectory: @unchecked Sendable {
     var control: InodeNumber = 0
     var status: InodeNumber = 0
     var frames: InodeNumber = 0
+    var peers: InodeNumber = 0
     /// Members by name, in the order they joined.
     var members: [ExactName: InodeNumber] = [:]
     var memberOrder: [ExactName] = []
+    /// The members' peer files in `G/peers/`, by member name.
+    var peerFiles: [ExactName: InodeNumber] = [:]
 
     init(group: Group) { self.group = group }
 
     /// The fixed entries, then the members.
     var entries: [(String, InodeNumber)] {
-        [("send", send), ("ctl", control), ("status", status), ("frames", frames)] + memberEntries
+        [("send", send), ("ctl", control), ("status", status), ("frames", frames), ("peers", peers)] + memberEntries
+    }
+
+    /// What `G/peers/` lists: a peer file per member, in the order they joined.
+    var peerEntries: [(String, InodeNumber)] {
+        memberOrder.compactMap { name in peerFiles[name].map { (name.string, $0) } }
     }
 
     /// What `G/frames/` lists: the twins of `send` and of the members.

@@ -11,6 +11,9 @@ final class OpenFile: Sendable {
         /// A member file: reads receive (if opened for reading), writes send
         /// as the member (if opened for writing).
         case member(Member, reader: Reader?, writable: Bool)
+        /// A member's peer file: reads receive from its peer queue, writes
+        /// send private messages to the member.
+        case peer(Member, reader: Reader?, writable: Bool)
         case send(Group)
         case control(Group)
         /// The snapshot made at open: of a group (`status`) or of every
@@ -35,7 +38,7 @@ final class OpenFile: Sendable {
         self.view = view
         self.watchID = watchID
         pendingLine = switch (content, view) {
-        case (.send, .record), (.member(_, _, writable: true), .record): PendingLine()
+        case (.send, .record), (.member(_, _, writable: true), .record), (.peer(_, _, writable: true), .record): PendingLine()
         default: nil
         }
     }

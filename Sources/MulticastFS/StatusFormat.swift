@@ -2,20 +2,20 @@ public import DeliveryCore
 
 /// The text of `G/status`: nested-keyed lines, as cgroup v2 interface files.
 ///
-///     group NAME send=... capacity=... queue_bytes=... max_message=... members=N sent=N blocked_writers=N message=write|line
-///     member NAME queued=N queued_bytes=N capacity=N queue_bytes=N loopback=0|1 drop_when_full=0|1 full=0|1 delivered=N dropped=N subscribe=[PATTERN,...]
+///     group NAME send=... capacity=... queue_bytes=... max_message=... members=N sent=N blocked_writers=N message=write|line send_to_peer=0|1
+///     member NAME queued=N queued_bytes=N capacity=N queue_bytes=N loopback=0|1 drop_when_full=0|1 full=0|1 delivered=N dropped=N send_to_peer=0|1 peer_queued=N peer_full=0|1 subscribe=[PATTERN,...]
 public enum StatusFormat {
     public static func render(_ snapshot: GroupSnapshot) -> String {
         let settings = snapshot.settings
         var text = "group \(snapshot.name) send=\(settings.sendPolicy.rawValue) capacity=\(settings.capacity)"
             + " queue_bytes=\(settings.queueBytes) max_message=\(settings.maxMessage)"
             + " members=\(snapshot.members.count) sent=\(snapshot.sent) blocked_writers=\(snapshot.blockedWriters)"
-            + " message=\(settings.messageBoundary.rawValue)\n"
+            + " message=\(settings.messageBoundary.rawValue)" + peerKeys(settings) + "\n"
         for member in snapshot.members {
             text += "member \(member.name) queued=\(member.queued) queued_bytes=\(member.queuedBytes)"
                 + " capacity=\(member.settings.capacity) queue_bytes=\(member.settings.queueBytes)"
                 + " loopback=\(bit(member.settings.loopback)) drop_when_full=\(bit(member.settings.dropWhenFull))"
-                + " full=\(bit(member.full)) delivered=\(member.delivered) dropped=\(member.dropped)"
+                + " full=\(bit(member.full)) delivered=\(member.delivered) dropped=\(member.dropped)" + peerKeys(member)
             // Appended last, so that parsers of the keys before it keep working.
             text += " subscribe=\(member.settings.subscribe.text)\n"
         }
@@ -23,4 +23,12 @@ public enum StatusFormat {
     }
 
     private static func bit(_ value: Bool) -> Int { value ? 1 : 0 }
+
+    // Connected groups: appended after the keys of v1, so that a parser of
+    // those keeps working.
+    private static func peerKeys(_ settings: GroupSettings) -> String { " send_to_peer=\(bit(settings.sendToPeer))" }
+
+    private static func peerKeys(_ member: MemberSnapshot) -> String {
+        " send_to_peer=\(bit(member.settings.sendToPeer)) peer_queued=\(member.peerQueued) peer_full=\(bit(member.peerFull))"
+    }
 }

@@ -16,9 +16,9 @@ import Testing
         #expect(try kernel.stat("/chat/status").permissions == 0o440)
         #expect(try kernel.stat("/chat/ctl").permissions == 0o200)
         #expect(try kernel.list("/") == [".", "..", ".metrics", "chat"])
-        #expect(try kernel.list("/chat") == [".", "..", "send", "ctl", "status", "frames"])
+        #expect(try kernel.list("/chat") == [".", "..", "send", "ctl", "status", "frames", "peers"])
         #expect(try kernel.stat("/").linkCount == 3)
-        #expect(try kernel.stat("/chat").linkCount == 3)
+        #expect(try kernel.stat("/chat").linkCount == 4)
         let frames = try kernel.stat("/chat/frames")
         #expect(frames.mode.type == .directory && frames.permissions == 0o750 && frames.uid.rawValue == 1000)
         #expect(try kernel.list("/chat/frames") == [".", "..", "send"])
@@ -60,7 +60,7 @@ import Testing
             _ = try kernel.fs.makeNode(parent: kernel.resolve("/g"), name: "fifo", mode: FileMode(rawValue: S_IFIFO | 0o644), caller: kernel.caller)
         }
         #expect(throws: Errno.notPermitted) { try kernel.unlink("/g/send") }
-        #expect(try kernel.list("/g") == [".", "..", "send", "ctl", "status", "frames"])
+        #expect(try kernel.list("/g") == [".", "..", "send", "ctl", "status", "frames", "peers"])
     }
 
     /// `G/frames/NAME` is the member NAME itself in another encoding: the
@@ -348,9 +348,9 @@ import Testing
         _ = kernel.write(send, "hi there")
         _ = kernel.read(bob)
         #expect(try kernel.readAll("/chat/status") == """
-            group chat send=anyone capacity=256 queue_bytes=4194304 max_message=1044480 members=2 sent=1 blocked_writers=0 message=write
-            member alice queued=1 queued_bytes=8 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0 subscribe=
-            member bob queued=0 queued_bytes=0 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0 subscribe=
+            group chat send=anyone capacity=256 queue_bytes=4194304 max_message=1044480 members=2 sent=1 blocked_writers=0 message=write send_to_peer=0
+            member alice queued=1 queued_bytes=8 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0 send_to_peer=0 peer_queued=0 peer_full=0 subscribe=
+            member bob queued=0 queued_bytes=0 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0 send_to_peer=0 peer_queued=0 peer_full=0 subscribe=
 
             """)
     }

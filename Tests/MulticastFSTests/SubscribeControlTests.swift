@@ -22,13 +22,13 @@ import Testing
         }
         let status = try kernel.readAll("/g/status")
         #expect(status.contains("member eu queued=0 "))
-        #expect(status.contains(" dropped=0 subscribe=orders.eu.>,alerts\n"))
-        #expect(status.contains("member all queued=0 queued_bytes=0 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=4 dropped=0 subscribe=\n"))
+        #expect(status.contains(" peer_full=0 subscribe=orders.eu.>,alerts\n"))
+        #expect(status.contains("member all queued=0 queued_bytes=0 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=4 dropped=0 send_to_peer=0 peer_queued=0 peer_full=0 subscribe=\n"))
         // An empty value clears the filter.
         #expect(kernel.write(ctl, "member eu subscribe=").outcome == .written(20))
         _ = kernel.write(send, "anything")
         #expect(kernel.read(eu, nonBlocking: true).text == "anything")
-        #expect(try kernel.readAll("/g/status").contains(" dropped=0 subscribe=\nmember all"))
+        #expect(try kernel.readAll("/g/status").contains(" peer_full=0 subscribe=\nmember all"))
     }
 
     @Test func badPatternsAreEINVALAndChangeNothing() throws {

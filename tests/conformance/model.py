@@ -33,8 +33,9 @@ CAPACITY_RANGE = (1, 1_000_000)
 QUEUE_BYTES_RANGE = (1, 1 << 30)
 MAX_MESSAGE_RANGE = (1, MAX_MESSAGE)
 FIXED_FILES = ("send", "ctl", "status")
-# Directories mcastfs makes in every group (docs/contract.md, "A group directory").
-FIXED_DIRECTORIES = ("frames",)
+# Directories mcastfs makes in every group (docs/contract.md, "A group directory",
+# and "Connected groups: peers").
+FIXED_DIRECTORIES = ("frames", "peers")
 RESERVED = FIXED_FILES + FIXED_DIRECTORIES
 NAME_MAX = 255
 
@@ -87,7 +88,8 @@ def name_errors(name: bytes) -> frozenset:
 
 GROUP_KEYS = {"capacity": CAPACITY_RANGE, "queue_bytes": QUEUE_BYTES_RANGE, "max_message": MAX_MESSAGE_RANGE}
 MEMBER_KEYS = {"capacity": CAPACITY_RANGE, "queue_bytes": QUEUE_BYTES_RANGE}
-FLAGS = ("loopback", "drop_when_full")
+FLAGS = ("loopback", "drop_when_full", "send_to_peer")
+GROUP_FLAGS = ("send_to_peer",)
 CTL_MAX = 4096  # docs/contract.md, "G/ctl": a command is at most 4,096 bytes
 
 
@@ -172,6 +174,10 @@ def parse_ctl(data: bytes, members, lenient: bool = False) -> CtlCommand:
                 if value not in ("write", "line"):
                     raise CtlError(f"message={value!r}")
                 changes[key] = value
+            elif key in GROUP_FLAGS:
+                if value not in ("0", "1"):
+                    raise CtlError(f"{key}={value!r}")
+                changes[key] = value == "1"
             else:
                 raise CtlError(f"unknown group key {key!r}")
         else:
@@ -260,6 +266,7 @@ class Queued:
     sender: str
     creds: tuple | None
     dropped: int = 0
+    private: bool = False   # sent through G/peers/NAME: frames show flags bit 0
 
 
 def writer_creds() -> tuple:
@@ -287,10 +294,20 @@ class Member:
         """Whether this member's patterns match a message (None: any message,
         for poll's conservative answer)."""
         return data is None or topicfilter.matches(topicfilter.parse(self.subscribe), data)
+    send_to_peer: bool = False
+    peer: "Peer" = None
+
+    def __post_init__(self):
+        self.peer = Peer(self)
 
     @property
     def full(self) -> bool:
         return len(self.queue) >= self.capacity or self.queued_bytes >= self.queue_bytes
+
+    @property
+    def holds_back(self) -> bool:
+        """A write to this member must wait: full, and not drop-when-full."""
+        return self.full and not self.drop_when_full
 
     def status(self) -> dict:
         return {
@@ -303,8 +320,31 @@ class Member:
             "full": int(self.full),
             "delivered": self.delivered,
             "dropped": self.dropped,
+            "send_to_peer": int(self.send_to_peer),
+            "peer_queued": len(self.peer.queue),
+            "peer_full": int(self.peer.full),
             "subscribe": self.subscribe,
         }
+
+
+@dataclass(eq=False)
+class Peer:
+    """A member's peer queue (docs/contract.md, "Connected groups: peers"):
+    the member's capacity and queue_bytes, never dropping; what the member
+    sends while send_to_peer=1. Read like a member's queue; it ends when the
+    member leaves."""
+
+    member: Member
+    queue: deque = field(default_factory=deque)
+    queued_bytes: int = 0
+
+    @property
+    def present(self) -> bool:
+        return self.member.present
+
+    @property
+    def full(self) -> bool:
+        return len(self.queue) >= self.member.capacity or self.queued_bytes >= self.member.queue_bytes
 
 
 @dataclass(eq=False)
@@ -316,11 +356,13 @@ class Group:
     max_message: int = MAX_MESSAGE
     send_policy: str = "anyone"
     message: str = "write"
+    send_to_peer: bool = False
     members: dict = field(default_factory=dict)  # name -> Member, in join order
     sent: int = 0
     closed: bool = False
     # Line tails flushed by fsync or close while a recipient was full: they wait
-    # in line in the group as blocked writes (data, sender), oldest first.
+    # as blocked writes (data, sender, private), oldest first: in the group's
+    # line, or (private) in the line of the member they are for.
     parked: deque = field(default_factory=deque)
 
     def status(self) -> dict:
@@ -331,8 +373,11 @@ class Group:
             "max_message": self.max_message,
             "members": len(self.members),
             "sent": self.sent,
-            "blocked_writers": len(self.parked),  # only flushed tails wait: the model test never blocks
+            # only flushed tails wait (the model test never blocks); private
+            # ones wait in their member's line, not the group's
+            "blocked_writers": sum(1 for _, _, private in self.parked if not private),
             "message": self.message,
+            "send_to_peer": int(self.send_to_peer),
         }
 
     # sending
@@ -345,9 +390,17 @@ class Group:
             raise ModelError(*refusals)
         recipients = self.recipients(sender, data)
         # Fairness: a later write does not overtake one that waits.
-        if self.parked or any(m.full and not m.drop_when_full for m in recipients):
+        if self.group_waits() or any(m.holds_back for m in recipients) or self.peer_holds_back(sender):
             raise ModelError(errno.EAGAIN)
         return recipients
+
+    def group_waits(self) -> bool:
+        return any(not private for _, _, private in self.parked)
+
+    @staticmethod
+    def peer_holds_back(sender: Member | None) -> bool:
+        """The sender's peer is one more recipient, which never drops."""
+        return sender is not None and sender.send_to_peer and sender.peer.full
 
     def refusals(self, size: int, sender: Member | None) -> list:
         """The errors a message of `size` bytes from `sender` gets whatever the queues hold."""
@@ -370,7 +423,8 @@ class Group:
         return found
 
     def would_block(self, sender: Member | None) -> bool:
-        return any(m.full and not m.drop_when_full for m in self.members.values() if m is not sender or m.loopback)
+        return any(m.holds_back for m in self.members.values() if m is not sender or m.loopback) \
+            or self.peer_holds_back(sender)
 
     def send(self, data: bytes, sender: Member | None, creds: tuple | None = None) -> None:
         """One non-blocking message; raises ModelError, else delivers."""
@@ -390,33 +444,105 @@ class Group:
                 m.drops_pending = 0
                 m.queued_bytes += len(data)
                 m.delivered += 1
+        if sender is not None and sender.send_to_peer:
+            sender.peer.queue.append(Queued(data, self.sent, sender.name, creds))
+            sender.peer.queued_bytes += len(data)
+            _event("peer delivery")
 
-    def flush(self, tail: bytes, sender: Member | None) -> None:
+    # private messages (docs/contract.md, "Connected groups: peers")
+    def private_refusals(self, size: int, member: Member) -> list:
+        refusals = []
+        if size > self.max_message:
+            refusals.append(errno.EMSGSIZE)
+        if not member.present:
+            refusals.append(errno.EPIPE)  # the member left: its peer file's writes fail
+        return refusals
+
+    def check_private(self, size: int, member: Member) -> None:
+        """Raises ModelError when a private message of `size` bytes to
+        `member` would fail or wait now. It waits for `member` alone: behind
+        older private messages to it, never behind the group's line."""
+        refusals = self.private_refusals(size, member)
+        if refusals:
+            raise ModelError(*refusals)
+        if member.holds_back or any(private and m is member for _, m, private in self.parked):
+            raise ModelError(errno.EAGAIN)
+
+    def send_private(self, data: bytes, member: Member, creds: tuple | None = None) -> None:
+        self.check_private(len(data), member)
+        self.deliver_private(data, member, creds or writer_creds())
+
+    def deliver_private(self, data: bytes, member: Member, creds) -> None:
+        """A group sequence number, no sender, marked private; a full
+        drop-when-full member misses it."""
+        self.sent += 1
+        if member.full:
+            member.dropped += 1
+            member.drops_pending += 1
+            _event("private message dropped (drop_when_full member full)")
+            return
+        member.queue.append(Queued(data, self.sent, "", creds, member.drops_pending, private=True))
+        member.drops_pending = 0
+        member.queued_bytes += len(data)
+        member.delivered += 1
+        _event("private delivery")
+
+    def flush(self, tail: bytes, sender: Member | None, private: bool = False) -> None:
         """A line tail sent by fsync or the last close: it waits in line as a
-        blocked write; settle() delivers it when it can."""
-        self.parked.append((tail, sender))
-        _event("line tail flushed")
+        blocked write; settle() delivers it when it can. A private tail
+        (`sender` is then the member it is for) waits in that member's line."""
+        if len(tail) > self.max_message:
+            # Its size is checked as it is sent, against max_message now (it
+            # may have been lowered since the tail was written): refused,
+            # unseen. Once it waits, a lower max_message no longer refuses it.
+            _event("line tail refused (max_message lowered before the flush)")
+            return
+        self.parked.append((tail, sender, private))
+        _event("line tail flushed" + (" (private)" if private else ""))
         self.settle()
 
     def settle(self) -> bool:
-        """Delivers the waiting flushed tails that can go now, in order (one
-        that fails, for a member that left or a group removed, is dropped
-        unseen). True when something changed."""
+        """Delivers the waiting flushed tails that can go now, oldest first
+        (one that fails, for a member that left or a group removed, is dropped
+        unseen): the head of the group's line when every recipient has room,
+        and a private tail when no older one waits for its member and that
+        member has room. A group tail that cannot go does not hold a younger
+        private one back. True when something changed."""
         changed = False
-        while self.parked:
-            tail, sender = self.parked[0]
-            recipients = self.recipients(sender, tail)
-            # Its size was checked when the tail was written: a max_message
-            # lowered while it waits does not refuse it, as for any parked write.
-            if not [e for e in self.refusals(len(tail), sender) if e != errno.EMSGSIZE]:
-                if any(m.full and not m.drop_when_full for m in recipients):
-                    break
-                self.deliver(tail, sender, recipients, None)
-                _event("line tail delivered")
-            else:
-                _event("line tail refused")
-            self.parked.popleft()
-            changed = True
+        progress = True
+        while progress:
+            progress = False
+            group_head_seen = False
+            waiting_for: set = set()  # members with an older private tail still waiting
+            for item in list(self.parked):
+                tail, who, private = item
+                if private:
+                    if who in waiting_for:
+                        continue
+                    # max_message was checked when the tail was written.
+                    if not who.present or self.closed:
+                        _event("line tail refused")
+                    elif who.holds_back:
+                        waiting_for.add(who)
+                        continue
+                    else:
+                        self.deliver_private(tail, who, None)
+                        _event("line tail delivered (private)")
+                else:
+                    if group_head_seen:
+                        continue
+                    recipients = self.recipients(who, tail)
+                    if not [e for e in self.refusals(len(tail), who) if e != errno.EMSGSIZE]:
+                        if any(m.holds_back for m in recipients) or self.peer_holds_back(who):
+                            group_head_seen = True
+                            continue
+                        self.deliver(tail, who, recipients, None)
+                        _event("line tail delivered")
+                    else:
+                        _event("line tail refused")
+                self.parked.remove(item)
+                changed = progress = True
+                break  # start again from the oldest: what was delivered may free or fill a queue
         return changed
 
     def apply(self, command: CtlCommand) -> None:
@@ -431,7 +557,8 @@ class Group:
 
 @dataclass(eq=False)
 class Handle:
-    """One open file: `send` (member None) or a member file."""
+    """One open file: `send` (member None), a member file, or (peer) the
+    member's peer file G/peers/NAME."""
 
     fd: int
     group: Group
@@ -441,6 +568,7 @@ class Handle:
     remainder: bytes | None = None
     framed: bool = False        # opened in G/frames/
     pending: bytes = b""        # a line that waits for its newline (message=line)
+    peer: bool = False          # G/peers/NAME: reads the peer queue, writes private messages
 
     def write(self, data: bytes) -> int:
         if not self.writes:
@@ -451,8 +579,21 @@ class Handle:
             return self.write_batch(data)
         if self.group.message == "line":
             return self.write_lines(data)
-        self.group.send(data, self.member)
+        self.send_one(data)
         return len(data)
+
+    def send_one(self, data: bytes) -> None:
+        """One message from this file: to the group, or privately."""
+        if self.peer:
+            self.group.send_private(data, self.member)
+        else:
+            self.group.send(data, self.member)
+
+    def refusals(self) -> list:
+        """What refuses any message from this file, whatever its size."""
+        if self.peer:
+            return self.group.private_refusals(1, self.member)
+        return self.group.refusals(1, self.member)
 
     def write_batch(self, data: bytes) -> int:
         """docs/contract.md, "Writing a batch", never waiting: the longest
@@ -495,12 +636,12 @@ class Handle:
             self.pending = tail
             _event("line tail kept")
             return len(data)
-        refusals = g.refusals(1, self.member)
+        refusals = self.refusals()
         if refusals:
             raise ModelError(*refusals)
         for k, (a, b) in enumerate(lines):
             try:
-                g.send(text[a:b], self.member)
+                self.send_one(text[a:b])
             except ModelError:
                 if k == 0:
                     raise  # nothing delivered: what waited still waits
@@ -514,7 +655,7 @@ class Handle:
     def flush(self) -> None:
         """fsync, or the last close: a waiting tail goes as a message of its own."""
         if self.pending:
-            self.group.flush(self.pending, self.member)
+            self.group.flush(self.pending, self.member, private=self.peer)
             self.pending = b""
 
     def readiness(self) -> tuple[bool, bool]:
@@ -523,12 +664,16 @@ class Handle:
         member left; a writer is writable when a write would not block (a
         write that fails at once does not block). A file opened read-only is
         never writable, write-only never readable."""
-        readable = self.reads and self.member is not None and (
-            self.remainder is not None or bool(self.member.queue) or not self.member.present)
+        source = self.source()
+        readable = self.reads and source is not None and (
+            self.remainder is not None or bool(source.queue) or not source.present)
         writable = False
         if self.writes:
             try:
-                self.group.check_send(1, self.member)
+                if self.peer:
+                    self.group.check_private(1, self.member)
+                else:
+                    self.group.check_send(1, self.member)
                 writable = True
             except ModelError as e:
                 writable = e.allowed != {errno.EAGAIN}
@@ -563,6 +708,12 @@ class Handle:
         _event(f"framed read of {min(len(out), 3)}{'+' if len(out) > 3 else ''} frames")
         return out
 
+    def source(self):
+        """The queue this file reads: its member's, or the member's peer queue."""
+        if self.member is None:
+            return None
+        return self.member.peer if self.peer else self.member
+
     def read(self, size: int):
         if not self.reads or self.member is None:
             raise ModelError(errno.EBADF)  # the VFS (or the daemon, for send)
@@ -575,7 +726,9 @@ class Handle:
             chunk, rest = self.remainder[:size], self.remainder[size:]
             self.remainder = rest or None
             return chunk
-        member = self.member
+        member = self.source()
+        if self.peer and member.queue:
+            _event("peer read")
         if not member.queue:
             if member.present:
                 raise ModelError(errno.EAGAIN)
@@ -639,7 +792,7 @@ class Filesystem:
         code = name_error(name)
         if code:
             raise ModelError(code)
-        m = Member(text, g.capacity, g.queue_bytes)
+        m = Member(text, g.capacity, g.queue_bytes, send_to_peer=g.send_to_peer)
         g.members[text] = m
         return m
 
@@ -653,6 +806,7 @@ class Filesystem:
         if m is None:
             raise ModelError(errno.ENOENT)
         m.present = False
+        g.settle()  # private tails waiting for it fail
 
     def member(self, group: str, name: str) -> Member:
         g = self.group(group)

@@ -311,7 +311,7 @@ def test_odd_calls_on_every_kind_of_entry(odd):
         g.take("peer")
 
     # anything a refused call might have left behind
-    leftovers = sorted(set(os.listdir(g.path)) - {"send", "ctl", "status", "frames", "m", "peer"})
+    leftovers = sorted(set(os.listdir(g.path)) - {"send", "ctl", "status", "frames", "peers", "m", "peer"})
     root_left = sorted(set(os.listdir(mount.path)) - {"odd", "sanity", ".metrics"})
     assert not leftovers and not root_left, f"left behind: {leftovers} {root_left}"
 

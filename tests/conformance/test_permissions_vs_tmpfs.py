@@ -99,7 +99,7 @@ class Backend:
                 continue
             for entry in os.listdir(path):
                 ep = os.path.join(path, entry)
-                if self.mcastfs and entry in RESERVED + ("frames",):
+                if self.mcastfs and entry in RESERVED + ("frames", "peers"):
                     continue  # a group's own entries go with it
                 if os.path.isdir(ep):
                     os.rmdir(ep)

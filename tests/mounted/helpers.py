@@ -38,9 +38,9 @@ DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
 MAX_CAPACITY = 1_000_000
 MAX_QUEUE_BYTES = 1 << 30
 # What every group directory holds (docs/contract.md, "A group directory"):
-# its files, and frames/ (the framed view).
+# its files, frames/ (the framed view) and peers/ (connected groups).
 FIXED_FILES = ("send", "ctl", "status")
-RESERVED = FIXED_FILES + ("frames",)
+RESERVED = FIXED_FILES + ("frames", "peers")
 
 GROUP_KEYS = ("send", "capacity", "queue_bytes", "max_message", "members", "sent", "blocked_writers")
 MEMBER_KEYS = (

@@ -41,14 +41,14 @@ def stop(proc):
 # --- without a mount ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", ["chat.sh", "log-fanout.sh", "line-messages.sh"])
+@pytest.mark.parametrize("script", ["chat.sh", "log-fanout.sh", "line-messages.sh", "peer-service.sh"])
 def test_shell_examples_parse(script):
     res = subprocess.run(["sh", "-n", str(EXAMPLES / script)], capture_output=True, text=True, timeout=10)
     assert res.returncode == 0, res.stderr
     assert (EXAMPLES / script).read_text().startswith("#!/bin/sh\n")
 
 
-@pytest.mark.parametrize("script", ["subscriber.py", "publisher.py", "framed_subscriber.py"])
+@pytest.mark.parametrize("script", ["subscriber.py", "publisher.py", "framed_subscriber.py", "peer_service.py"])
 def test_python_examples_compile(script):
     source = (EXAMPLES / script).read_text()
     compile(source, str(EXAMPLES / script), "exec")
@@ -562,3 +562,117 @@ def test_line_messages_follows_a_file(mount, group, tmp_path):
     assert out.strip() == f"{group.name}/all (left)"
     assert "[3 messages in" in err
     assert group.status().members == {}, "Ctrl-C removes the member"
+
+
+# --- peer_service.py and peer-service.sh ---------------------------------------------
+
+PEER_SERVICES = {
+    "python": [sys.executable, str(EXAMPLES / "peer_service.py")],
+    "shell": ["sh", str(EXAMPLES / "peer-service.sh")],
+}
+ASKERS = {"alice": ["hello", "how are you"], "bob": ["good day", "bye"], "carol": ["one", "two", "three"]}
+
+
+def start_service(mount, group, kind):
+    proc = subprocess.Popen(PEER_SERVICES[kind] + ["serve", group.name], env=env_for(mount), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    line = read_line(proc.stderr, 10)
+    assert line.startswith(f"[serving {group.name}: "), line
+    return proc
+
+
+def stop_service(proc):
+    """Ctrl-C, and what it printed."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
+    return out, err
+
+
+@pytest.mark.parametrize("kind", sorted(PEER_SERVICES))
+def test_peer_service_answers_each_client_privately(mount, group, kind):
+    service = start_service(mount, group, kind)
+    try:
+        assert group.status().group["send_to_peer"] == 1
+        clients = {name: subprocess.Popen(PEER_SERVICES[kind] + ["ask", group.name, name, *requests],
+                                          env=env_for(mount), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)
+                   for name, requests in ASKERS.items()}
+        for name, client in clients.items():
+            out, err = client.communicate(timeout=30)
+            assert client.returncode == 0, err
+            # Each got its own answers, in order, whatever it heard of the others.
+            assert out.splitlines() == [r.upper() for r in ASKERS[name]], (name, out, err)
+        wait_for(lambda: not os.listdir(group.p("peers")), what="the clients left")
+    finally:
+        out, err = stop_service(service)
+    lines = out.splitlines()
+    for name, requests in ASKERS.items():
+        mine = [x for x in lines if x.startswith(name + ": ") or x == f"{name} left"]
+        assert mine == [f"{name}: {r} -> {r.upper()}" for r in requests] + [f"{name} left"], (name, out)
+    if kind == "python":
+        assert "[7 requests answered]" in err
+    assert group.status().members == {}
+
+
+def test_peer_service_keeps_reading_while_an_answer_waits_for_room(mount, group):
+    """An answer to a client whose queue is full waits in the service's outbox
+    until EPOLLOUT: the service does not block on it, and goes on reading."""
+    service = start_service(mount, group, "python")
+    try:
+        group.member("slow", capacity=1)
+        assert group.member_status("slow")["send_to_peer"] == 1, "the group default the service set"
+        for i in range(3):
+            group.send_as("slow", f"request {i}".encode(), nonblock=False)
+        # All three read and answered while slow reads nothing: two answers wait.
+        assert [read_line(service.stdout, 10).rstrip("\n") for _ in range(3)] == [
+            f"slow: request {i} -> REQUEST {i}" for i in range(3)]
+        assert group.member_status("slow")["full"] == 1
+        got = []
+        fd = group.open("frames/slow")
+        try:
+            while len(got) < 3:
+                got += [f.payload for f in mcastfs.read_frames(fd) if f.private]
+        finally:
+            os.close(fd)
+        assert got == [f"REQUEST {i}".encode() for i in range(3)]
+        os.unlink(group.p("slow"))
+        assert read_line(service.stdout, 10) == "slow left\n"
+    finally:
+        stop_service(service)
+
+
+@pytest.mark.parametrize("kind", sorted(PEER_SERVICES))
+def test_peer_service_serves_members_that_joined_before_it_and_names_used_again(mount, group, kind):
+    group.member("early")  # before the service: it has send_to_peer=0 until the service finds it
+    service = start_service(mount, group, kind)
+    try:
+        wait_for(lambda: group.member_status("early")["send_to_peer"] == 1, what="the service found early")
+        group.send_as("early", b"late request\n")
+        fd = group.open("frames/early")
+        try:
+            assert [f.payload for f in mcastfs.read_frames(fd) if f.private] == [b"LATE REQUEST\n"]
+        finally:
+            os.close(fd)
+        os.unlink(group.p("early"))
+        for _ in range(2):  # the same name, a new member each time
+            res = subprocess.run(PEER_SERVICES[kind] + ["ask", group.name, "again", "x"], env=env_for(mount),
+                                 capture_output=True, text=True, timeout=30)
+            assert res.returncode == 0 and res.stdout == "X\n", res.stderr
+    finally:
+        out, _ = stop_service(service)
+    assert out.splitlines().count("again: x -> X") == 2
+
+
+def test_peer_service_client_without_a_service_says_so(mount, group):
+    env = env_for(mount)
+    env["WAIT"] = "1"
+    for kind, extra in (("python", ["-w", "1"]), ("shell", [])):
+        res = subprocess.run(PEER_SERVICES[kind] + ["ask", group.name, "lonely", "anyone?"] + extra, env=env,
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 1 and "no answer in 1" in res.stderr, (kind, res.stderr)
+    assert group.status().members == {}, "the client left"

@@ -29,7 +29,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import Call, Group, expect_errno, is_fuse_mount, read_file, run, sh, unmount_lazily, wait_for
+from helpers import RESERVED, Call, Group, expect_errno, is_fuse_mount, read_file, run, sh, unmount_lazily, wait_for
 
 METRICS = ".metrics"
 
@@ -249,7 +249,7 @@ def test_content_matches_status_for_groups_and_members_with_odd_names(mount, new
         assert parsed[("mcastfs_groups", frozenset())] == len([n for n in os.listdir(mount.path) if n != METRICS])
     finally:
         for name in os.listdir(odd.path):
-            if name not in ("send", "ctl", "status", "frames"):
+            if name not in RESERVED:
                 os.unlink(odd.p(name))
         os.rmdir(odd.path)
 

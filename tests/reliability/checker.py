@@ -247,7 +247,8 @@ class Frame:
     uid: int
     gid: int
     dropped: int
-    name: str       # "" for a message written on send
+    name: str       # "" for a message written on send, or a private one
+    private: bool = False   # flags bit 0: sent to this member alone through G/peers/NAME
 
 
 @dataclass
@@ -267,9 +268,9 @@ def parse_frame_log(path: str, wspan: int) -> FrameLog:
             p = line.split()
             if not p or not line.endswith("\n"):
                 continue
-            if p[0] == "F" and len(p) == 10:
+            if p[0] == "F" and len(p) in (10, 11):
                 mid, length, meta = (int(p[1]), int(p[2])), int(p[3]), p[4:]
-            elif p[0] == "G" and len(p) == 8:
+            elif p[0] == "G" and len(p) in (8, 9):
                 raw = bytes.fromhex(p[1])
                 v = int.from_bytes(raw, "little")
                 mid, length, meta = (v % wspan, v // wspan), len(raw), p[2:]
@@ -289,7 +290,8 @@ def parse_frame_log(path: str, wspan: int) -> FrameLog:
                 continue
             seq, pid, uid, gid, dropped = map(int, meta[:5])
             r.msgs.append((mid, length))
-            r.frames.append(Frame(mid, length, seq, pid, uid, gid, dropped, "" if meta[5] == "-" else meta[5]))
+            r.frames.append(Frame(mid, length, seq, pid, uid, gid, dropped, "" if meta[5] == "-" else meta[5],
+                                  private=meta[6:] == ["P"]))
     return r
 
 

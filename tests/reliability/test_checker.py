@@ -137,3 +137,21 @@ def test_frame_log_parsing(tmp_path):
     assert r.frames[1].mid == (0x41 % 64, 0x41 // 64) and r.msgs[1] == ((1, 1), 2)
     assert r.frames[0] == ck.Frame(A, 20, 3, 10, 0, 0, 2, "wm") and r.frames[1].name == ""
     assert r.emsgsize == [(64, 300)] and r.corrupt and r.eof == {"msgs": 2}
+
+
+def test_frame_log_parsing_of_private_frames(tmp_path):
+    log = tmp_path / "p.log"
+    log.write_text("F 1 0 20 3 10 0 0 0 - P\nG 4100 4 10 0 0 0 - P\nF 1 1 20 5 10 0 0 0 wm\nEOF msgs=3\n")
+    r = ck.parse_frame_log(str(log), 64)
+    assert [f.private for f in r.frames] == [True, True, False]
+    assert r.frames[0].name == "" and len(r.msgs) == 3
+
+
+def test_drops_among_what_was_addressed_to_a_member():
+    from test_peer_stress import check_dropped_among
+    # 1..8 accepted; 3 and 6 were private to others: 1 2 4 5 7 8 were this member's
+    addressed = [1, 2, 4, 5, 7, 8]
+    frames = [frame(A, 1), frame(B, 5, dropped=2), frame(C, 7)]
+    assert check_dropped_among("d", frames, addressed, status_dropped=3) == []    # 2 before 5, 1 after 7
+    assert check_dropped_among("d", [frame(A, 1), frame(B, 5, dropped=3)], addressed, status_dropped=5)
+    assert check_dropped_among("d", frames, addressed, status_dropped=2)          # status disagrees

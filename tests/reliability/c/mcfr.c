@@ -2,7 +2,8 @@
  * mcfr: a framed reader for the reliability tests. Opens PATH (G/frames/NAME)
  * and reads with blocking read(2) until end of file, checking every frame
  * against the contract's layout ("Reading frames": 8-byte aligned,
- * header_size = 40 + name_size, zero padding, flags 0) and every payload
+ * header_size = 40 + name_size, zero padding, flags 0 or 1: bit 0 marks a
+ * private message, which has name_size 0) and every payload
  * against its own header (payload.h), and logs one line per frame with its
  * metadata for the checker.
  *
@@ -18,8 +19,9 @@
  * retried.
  *
  * stdout: "opened" once PATH is open. LOG lines:
- *   F wid counter len seq pid uid gid dropped name    a frame whose payload is intact
- *   G HEX seq pid uid gid dropped name                a frame of a tiny message
+ *   F wid counter len seq pid uid gid dropped name [P]    a frame whose payload is intact
+ *   G HEX seq pid uid gid dropped name [P]                a frame of a tiny message
+ *   (P: flags bit 0, a private message sent through G/peers/NAME)
  *   E bufsize first_frame_size                        EMSGSIZE with bufsize; the next
  *                                                     read's first frame has first_frame_size
  *   X why ...                                         a corrupt frame or payload
@@ -128,7 +130,7 @@ int main(int argc, char **argv)
             unsigned header = f[4] | (unsigned)f[5] << 8, name_size = f[6], flags = f[7];
             uint64_t seq = get64(f + 8);
             uint32_t pid = get32(f + 24), uid = get32(f + 28), gid = get32(f + 32), dropped = get32(f + 36);
-            if (header != 40 + name_size || flags != 0) {
+            if (header != 40 + name_size || (flags & ~1u) != 0 || ((flags & 1u) && name_size != 0)) {
                 logf_("X header %zu header_size=%u name_size=%u flags=%u\n", off, header, name_size, flags);
                 break;
             }
@@ -156,6 +158,7 @@ int main(int argc, char **argv)
                 name[name_size] = 0;
             }
             const unsigned char *p = f + header;
+            const char *private_ = flags & 1u ? " P" : "";
             if (text) {
                 uint32_t wid = 0, c = 0;
                 size_t need;
@@ -163,21 +166,22 @@ int main(int argc, char **argv)
                 if (bad)
                     logf_("X %s %u %u %u\n", bad, size, wid, c);
                 else
-                    logf_("F %u %u %u %llu %u %u %u %u %s\n", wid, c, size, (unsigned long long)seq, pid, uid, gid,
-                          dropped, name);
+                    logf_("F %u %u %u %llu %u %u %u %u %s%s\n", wid, c, size, (unsigned long long)seq, pid, uid, gid,
+                          dropped, name, private_);
             } else if (size < HDR) {
                 char hex[2 * HDR + 1];
                 for (uint32_t i = 0; i < size; i++)
                     sprintf(hex + 2 * i, "%02x", p[i]);
-                logf_("G %s %llu %u %u %u %u %s\n", hex, (unsigned long long)seq, pid, uid, gid, dropped, name);
+                logf_("G %s %llu %u %u %u %u %s%s\n", hex, (unsigned long long)seq, pid, uid, gid, dropped, name,
+                      private_);
             } else {
                 uint32_t len = get32(p), wid = p[4] | (uint32_t)p[5] << 8, magic = p[6] | (uint32_t)p[7] << 8;
                 uint32_t c = get32(p + 8);
                 if (magic != MAGIC || len != size || crc32_buf(p + HDR, len - HDR) != get32(p + 12))
                     logf_("X payload %u %u %u\n", size, wid, c);
                 else
-                    logf_("F %u %u %u %llu %u %u %u %u %s\n", wid, c, size, (unsigned long long)seq, pid, uid, gid,
-                          dropped, name);
+                    logf_("F %u %u %u %llu %u %u %u %u %s%s\n", wid, c, size, (unsigned long long)seq, pid, uid, gid,
+                          dropped, name, private_);
             }
             msgs++;
             frames++;
