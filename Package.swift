@@ -21,6 +21,10 @@
 //   MulticastFUSE — the contract's filesystem served over FUSE: the bridge
 //                   that routes each request to MulticastFS and answers it.
 //   mcastfs       — the executable: the command line, mounting, signals.
+//   CNATS, NATSClient — libnats (nats.c 3.4) as a system library, and a small
+//                   typed Swift face over the part of it groups across hosts
+//                   use (connections, JetStream streams, pull consumers, KV).
+//                   Knows nothing of multicast; no other module imports CNATS.
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -89,6 +93,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .systemLibrary(
+            name: "CNATS",
+            pkgConfig: "libnats",
+            providers: [.apt(["libnats-dev"])]
+        ),
+        .target(name: "NATSClient", dependencies: ["CNATS", "Locking"], swiftSettings: strict),
         .executableTarget(
             name: "core-bench",
             dependencies: [
@@ -108,6 +118,7 @@ let package = Package(
             dependencies: ["MulticastFUSE", "MulticastFS", "FUSETesting", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system],
             swiftSettings: strict
         ),
+        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "Locking"], swiftSettings: strict),
         .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
