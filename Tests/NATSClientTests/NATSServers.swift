@@ -42,12 +42,23 @@ final class NATSServers: @unchecked Sendable {
             list.append(Server(name: "s\(i)", clientPort: try freePort(), clusterPort: try freePort(), monitorPort: try freePort(), storeDir: store))
         }
         servers = AdaptiveMutex(list)
-        do {
-            for i in 0..<count { try spawn(i) }
-            for i in 0..<count { try waitHealthy(i) }
-        } catch {
-            stop()
-            throw error
+        // A port picked free may be taken by another test's server before
+        // ours binds it: then start again on new ports.
+        for attempt in 1...3 {
+            do {
+                for i in 0..<count { try spawn(i) }
+                for i in 0..<count { try waitHealthy(i) }
+                return
+            } catch let error as ServerError where error.portInUse && attempt < 3 {
+                stopProcesses()
+                for i in 0..<count {
+                    let ports = (try freePort(), try freePort(), try freePort())
+                    servers.withLock { s in (s[i].clientPort, s[i].clusterPort, s[i].monitorPort) = ports }
+                }
+            } catch {
+                stop()
+                throw error
+            }
         }
     }
 
@@ -78,12 +89,15 @@ final class NATSServers: @unchecked Sendable {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 servers.withLock { $0[i].pid = 0 }
-                throw ServerError("nats-server s\(i + 1) exited (status \(status)); see \(directory)/s\(i + 1).log")
+                let log = tail(of: "\(directory)/s\(i + 1).log")
+                throw ServerError("nats-server s\(i + 1) exited (status \(status)): \(log)",
+                                  portInUse: log.contains("address already in use"))
             }
             if httpStatus(port: port, path: "/healthz") == 200 { return }
             usleep(20_000)
         }
-        throw ServerError("nats-server s\(i + 1) not healthy within \(timeout)")
+        let health = httpGet(port: port, path: "/healthz")?.body ?? "no answer"
+        throw ServerError("nats-server s\(i + 1) not healthy within \(timeout): \(health)")
     }
 
     /// SIGKILL: the server dies mid-whatever, its store stays.
@@ -102,6 +116,14 @@ final class NATSServers: @unchecked Sendable {
     }
 
     func stop() {
+        stopProcesses()
+        if let rm = try? spawnProcess(["rm", "-rf", directory]) {
+            var status: Int32 = 0
+            waitpid(rm, &status, 0)
+        }
+    }
+
+    private func stopProcesses() {
         let pids = servers.withLock { s -> [pid_t] in
             defer { for i in s.indices { s[i].pid = 0 } }
             return s.map(\.pid)
@@ -110,10 +132,6 @@ final class NATSServers: @unchecked Sendable {
         for pid in pids where pid > 0 {
             var status: Int32 = 0
             waitpid(pid, &status, 0)
-        }
-        if let rm = try? spawnProcess(["rm", "-rf", directory]) {
-            var status: Int32 = 0
-            waitpid(rm, &status, 0)
         }
     }
 
@@ -126,7 +144,24 @@ final class NATSServers: @unchecked Sendable {
 
 struct ServerError: Error, CustomStringConvertible {
     let description: String
-    init(_ description: String) { self.description = description }
+    let portInUse: Bool
+    init(_ description: String, portInUse: Bool = false) {
+        self.description = description
+        self.portInUse = portInUse
+    }
+}
+
+/// The last lines of a server's log, for the error that says it died.
+private func tail(of path: String) -> String {
+    guard let f = fopen(path, "r") else { return "(no log at \(path))" }
+    defer { fclose(f) }
+    var lines: [String] = []
+    var buffer = [CChar](repeating: 0, count: 4096)
+    while fgets(&buffer, Int32(buffer.count), f) != nil {
+        lines.append(String(decoding: buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        if lines.count > 4 { lines.removeFirst() }
+    }
+    return lines.joined(separator: " | ")
 }
 
 /// A port that was free a moment ago (the kernel's pick for port 0).
