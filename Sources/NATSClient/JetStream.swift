@@ -209,13 +209,18 @@ public struct PublishOptions: Sendable {
     /// Refused unless the stream's last sequence is this (the server checks
     /// it after the duplicate check).
     public var expectLastSequence: UInt64?
+    /// Refused unless the stream's last stored message has this id: chains
+    /// pipelined publishes so that they are stored back to back or cut at
+    /// the first one refused.
+    public var expectLastMessageId: String?
     public var expectStream: String?
     /// `nil`: the context's timeout.
     public var timeout: Duration?
 
-    public init(msgId: String? = nil, expectLastSequence: UInt64? = nil) {
+    public init(msgId: String? = nil, expectLastSequence: UInt64? = nil, expectLastMessageId: String? = nil) {
         self.msgId = msgId
         self.expectLastSequence = expectLastSequence
+        self.expectLastMessageId = expectLastMessageId
     }
 
     func withC<R>(defaultTimeout: Duration, _ body: (UnsafeMutablePointer<jsPubOptions>) throws(NATSError) -> R) throws(NATSError) -> R {
@@ -224,6 +229,7 @@ public struct PublishOptions: Sendable {
         let strings = CStrings()
         po.MsgId = strings.copy(msgId)
         po.ExpectStream = strings.copy(expectStream)
+        po.ExpectLastMsgId = strings.copy(expectLastMessageId)
         if let expectLastSequence { po.ExpectLastSeq = expectLastSequence }
         po.MaxWait = (timeout ?? defaultTimeout).inMilliseconds
         return try withExtendedLifetime(strings) { () throws(NATSError) in try body(&po) }

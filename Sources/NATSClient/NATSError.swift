@@ -50,6 +50,8 @@ public struct JetStreamErrorCode: RawRepresentable, Hashable, Sendable {
     /// A publish whose expected last (subject) sequence did not match; also
     /// a KV create of a key that exists, or an update at a stale revision.
     public static let streamWrongLastSequence = JetStreamErrorCode(rawValue: Int(JSStreamWrongLastSequenceErr.rawValue))
+    /// A publish whose expected last message id was not the stream's last.
+    public static let streamWrongLastMessageId = JetStreamErrorCode(rawValue: Int(JSStreamWrongLastMsgIDErr.rawValue))
     public static let streamReplicasNotSupported = JetStreamErrorCode(rawValue: Int(JSStreamReplicasNotSupportedErr.rawValue))
     public static let clusterNoPeers = JetStreamErrorCode(rawValue: Int(JSClusterNoPeersErr.rawValue))
     public static let insufficientResources = JetStreamErrorCode(rawValue: Int(JSInsufficientResourcesErr.rawValue))
