@@ -681,3 +681,28 @@ func percentile(_ sorted: [Duration], _ p: Double) -> Duration {
         #expect(r1Sync == 0)
     }
 }
+
+@Suite struct IdempotenceFacts {
+    @Test func creatingAStreamOrBucketAgainWithTheSameConfigSucceeds() throws {
+        // Nodes start in any order and each makes the buckets; a node that
+        // finds a group without its stream (its maker died between the two
+        // steps) makes the stream.
+        let servers = try NATSServers()
+        let (_, js) = try connect(servers)
+        _ = try js.addStream(groupStream("G", backlog: 10))
+        _ = try js.addConsumer(stream: "G", nodeConsumer("a"))
+        _ = try publishOne(js, "G", "kept")
+        let again = try js.addStream(groupStream("G", backlog: 10))
+        #expect(again.state.messages == 1)
+        #expect { _ = try js.addStream(groupStream("G", backlog: 11)) } throws: { error in
+            (error as? NATSError)?.code == .streamNameExists
+        }
+
+        var config = KeyValueConfig(bucket: "mcastfs_groups")
+        config.history = 1
+        let kv = try js.createKeyValue(config)
+        try kv.put("chat", bytes("v1"))
+        let other = try js.createKeyValue(config)
+        #expect(try other.get("chat")?.value == bytes("v1"))
+    }
+}
