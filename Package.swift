@@ -25,6 +25,9 @@
 //                   typed Swift face over the part of it groups across hosts
 //                   use (connections, JetStream streams, pull consumers, KV).
 //                   Knows nothing of multicast; no other module imports CNATS.
+//   Cluster       — groups across hosts (docs/cluster.md): so far the NATS
+//                   names of groups, members and nodes.
+//   NATSTestSupport — tests only: nats-servers on loopback, started per test.
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -99,6 +102,7 @@ let package = Package(
             providers: [.apt(["libnats-dev"])]
         ),
         .target(name: "NATSClient", dependencies: ["CNATS", "Locking"], swiftSettings: strict),
+        .target(name: "Cluster", dependencies: ["NATSClient"], swiftSettings: strict),
         .executableTarget(
             name: "core-bench",
             dependencies: [
@@ -118,7 +122,9 @@ let package = Package(
             dependencies: ["MulticastFUSE", "MulticastFS", "FUSETesting", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system],
             swiftSettings: strict
         ),
-        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "Locking"], swiftSettings: strict),
+        .target(name: "NATSTestSupport", dependencies: ["NATSClient", "Locking"], path: "Tests/NATSSupport", swiftSettings: strict),
+        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "NATSTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NATSClient", "NATSTestSupport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import Glibc
 import NATSClient
+import NATSTestSupport
 import Testing
 
 // The facts about nats-server 2.9.10 that docs/cluster.md builds groups

@@ -15,7 +15,7 @@ a long time on 2.9.10; give clusters under test some traffic, as mcastfs
 nodes always have.) nats-server comes from PATH (scripts/install-deps
 installs it); its absence fails, it does not skip.
 
-The Swift tests start servers the same way: Tests/NATSClientTests/NATSServers.swift.
+The Swift tests start servers the same way: Tests/NATSSupport/NATSServers.swift.
 """
 
 from __future__ import annotations

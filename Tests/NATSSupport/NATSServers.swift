@@ -8,7 +8,7 @@ import Locking
 ///
 /// The same layout as tests/cluster/natscluster.py, which the mounted
 /// cluster tests use.
-final class NATSServers: @unchecked Sendable {
+public final class NATSServers: @unchecked Sendable {
     struct Server {
         var name: String
         var clientPort: Int
@@ -19,17 +19,17 @@ final class NATSServers: @unchecked Sendable {
     }
 
     private let servers: AdaptiveMutex<[Server]>
-    let directory: String
-    let clustered: Bool
+    public let directory: String
+    public let clustered: Bool
 
     /// The client URL of each server, in order.
-    var urls: [String] { servers.withLock { $0.map { "nats://127.0.0.1:\($0.clientPort)" } } }
-    func url(_ i: Int) -> String { urls[i] }
+    public var urls: [String] { servers.withLock { $0.map { "nats://127.0.0.1:\($0.clientPort)" } } }
+    public func url(_ i: Int) -> String { urls[i] }
 
     /// Starts `count` servers (1, or 3 for a cluster) and returns once each
     /// answers /healthz, that is, has JetStream up and, in a cluster, is
     /// current with an elected meta leader.
-    init(count: Int = 1) throws {
+    public init(count: Int = 1) throws {
         precondition(count >= 1)
         var template = Array("/tmp/mcastfs-nats-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw ServerError("mkdtemp: errno \(errno)") }
@@ -82,7 +82,7 @@ final class NATSServers: @unchecked Sendable {
 
     /// Waits until server `i` answers /healthz with 200 (JetStream ready and,
     /// in a cluster, current with the meta leader), or fails after `timeout`.
-    func waitHealthy(_ i: Int, timeout: Duration = .seconds(15)) throws {
+    public func waitHealthy(_ i: Int, timeout: Duration = .seconds(15)) throws {
         let (port, pid) = servers.withLock { ($0[i].monitorPort, $0[i].pid) }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -101,7 +101,7 @@ final class NATSServers: @unchecked Sendable {
     }
 
     /// SIGKILL: the server dies mid-whatever, its store stays.
-    func kill(_ i: Int) {
+    public func kill(_ i: Int) {
         let pid = servers.withLock { s -> pid_t in defer { s[i].pid = 0 }; return s[i].pid }
         guard pid > 0 else { return }
         Glibc.kill(pid, SIGKILL)
@@ -110,12 +110,12 @@ final class NATSServers: @unchecked Sendable {
     }
 
     /// Starts server `i` again on its ports and store; returns once healthy.
-    func restart(_ i: Int) throws {
+    public func restart(_ i: Int) throws {
         try spawn(i)
         try waitHealthy(i)
     }
 
-    func stop() {
+    public func stop() {
         stopProcesses()
         if let rm = try? spawnProcess(["rm", "-rf", directory]) {
             var status: Int32 = 0
@@ -136,16 +136,16 @@ final class NATSServers: @unchecked Sendable {
     }
 
     /// The body of a monitoring endpoint of server `i` (such as "/jsz").
-    func monitor(_ i: Int, _ path: String) -> String? {
+    public func monitor(_ i: Int, _ path: String) -> String? {
         let port = servers.withLock { $0[i].monitorPort }
         return httpGet(port: port, path: path)?.body
     }
 }
 
-struct ServerError: Error, CustomStringConvertible {
-    let description: String
-    let portInUse: Bool
-    init(_ description: String, portInUse: Bool = false) {
+public struct ServerError: Error, CustomStringConvertible {
+    public let description: String
+    public let portInUse: Bool
+    public init(_ description: String, portInUse: Bool = false) {
         self.description = description
         self.portInUse = portInUse
     }
