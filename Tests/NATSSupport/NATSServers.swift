@@ -191,6 +191,11 @@ private func spawnProcess(_ args: [String]) throws -> pid_t {
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    // Nothing else of the test process: nats.c's sockets are not
+    // close-on-exec, and a server holding a copy of another test's client
+    // socket would keep that connection alive for its server after the
+    // client closed it.
+    _ = closeFrom(&actions, 3)
     let rc = posix_spawnp(&pid, args[0], &actions, nil, &cArgs, environ)
     if rc == ENOENT {
         throw ServerError("\(args[0]) is not on PATH: scripts/install-deps installs it (Debian package nats-server)")
@@ -198,6 +203,15 @@ private func spawnProcess(_ args: [String]) throws -> pid_t {
     guard rc == 0 else { throw ServerError("posix_spawnp \(args[0]): error \(rc)") }
     return pid
 }
+
+/// glibc's posix_spawn_file_actions_addclosefrom_np (2.34), which Swift's
+/// Glibc module does not import.
+private let closeFrom: @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32 = {
+    guard let f = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
+        fatalError("glibc 2.34 or later is required (posix_spawn_file_actions_addclosefrom_np)")
+    }
+    return unsafeBitCast(f, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+}()
 
 private func httpStatus(port: Int, path: String) -> Int? { httpGet(port: port, path: path)?.status }
 
