@@ -25,6 +25,13 @@
 //                   only (FUSELowLevel: libfuse's lines, its own failed
 //                   calls); DeliveryCore and MulticastFS do not log.
 //   mcastfs       — the executable: the command line, mounting, signals.
+//   CNATS, NATSClient — libnats (nats.c 3.4) as a system library, and a small
+//                   typed Swift face over the part of it groups across hosts
+//                   use (connections, JetStream streams, pull consumers, KV).
+//                   Knows nothing of multicast; no other module imports CNATS.
+//   Cluster       — groups across hosts (docs/cluster.md): so far the NATS
+//                   names of groups, members and nodes.
+//   NATSTestSupport — tests only: nats-servers on loopback, started per test.
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -96,6 +103,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .systemLibrary(
+            name: "CNATS",
+            pkgConfig: "libnats",
+            providers: [.apt(["libnats-dev"])]
+        ),
+        .target(name: "NATSClient", dependencies: ["CNATS", "Locking"], swiftSettings: strict),
+        .target(name: "Cluster", dependencies: ["NATSClient"], swiftSettings: strict),
         .executableTarget(
             name: "core-bench",
             dependencies: [
@@ -115,6 +129,9 @@ let package = Package(
             dependencies: ["MulticastFUSE", "MulticastFS", "FUSETesting", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system],
             swiftSettings: strict
         ),
+        .target(name: "NATSTestSupport", dependencies: ["NATSClient", "Locking"], path: "Tests/NATSSupport", swiftSettings: strict),
+        .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "NATSTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NATSClient", "NATSTestSupport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system, logging], swiftSettings: strict),
         .testTarget(name: "DaemonLogTests", dependencies: ["DaemonLog", logging], swiftSettings: strict),
     ],

@@ -1,0 +1,161 @@
+internal import CNATS
+import Glibc
+import Locking
+
+/// A subscription bound to a durable pull consumer: messages come only when
+/// asked for, at most `maxAckPending` unacked at a time.
+public final class PullSubscription: @unchecked Sendable {
+    private let sub: OpaquePointer
+    private let jetStream: JetStream
+    public let stream: String
+    public let consumer: String
+
+    init(jetStream: JetStream, stream: String, consumer: String) throws(NATSError) {
+        self.jetStream = jetStream
+        self.stream = stream
+        self.consumer = consumer
+        var so = jsSubOptions()
+        try check(jsSubOptions_Init(&so))
+        let strings = CStrings()
+        so.Stream = strings.copy(stream)
+        so.Consumer = strings.copy(consumer)
+        var s: OpaquePointer?
+        var code = jsErrCode(rawValue: 0)
+        try withExtendedLifetime(strings) { () throws(NATSError) in
+            try check(js_PullSubscribe(&s, jetStream.js, nil, nil, nil, &so, &code), code: code)
+        }
+        sub = s!
+    }
+
+    deinit {
+        // Since nats.c 3.4.0 this leaves a consumer it did not make alone.
+        natsSubscription_Destroy(sub)
+    }
+
+    /// Up to `batch` messages, in stream order; waits up to `timeout` for
+    /// the first, and returns early with fewer when the server says no
+    /// more are pending. An empty array: nothing came in time. The pull
+    /// request waiting at the server meanwhile keeps the consumer active
+    /// (`inactiveThreshold`).
+    public func fetch(batch: Int, timeout: Duration) throws(NATSError) -> [JetStreamMessage] {
+        var list = natsMsgList()
+        var code = jsErrCode(rawValue: 0)
+        let status = natsSubscription_Fetch(&list, sub, Int32(batch), max(timeout.inMilliseconds, 1), &code)
+        if status == NATS_TIMEOUT { return [] }
+        try check(status, code: code)
+        var messages: [JetStreamMessage] = []
+        messages.reserveCapacity(Int(list.Count))
+        for i in 0..<Int(list.Count) {
+            // Each message moves out of the list, which then frees only itself.
+            messages.append(JetStreamMessage(taking: list.Msgs[i]!, from: self))
+            list.Msgs[i] = nil
+        }
+        natsMsgList_Destroy(&list)
+        return messages
+    }
+
+    /// The consumer's state, as the server has it now. (Asked by name:
+    /// nats.c 3.4's natsSubscription_GetConsumerInfo answers "Invalid
+    /// Subscription" for a subscription bound to a consumer it did not make.)
+    public func consumerInfo() throws(NATSError) -> ConsumerInfo {
+        try jetStream.consumerInfo(stream: stream, consumer: consumer)
+    }
+}
+
+/// A message from a JetStream consumer: its data and metadata copied out,
+/// and the handle that acks it. May be acked from any thread, once.
+public final class JetStreamMessage: @unchecked Sendable {
+    public let subject: String
+    public let payload: [UInt8]
+    public let headers: [String: String]
+    /// The message's sequence in its stream: the same on every consumer.
+    public let streamSequence: UInt64
+    public let consumerSequence: UInt64
+    /// 1 the first time; more when redelivered (not acked within ack wait).
+    public let deliveries: UInt64
+    /// Messages still pending for this consumer after this one.
+    public let pending: UInt64
+    /// When the stream stored it (ns since the epoch, the server's clock).
+    public let timestamp: Int64
+
+    // nats.c's message, for the ack calls, only touched under `lock`:
+    // natsMsg_Ack marks the message without a lock of its own.
+    private let msg: OpaquePointer
+    private let lock = AdaptiveMutex(())
+    // An ack goes out through the subscription the message came from.
+    private let subscription: PullSubscription
+
+    init(taking m: OpaquePointer, from subscription: PullSubscription) {
+        self.subscription = subscription
+        subject = String(cString: natsMsg_GetSubject(m))
+        let length = Int(natsMsg_GetDataLength(m))
+        payload = length == 0 ? [] : Array(UnsafeRawBufferPointer(start: natsMsg_GetData(m), count: length))
+        headers = Self.headers(of: m)
+        var meta: UnsafeMutablePointer<jsMsgMetaData>?
+        if natsMsg_GetMetaData(&meta, m) == NATS_OK, let md = meta?.pointee {
+            streamSequence = md.Sequence.Stream
+            consumerSequence = md.Sequence.Consumer
+            deliveries = md.NumDelivered
+            pending = md.NumPending
+            timestamp = md.Timestamp
+            jsMsgMetaData_Destroy(meta)
+        } else {
+            streamSequence = 0
+            consumerSequence = 0
+            deliveries = 0
+            pending = 0
+            timestamp = 0
+        }
+        msg = m
+    }
+
+    deinit {
+        natsMsg_Destroy(msg)
+    }
+
+    private static func headers(of m: OpaquePointer) -> [String: String] {
+        var keys: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+        var count: Int32 = 0
+        guard natsMsgHeader_Keys(m, &keys, &count) == NATS_OK, let keys else { return [:] }
+        defer { free(keys) }
+        var result: [String: String] = [:]
+        for i in 0..<Int(count) {
+            guard let k = keys[i] else { continue }
+            var value: UnsafePointer<CChar>?
+            if natsMsgHeader_Get(m, k, &value) == NATS_OK, let value {
+                result[String(cString: k)] = String(cString: value)
+            }
+        }
+        return result
+    }
+
+    /// Done with it: the consumer moves on (for an interest stream, the
+    /// message goes once every consumer has acked it). Sent without waiting.
+    public func ack() throws(NATSError) {
+        try lock.withLock { (_) throws(NATSError) in try check(natsMsg_Ack(msg, nil)) }
+    }
+
+    /// `ack`, and waits until the server has processed it.
+    public func ackSync() throws(NATSError) {
+        try lock.withLock { (_) throws(NATSError) in
+            var code = jsErrCode(rawValue: 0)
+            try check(natsMsg_AckSync(msg, nil, &code), code: code)
+        }
+    }
+
+    /// Still working on it: restarts its ack wait, and counts as activity
+    /// for the consumer's inactive threshold.
+    public func inProgress() throws(NATSError) {
+        try lock.withLock { (_) throws(NATSError) in try check(natsMsg_InProgress(msg, nil)) }
+    }
+
+    /// Deliver it again (now).
+    public func nak() throws(NATSError) {
+        try lock.withLock { (_) throws(NATSError) in try check(natsMsg_Nak(msg, nil)) }
+    }
+
+    /// Never deliver it again.
+    public func term() throws(NATSError) {
+        try lock.withLock { (_) throws(NATSError) in try check(natsMsg_Term(msg, nil)) }
+    }
+}

@@ -1,0 +1,93 @@
+import Cluster
+import NATSClient
+import NATSTestSupport
+import TestSupport
+import Testing
+
+@Suite struct NamesTests {
+    @Test func plainNamesStayReadable() {
+        #expect(ClusterName.encode("chat") == "chat")
+        #expect(ClusterName.encode("web1.example.org") == "web1=2Eexample=2Eorg")
+        #expect(ClusterName.encode("a=b") == "a=3Db")
+        #expect(ClusterName.encode("ünï") == "=C3=BCn=C3=AF")
+        #expect(ClusterName.encode("a b*c>d") == "a=20b=2Ac=3Ed")
+    }
+
+    @Test func everyByteStringComesBack() {
+        var rng = SeededGenerator(seed: 13)
+        let every = (1...255).map { UInt8($0) }.filter { $0 != UInt8(ascii: "/") }
+        #expect(ClusterName.decode(ClusterName.encode(every)) == every)
+        for _ in 0..<2000 {
+            let name = (0..<Int.random(in: 1...255, using: &rng)).map { _ in every.randomElement(using: &rng)! }
+            let encoded = ClusterName.encode(name)
+            #expect(ClusterName.decode(encoded) == name)
+            // Only what every NATS name kind allows.
+            #expect(encoded.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x5F || b == 0x2D || b == 0x3D
+            })
+        }
+    }
+
+    @Test func distinctNamesStayDistinct() {
+        var rng = SeededGenerator(seed: 7)
+        var seen: [String: [UInt8]] = [:]
+        for _ in 0..<5000 {
+            let name = (0..<Int.random(in: 1...4, using: &rng)).map { _ in UInt8.random(in: 0x20...0x3F, using: &rng) }
+            let encoded = ClusterName.encode(name)
+            if let earlier = seen[encoded] { #expect(earlier == name) }
+            seen[encoded] = name
+        }
+    }
+
+    @Test func whatEncodeCannotMakeIsNoEncoding() {
+        for bad in ["a.b", "=", "=4", "=4g", "=41", "=2e", "a b", "é"] {
+            #expect(ClusterName.decode(bad) == nil, "\(bad)")
+        }
+        #expect(ClusterName.decode("=2E") == [UInt8(ascii: ".")])
+    }
+
+    @Test func theClusterSpaceNamesItsBucketsStreamsAndConsumers() throws {
+        let space = try #require(ClusterSpace())
+        #expect(space.groupsBucket == "mcastfs_groups" && space.membersBucket == "mcastfs_members" && space.nodesBucket == "mcastfs_nodes")
+        #expect(space.stream("00c0ffee12345678") == "mcastfs_G00c0ffee12345678")
+        #expect(space.subject("00c0ffee12345678") == "mcastfs.g.00c0ffee12345678")
+        #expect(space.memberKey(group: "00c0ffee12345678", member: "alice.w") == "00c0ffee12345678.alice=2Ew")
+        #expect(space.consumer(node: "web1.lan", boot: "0a1b2c3d", generation: 2) == "web1=2Elan_0a1b2c3d_2")
+        #expect(space.messageId(node: "web1", boot: "0a1b2c3d", counter: 9) == "web1.0a1b2c3d.9")
+        #expect(ClusterSpace("prod-bus_2")?.prefix == "prod-bus_2")
+        #expect(ClusterSpace("a.b") == nil && ClusterSpace("") == nil && ClusterSpace(String(repeating: "x", count: 33)) == nil)
+    }
+
+    @Test func theLongestNamesAreAcceptedByARealServer() throws {
+        // The worst cases of docs/cluster.md's names: a 255-byte group or
+        // member name all of escaped bytes (a 765-byte KV key), a 64-byte
+        // node name likewise in a consumer name (under the 255 limit).
+        let servers = try NATSServers()
+        let (_, js) = try connect(servers)
+        let space = try #require(ClusterSpace())
+        let worstName = [UInt8](repeating: 0xE2, count: 255)
+        let groups = try js.createKeyValue(KeyValueConfig(bucket: space.groupsBucket))
+        let key = ClusterName.encode(worstName)
+        #expect(key.utf8.count == 765)
+        try groups.create(key, bytes("{}"))
+        #expect(try groups.keys() == [key])
+        #expect(ClusterName.decode(try groups.keys()[0]) == worstName)
+
+        let members = try js.createKeyValue(KeyValueConfig(bucket: space.membersBucket))
+        let id = "00c0ffee12345678"
+        try members.create(space.memberKey(group: id, member: String(decoding: worstName, as: UTF8.self)), bytes("{}"))
+        #expect(try members.keys().count == 1)
+
+        var stream = StreamConfig(name: space.stream(id), subjects: [space.subject(id)])
+        stream.retention = .interest
+        _ = try js.addStream(stream)
+        let node = String(repeating: "é", count: 32)  // 64 bytes, all escaped
+        let consumer = space.consumer(node: node, boot: "0a1b2c3d", generation: 1_000_000)
+        #expect(consumer.utf8.count <= 255)
+        _ = try js.addConsumer(stream: space.stream(id), ConsumerConfig(name: consumer))
+        let messageId = space.messageId(node: node, boot: "0a1b2c3d", counter: .max)
+        let ack = try js.publish(subject: space.subject(id), payload: bytes("x"), options: PublishOptions(msgId: messageId))
+        #expect(ack.sequence == 1)
+        #expect(try js.consumerInfo(stream: space.stream(id), consumer: consumer).numPending == 1)
+    }
+}
