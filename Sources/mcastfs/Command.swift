@@ -25,9 +25,9 @@ struct MountCommand: ParsableCommand {
             whose reads receive every message written to the group's `send` file or by
             another member. man 5 mcastfs is the filesystem, man 8 mcastfs this command.
 
-            SOURCE, when given, is ignored: mount(8) passes the first field of an fstab
-            line (`mcastfs /mnt/bus fuse.mcastfs defaults 0 0`, or
-            `mount -t fuse.mcastfs mcastfs /mnt/bus`).
+            SOURCE, when given, only names the mount in the mount table: mount(8) passes
+            the first field of an fstab line (`mcastfs /mnt/bus fuse.mcastfs defaults 0 0`,
+            or `mount -t fuse.mcastfs mcastfs /mnt/bus`).
 
             mcastfs options (-o): capacity=N, queue_bytes=N, max_message=N (defaults for
             new groups); max_threads=N (worker threads at most; default: one per CPU,
@@ -43,7 +43,7 @@ struct MountCommand: ParsableCommand {
     )
 
     @Argument(help: ArgumentHelp(
-        "An optional source (ignored), then an existing, empty directory to mount on.",
+        "An optional source (the name in the mount table), then an existing, empty directory to mount on.",
         valueName: "[SOURCE] MOUNTPOINT"))
     var operands: [String] = []
 
