@@ -1,8 +1,9 @@
 // Locking, measured again (issue 11, docs/locking.md): independent filtered
 // streams in one group — writer k's topic matched only by member k — and the
 // unfiltered case, each run through the real core (`Group`, one lock per
-// group) and through a prototype of the same delivery under four lock
-// designs, in the same run, on the same threads:
+// group), through the core with a group per stream (nothing shared: the
+// ceiling of any design for one group), and through a prototype of the same
+// delivery under four lock designs, in the same run, on the same threads:
 //
 //   - one lock: the prototype under a single group lock, as the core is; it
 //     separates what the lock structure changes from what the prototype's
@@ -482,22 +483,27 @@ protocol StreamTarget: Sendable {
     func receive(member: Int, maxMessages: Int, wait: DispatchSemaphore?) -> Int
 }
 
+/// The core: one group, or (`groupPerStream`, filtered streams only) a
+/// group for each stream, writer k and member k in group k — no lock
+/// shared at all, the ceiling of any lock design for one group.
 struct CoreStreams: StreamTarget {
-    let group: Group
+    let groups: [Group]
     let readers: [Reader]
 
-    init(subscriptions: [String?], capacity: Int) {
-        let group = try! Group(name: "streams", settings: GroupSettings(capacity: capacity, queueBytes: 1 << 30))
-        self.group = group
+    init(subscriptions: [String?], capacity: Int, groupPerStream: Bool = false) {
+        let settings = GroupSettings(capacity: capacity, queueBytes: 1 << 30)
+        let groups = (0..<(groupPerStream ? subscriptions.count : 1)).map { try! Group(name: "streams\($0)", settings: settings) }
+        self.groups = groups
         readers = subscriptions.enumerated().map { index, pattern in
             let settings = MemberSettings(
                 capacity: capacity, queueBytes: 1 << 30,
                 subscribe: pattern.map { try! Subscription(parsing: $0) } ?? Subscription())
-            return try! group.join("m\(index)", settings: settings).makeReader()
+            return try! groups[groupPerStream ? index : 0].join("m\(index)", settings: settings).makeReader()
         }
     }
 
     func send(_ message: Message, writer: Int, wait: DispatchSemaphore?) {
+        let group = groups[groups.count == 1 ? 0 : writer]
         if (try? group.trySend(message)) != nil { return }
         guard let wait else {
             while (try? group.trySend(message)) == nil { sched_yield() }
@@ -621,11 +627,13 @@ struct LockingScenario {
 
 enum LockingTarget: Hashable {
     case core
+    case coreGroupPerStream
     case prototype(LockDesign)
 
     var name: String {
         switch self {
         case .core: "the core (Group), one group lock"
+        case .coreGroupPerStream: "the core, a group per stream (no shared lock)"
         case .prototype(let design): design.name
         }
     }
@@ -636,13 +644,13 @@ enum LockingTarget: Hashable {
 /// beside the core's best: ratios > 1 deliver more than the core. Returns
 /// the rows (main.swift's globals may not be initialized yet when it runs).
 func lockingSection(
-    quick: Bool, rounds: Int, maxMessages: Int, targets names: String = "core,one,outside,striped,per",
-    scenarios scenarioNames: String = "f2,f8,u2,u8", parks: Bool = true
+    quick: Bool, rounds: Int, maxMessages: Int, targets names: String = "core,groups,one,outside,striped,per",
+    scenarios scenarioNames: String = "f2,f8,u2,u8", parks: Bool = true, raw: Bool = false
 ) -> [Row] {
     var rows: [Row] = []
     let capacity = 256
     let known: [String: LockingTarget] = [
-        "core": .core, "one": .prototype(.oneLock), "outside": .prototype(.lookupOutside),
+        "core": .core, "groups": .coreGroupPerStream, "one": .prototype(.oneLock), "outside": .prototype(.lookupOutside),
         "striped": .prototype(.striped), "per": .prototype(.perRecipient),
     ]
     let targets = names.split(separator: ",").map { name in
@@ -665,13 +673,16 @@ func lockingSection(
         let perWriter = scenario.filtered ? deliveries / scenario.streams : deliveries / (scenario.streams * scenario.streams)
         let subscriptions: [String?] = (0..<scenario.streams).map { scenario.filtered ? "stream.\($0)" : nil }
         var figures: [LockingTarget: [Double]] = [:]
+        // A group per stream exists only when the streams are independent.
+        let targets = scenario.filtered ? targets : targets.filter { $0 != .coreGroupPerStream }
         for round in 0..<rounds {
             for offset in targets.indices {
                 let target = targets[(offset + round) % targets.count]
                 let rate: Double
                 switch target {
-                case .core:
-                    rate = runStreams(CoreStreams(subscriptions: subscriptions, capacity: capacity), streams: scenario.streams,
+                case .core, .coreGroupPerStream:
+                    let streams = CoreStreams(subscriptions: subscriptions, capacity: capacity, groupPerStream: target == .coreGroupPerStream)
+                    rate = runStreams(streams, streams: scenario.streams,
                                       filtered: scenario.filtered, messagesPerWriter: perWriter, maxMessages: maxMessages, parks: parks)
                 case .prototype(let design):
                     let group = ProtoGroup(design: design, subscriptions: subscriptions, capacity: capacity, slots: scenario.streams)
@@ -695,9 +706,10 @@ func lockingSection(
             let median = perRound[perRound.count / 2]
             let spread = "\(format(runs.min()! / 1e6, 2))–\(format(runs.max()! / 1e6, 2))"
             let scenarioName = "\(scenario.name)\(parks ? "" : ", spinning"): \(target.name)"
-            print("\(scenarioName.padding(toLength: 76, withPad: " ", startingAt: 0)) best \(format(runs.max()! / 1e6, 2)) M/s"
+            print("\(scenarioName.padding(toLength: max(76, scenarioName.count), withPad: " ", startingAt: 0)) best \(format(runs.max()! / 1e6, 2)) M/s"
                   + " (\(spread))  vs the core \(format(core.max()! / 1e6, 2))  ratio \(format(runs.max()! / core.max()!, 2))"
                   + " (per round, median \(format(median, 2)))")
+            if raw { print("   rounds (M/s): " + runs.map { format($0 / 1e6, 3) }.joined(separator: " ")) }
             if target != .core {
                 rows.append(Row(scenario: "locking: \(scenarioName)", unit: "M/s", value: runs.max()! / 1e6,
                                 anchorName: "the core, one group lock", anchor: core.max()! / 1e6))

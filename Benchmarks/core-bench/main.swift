@@ -53,8 +53,8 @@ struct Options: ParsableCommand {
     @Option(help: "The locking section's receives: up to this many messages each (1: as a read(2) of the record view).")
     var lockingReceive = 64
 
-    @Option(help: "The locking section's targets, of core,one,outside,striped,per (for profilers).")
-    var lockingTargets = "core,one,outside,striped,per"
+    @Option(help: "The locking section's targets, of core,groups,one,outside,striped,per (for profilers).")
+    var lockingTargets = "core,groups,one,outside,striped,per"
 
     @Option(help: "The locking section's scenarios, of f2,f8,u2,u8 (filtered or unfiltered, 2 or 8 streams).")
     var lockingScenarios = "f2,f8,u2,u8"
@@ -67,7 +67,8 @@ let options = Options.parseOrExit()
 let scale = options.quick ? 1 : 10
 if options.lockingOnly {
     _ = lockingSection(quick: options.quick, rounds: options.quick ? 3 : 7, maxMessages: options.lockingReceive,
-                       targets: options.lockingTargets, scenarios: options.lockingScenarios, parks: !options.lockingSpin)
+                       targets: options.lockingTargets, scenarios: options.lockingScenarios, parks: !options.lockingSpin,
+                       raw: true)
     exit(0)
 }
 

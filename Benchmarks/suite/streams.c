@@ -2,7 +2,7 @@
  * streams: N independent streams through one mcastfs group, for the locking
  * measurement (docs/locking.md, Benchmarks/suite/locking.py).
  *
- *   streams N COUNT SIZE [-u] [-b BYTES] GROUP_DIR
+ *   streams N COUNT SIZE [-u | -s | -w] [-b BYTES] GROUP_DIR
  *
  * N writer threads: writer k opens GROUP_DIR/send and writes COUNT messages
  * of SIZE bytes (one write(2) each), whose payload begins with the topic
@@ -11,8 +11,14 @@
  * and reads (one read(2) per message, a BYTES buffer, default 4096) until
  * it has its share: COUNT when member rk subscribes to stream.k alone (the
  * filtered case), N x COUNT with -u (no filters: every member receives
- * every message). Every read is checked: SIZE bytes, a stream this member
- * may receive, and each stream's messages in the order written.
+ * every message). With -s, a group per stream instead: writer k writes to
+ * GROUP_DIR.k/send and reader k reads GROUP_DIR.k/r0 (one lock per stream:
+ * the ceiling of any lock design for one group). With -w, writer k writes
+ * to its own member file GROUP_DIR/wk instead of send (a member whose
+ * filter matches none of the streams): the same group and the same
+ * deliveries, but no file shared by the writers. Every read is checked:
+ * SIZE bytes, a stream this member may receive, and each stream's messages
+ * in the order written.
  *
  * Output: one line of key=value pairs: deliveries/s over the wall time from
  * the start line until every reader has its share, and this process's CPU
@@ -27,7 +33,7 @@
 #define MAX_STREAMS 64
 #define TOPIC_BYTES 16
 
-static int nstreams, unfiltered;
+static int nstreams, unfiltered, separate, own_files;
 static long count;
 static size_t msg_size, read_buf = 4096;
 static int wfds[MAX_STREAMS], rfds[MAX_STREAMS];
@@ -102,20 +108,25 @@ int main(int argc, char **argv) {
     msg_size = strtoul(argv[3], NULL, 10);
     for (; first < argc - 1 && argv[first][0] == '-'; first++) {
         if (strcmp(argv[first], "-u") == 0) unfiltered = 1;
+        else if (strcmp(argv[first], "-s") == 0) separate = 1;
+        else if (strcmp(argv[first], "-w") == 0) own_files = 1;
         else if (strcmp(argv[first], "-b") == 0 && first + 1 < argc - 1) read_buf = strtoul(argv[++first], NULL, 10);
         else { fprintf(stderr, "streams: bad option %s\n", argv[first]); return 2; }
     }
     if (nstreams < 1 || nstreams > MAX_STREAMS || count < 1 || msg_size < TOPIC_BYTES + 8 || read_buf < msg_size ||
-        first != argc - 1) {
-        fprintf(stderr, "streams: N 1..64, COUNT >= 1, SIZE >= 24, BYTES >= SIZE, then GROUP_DIR\n");
+        first != argc - 1 || unfiltered + separate + own_files > 1) {
+        fprintf(stderr, "streams: N 1..64, COUNT >= 1, SIZE >= 24, BYTES >= SIZE, one of -u -s -w, then GROUP_DIR\n");
         return 2;
     }
     const char *group = argv[first];
     char path[4096];
     for (int k = 0; k < nstreams; k++) {
-        snprintf(path, sizeof path, "%s/send", group);
+        if (separate) snprintf(path, sizeof path, "%s.%d/send", group, k);
+        else if (own_files) snprintf(path, sizeof path, "%s/w%d", group, k);
+        else snprintf(path, sizeof path, "%s/send", group);
         if ((wfds[k] = open(path, O_WRONLY)) < 0) die(path);
-        snprintf(path, sizeof path, "%s/r%d", group, k);
+        if (separate) snprintf(path, sizeof path, "%s.%d/r0", group, k);
+        else snprintf(path, sizeof path, "%s/r%d", group, k);
         if ((rfds[k] = open(path, O_RDONLY)) < 0) die(path);
     }
     pthread_t th[2 * MAX_STREAMS];
@@ -133,9 +144,9 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &usage_end);
     double secs = (double)(t_end - t_start) / 1e9;
     double deliveries = (double)count * nstreams * (unfiltered ? nstreams : 1);
-    printf("n=%d filtered=%d count=%ld size=%zu elapsed_s=%.3f deliveries=%.0f deliveries_per_s=%.0f "
+    printf("n=%d filtered=%d separate=%d own_files=%d count=%ld size=%zu elapsed_s=%.3f deliveries=%.0f deliveries_per_s=%.0f "
            "client_cpu_us_per_delivery=%.2f read_buf=%zu\n",
-           nstreams, !unfiltered, count, msg_size, secs, deliveries, deliveries / secs,
+           nstreams, !unfiltered, separate, own_files, count, msg_size, secs, deliveries, deliveries / secs,
            cpu_us(&usage_start, &usage_end) / deliveries, read_buf);
     return 0;
 }
