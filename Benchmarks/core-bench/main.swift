@@ -46,10 +46,31 @@ struct Options: ParsableCommand {
 
     @Flag(help: "Run only the topic filters section (for profilers).")
     var filtersOnly = false
+
+    @Flag(help: "Run only the locking section: filtered streams and the unfiltered case (Locking.swift).")
+    var lockingOnly = false
+
+    @Option(help: "The locking section's receives: up to this many messages each (1: as a read(2) of the record view).")
+    var lockingReceive = 64
+
+    @Option(help: "The locking section's targets, of core,groups,one,outside,striped,per (for profilers).")
+    var lockingTargets = "core,groups,one,outside,striped,per"
+
+    @Option(help: "The locking section's scenarios, of f2,f8,u2,u8 (filtered or unfiltered, 2 or 8 streams).")
+    var lockingScenarios = "f2,f8,u2,u8"
+
+    @Flag(help: "The locking section without parking: a writer or reader that would wait yields and tries again.")
+    var lockingSpin = false
 }
 
 let options = Options.parseOrExit()
 let scale = options.quick ? 1 : 10
+if options.lockingOnly {
+    _ = lockingSection(quick: options.quick, rounds: options.quick ? 3 : 7, maxMessages: options.lockingReceive,
+                       targets: options.lockingTargets, scenarios: options.lockingScenarios, parks: !options.lockingSpin,
+                       raw: true)
+    exit(0)
+}
 
 /// A lock-guarded value that can live in an array (Mutex itself cannot be copied).
 final class Locked<Value: Sendable>: Sendable {
@@ -420,6 +441,7 @@ do {
     report(Row(scenario: "one group lock, 2+2 threads, fan-out 16", unit: "M/s",
                value: groupLock / 1e6, anchorName: "8 striped locks", anchor: striped / 1e6))
 }
+rows += lockingSection(quick: options.quick, rounds: options.quick ? 3 : 5, maxMessages: options.lockingReceive)
 
 // MARK: Memory
 

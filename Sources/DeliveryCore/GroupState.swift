@@ -14,9 +14,10 @@ import Glibc
 /// but touched only under the group lock (handles reach it through `Guarded`);
 /// hence @unchecked Sendable, and no dynamic exclusivity checks: the lock
 /// already makes every access exclusive, and the checks cost more than the
-/// delivery itself on the hot path.
-final class MemberState: @unchecked Sendable {
-    let id: UInt64
+/// delivery itself on the hot path. (`package`: for core-bench's locking
+/// prototype, which indexes its members through SubscriptionIndex.)
+package final class MemberState: @unchecked Sendable {
+    package let id: UInt64
     let name: String
     @exclusivity(unchecked) var settings: MemberSettings
     @exclusivity(unchecked) var queue = Deque<Message>()
@@ -46,7 +47,7 @@ final class MemberState: @unchecked Sendable {
     /// Private messages to this member waiting for room, oldest first.
     @exclusivity(unchecked) var parkedPrivateSends = Deque<ParkedSend>()
 
-    init(id: UInt64, name: String, settings: MemberSettings, peer: MemberState? = nil) {
+    package init(id: UInt64, name: String, settings: MemberSettings, peer: MemberState? = nil) {
         self.id = id
         self.name = name
         self.settings = settings

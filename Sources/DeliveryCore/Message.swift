@@ -64,7 +64,7 @@ public struct Message: @unchecked Sendable {
     /// the member's own String: a reference (or, for short names, inline
     /// bytes), never a copy of the characters.
     @inline(__always)
-    func stamp(sequence: UInt64, time: UInt64, senderName: String?, isPrivate: Bool = false) {
+    package func stamp(sequence: UInt64, time: UInt64, senderName: String?, isPrivate: Bool = false) {
         storage.withUnsafeMutablePointerToHeader { header in
             header.pointee.sequence = sequence
             header.pointee.time = time

@@ -170,8 +170,9 @@ final class TopicNode: @unchecked Sendable {  // under the group lock, as Member
 }
 
 /// Every present member, by its subscription: those that receive everything
-/// in a list, the others in the trie.
-struct SubscriptionIndex: Sendable {
+/// in a list, the others in the trie. (`package`: core-bench's locking
+/// prototype finds its recipients through this same index.)
+package struct SubscriptionIndex: Sendable {
     private let root = TopicNode()
     /// Members without a filter: recipients of every message.
     private(set) var unfiltered: [MemberState] = []
@@ -180,17 +181,19 @@ struct SubscriptionIndex: Sendable {
     private(set) var filteredMembers = 0
     /// The recipients `collect` found last. Kept between messages so that
     /// its storage is reused: collecting allocates nothing once it has grown.
-    private(set) var recipients: [MemberState] = []
+    package private(set) var recipients: [MemberState] = []
     /// Stamped on each member collected, so that one matching by several
     /// patterns is collected once, without a set per message.
     private var epoch: UInt64 = 0
+
+    package init() {}
 
     /// No member is indexed, and the trie holds no node but its root.
     var isEmpty: Bool { unfiltered.isEmpty && filteredMembers == 0 && root.isUnused }
 
     /// Indexes a member (that joined, or whose patterns changed) by its
     /// current `settings.subscribe`.
-    mutating func add(_ member: MemberState) {
+    package mutating func add(_ member: MemberState) {
         let subscription = member.settings.subscribe
         if subscription.receivesEverything {
             unfiltered.append(member)
@@ -217,7 +220,7 @@ struct SubscriptionIndex: Sendable {
     /// The recipients of `message` from `sender`, into `recipients`: the
     /// members without a filter, then those with a pattern that matches the
     /// message's topic, each once; the sender only if it has loopback.
-    mutating func collect(recipientsOf message: Message, from sender: MemberState?) {
+    package mutating func collect(recipientsOf message: Message, from sender: MemberState?) {
         recipients.removeAll(keepingCapacity: true)
         for member in unfiltered where member !== sender || member.settings.loopback { recipients.append(member) }
         epoch &+= 1
