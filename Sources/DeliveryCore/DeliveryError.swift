@@ -33,4 +33,7 @@ public enum DeliveryError: Error, Sendable, Equatable {
     /// The member a private message is for has left the group (before it
     /// was delivered: a parked private send fails so when its member leaves).
     case recipientLeft
+    /// A relayed group's sequencer cannot be reached (Relay.swift): nothing
+    /// was stored. `reason` says why, for logs.
+    case unavailable(reason: String)
 }

@@ -71,9 +71,17 @@ public final class Group: Sendable {
     /// lock for that would add a lock hold to every write. Written under the
     /// lock whenever the settings change.
     private let boundary: Atomic<Bool>
+    /// Where sends go in a relayed group (Relay.swift); nil for a group whose
+    /// order is its own.
+    let sequencer: (any Sequencer)?
 
-    public init(name: String, settings: GroupSettings = GroupSettings()) throws(DeliveryError) {
+    /// A group; with a `sequencer`, a relayed group: its sends are stored in
+    /// an order kept elsewhere, and delivered here through
+    /// `deliver(_:stamp:completion:)` (see Relay.swift). A relayed group never
+    /// accepts a send at once: its `trySend`s throw `.wouldBlock`.
+    public init(name: String, settings: GroupSettings = GroupSettings(), sequencer: (any Sequencer)? = nil) throws(DeliveryError) {
         try settings.validate()
+        self.sequencer = sequencer
         self.name = name
         self.state = AdaptiveMutex(GroupState(settings: settings))
         self.boundary = Atomic(settings.messageBoundary == .line)
@@ -109,9 +117,12 @@ public final class Group: Sendable {
     // MARK: Membership
 
     /// Adds a member with the group's default settings, or `settings` if given.
-    public func join(_ memberName: String, settings memberSettings: MemberSettings? = nil) throws(DeliveryError) -> Member {
+    /// In a relayed group, the member receives only the messages numbered
+    /// above `sequence`: the shared order's last when it joined.
+    public func join(_ memberName: String, settings memberSettings: MemberSettings? = nil,
+                     receivingAfter sequence: UInt64 = 0) throws(DeliveryError) -> Member {
         if let memberSettings { try memberSettings.validate() }
-        let memberState = try state.withLock { $0.join(memberName, settings: memberSettings) }.get()
+        let memberState = try state.withLock { $0.join(memberName, settings: memberSettings, receivingAfter: sequence) }.get()
         return Member(group: self, state: memberState)
     }
 
@@ -155,6 +166,7 @@ public final class Group: Sendable {
     /// and nobody received it.
     @discardableResult
     public func trySend(_ message: Message, as sender: Member? = nil) throws(DeliveryError) -> SendReceipt {
+        if isRelayed { throw .wouldBlock }
         let now = realtimeNanoseconds()
         let result = locked { state, actions in
             state.send(message, from: sender.map { $0.state(&state) }, at: now, actions: &actions)
@@ -175,6 +187,9 @@ public final class Group: Sendable {
         _ blocking: Blocking,
         completion: @escaping @Sendable (Result<SendReceipt, DeliveryError>) -> Void
     ) -> Waiting? {
+        if isRelayed {
+            return relay([message], from: sender, blocking) { completion($0.map(SendReceipt.init(single:))) }
+        }
         let now = realtimeNanoseconds()
         let step: Step<SendReceipt> = locked { state, actions in
             let senderState = sender.map { $0.state(&state) }
@@ -195,6 +210,7 @@ public final class Group: Sendable {
     /// message fits. An empty batch delivers nothing.
     @discardableResult
     public func trySend(batch messages: [Message], as sender: Member? = nil) throws(DeliveryError) -> BatchReceipt {
+        if isRelayed { throw .wouldBlock }
         let now = realtimeNanoseconds()
         let result = locked { state, actions in
             state.send(batch: messages, from: sender.map { $0.state(&state) }, at: now, actions: &actions)
@@ -218,6 +234,7 @@ public final class Group: Sendable {
         _ blocking: Blocking,
         completion: @escaping @Sendable (Result<BatchReceipt, DeliveryError>) -> Void
     ) -> Waiting? {
+        if isRelayed { return relay(messages, from: sender, blocking, completion: completion) }
         let now = realtimeNanoseconds()
         let step: Step<BatchReceipt> = locked { state, actions in
             let senderState = sender.map { $0.state(&state) }
@@ -255,6 +272,11 @@ public final class Group: Sendable {
                 switch writer {
                 case .anonymous: sender = nil
                 case .member(let member): sender = member.state(&state)
+                case .peer(let member) where sequencer != nil:
+                    let target = member.state(&state)
+                    readiness.writable = state.closed || state.shutDown || !target.present || sequencer!.acceptsNow
+                    if let watch { state.writeWatches[watch.id] = watch.notify }
+                    return readiness
                 case .peer(let member):
                     readiness.writable = state.privateSendIsReady(to: member.state(&state))
                     if let watch { state.writeWatches[watch.id] = watch.notify }
@@ -263,7 +285,9 @@ public final class Group: Sendable {
                 // A send that would fail at once does not wait either.
                 let refused = sender.map { !$0.present } ?? (state.settings.sendPolicy == .members)
                 let fails = state.closed || state.shutDown || refused
-                readiness.writable = fails || state.canSendNow(from: sender)
+                // A relayed group's sends wait for its sequencer, never for
+                // the deliveries parked here.
+                readiness.writable = fails || (sequencer.map { $0.acceptsNow } ?? state.canSendNow(from: sender))
                 if let watch {
                     state.writeWatches[watch.id] = watch.notify
                 }
@@ -354,21 +378,41 @@ enum Step<T: Sendable>: Sendable {
     }
 }
 
-/// A parked send or receive.
+/// A parked send or receive, or a relayed send waiting in its sequencer.
 public struct Waiting: Sendable {
-    let group: Group
+    let group: Group?
     let id: UInt64
     /// The member whose queue a parked receive waits on; nil for a send.
     let member: Guarded<MemberState>?
     /// The member a parked private send waits for (it waits in that
     /// member's line, not the group's); nil otherwise.
     var privateRecipient: Guarded<MemberState>? = nil
+    /// A sequencer's own way to cancel (`init(cancel:)`).
+    private var external: (@Sendable () -> Bool)? = nil
+
+    init(group: Group, id: UInt64, member: Guarded<MemberState>?, privateRecipient: Guarded<MemberState>? = nil) {
+        self.group = group
+        self.id = id
+        self.member = member
+        self.privateRecipient = privateRecipient
+    }
+
+    /// For a `Sequencer`: a send waiting in it, which `cancel` cancels.
+    /// `cancel` must keep `cancel()`'s promise: true only if the send stored
+    /// nothing and its completion will never run.
+    public init(cancel: @escaping @Sendable () -> Bool) {
+        group = nil
+        id = 0
+        member = nil
+        external = cancel
+    }
 
     /// Cancels the parked operation. True: it was still parked, it delivered
     /// or consumed nothing, and its completion will never run. False: it has
     /// completed, or is completing; its completion runs (or ran) as usual.
     public func cancel() -> Bool {
-        group.locked { state, actions in
+        if let external { return external() }
+        return group!.locked { state, actions in
             if let member { return state.cancelReceive(id: id, of: member(&state)) }
             if let privateRecipient { return state.cancelPrivateSend(id: id, to: privateRecipient(&state)) }
             return state.cancelSend(id: id, actions: &actions)

@@ -46,6 +46,9 @@ package final class MemberState: @unchecked Sendable {
     let peer: MemberState?
     /// Private messages to this member waiting for room, oldest first.
     @exclusivity(unchecked) var parkedPrivateSends = Deque<ParkedSend>()
+    /// In a relayed group, the member receives only messages numbered above
+    /// this: the shared order's last when it joined (Relay.swift).
+    @exclusivity(unchecked) var receivesAfter: UInt64 = 0
 
     package init(id: UInt64, name: String, settings: MemberSettings, peer: MemberState? = nil) {
         self.id = id
@@ -149,6 +152,9 @@ struct ParkedSend: Sendable {
         case one(Message, @Sendable (Result<SendReceipt, DeliveryError>) -> Void)
         /// Not empty.
         case batch([Message], @Sendable (Result<BatchReceipt, DeliveryError>) -> Void)
+        /// A relayed group's delivery of a stored message (Relay.swift):
+        /// the only kind such a group parks.
+        case relayed(Message, Stamp, @Sendable () -> Void)
     }
 
     let id: UInt64
@@ -160,6 +166,7 @@ struct ParkedSend: Sendable {
         switch payload {
         case .one(_, let completion): completion(result.map(SendReceipt.init(single:)))
         case .batch(_, let completion): completion(result)
+        case .relayed(_, _, let completion): completion()
         }
     }
 }
@@ -451,6 +458,14 @@ struct GroupState: ~Copyable, Sendable {
                 completedAny = true
                 continue
             }
+            if case .relayed(let message, let stamp, _) = head.payload {
+                guard relayedRecipientsHaveRoom(message, stamp: stamp) else { break }
+                parkedSends.removeFirst()
+                deliverRelayedNow(message, stamp: stamp, actions: &actions)
+                actions.append(.completeSend(head, .success(.nothing)))
+                completedAny = true
+                continue
+            }
             guard recipientsHaveRoom(for: head.firstMessage, from: head.sender) else { break }
             parkedSends.removeFirst()
             if time == nil { time = acceptanceTime(realtimeNanoseconds()) }
@@ -461,6 +476,7 @@ struct GroupState: ~Copyable, Sendable {
             case .batch(let messages, _):
                 // The head delivers what fits now and completes: a short send.
                 receipt = deliver(batch: messages, from: head.sender, time: time!, actions: &actions)
+            case .relayed: preconditionFailure("delivered above")
             }
             actions.append(.completeSend(head, .success(receipt)))
             completedAny = true
@@ -620,13 +636,14 @@ struct GroupState: ~Copyable, Sendable {
 
     /// Adds a member with the group's defaults, or `memberSettings` (already
     /// validated) if given.
-    mutating func join(_ name: String, settings memberSettings: MemberSettings?) -> Result<MemberState, DeliveryError> {
+    mutating func join(_ name: String, settings memberSettings: MemberSettings?, receivingAfter sequence: UInt64 = 0) -> Result<MemberState, DeliveryError> {
         guard !closed else { return .failure(.groupClosed) }
         guard membersByName[ExactName(name)] == nil else { return .failure(.memberExists) }
         let defaults = MemberSettings(capacity: settings.capacity, queueBytes: settings.queueBytes, sendToPeer: settings.sendToPeer)
         let chosen = memberSettings ?? defaults
         let peer = MemberState(id: makeID(), name: name, settings: chosen.ofPeer)
         let member = MemberState(id: makeID(), name: name, settings: chosen, peer: peer)
+        member.receivesAfter = sequence
         members.append(member)
         membersByName[ExactName(name)] = member
         subscriptions.add(member)

@@ -145,6 +145,8 @@ extension GroupState {
                 receipt = BatchReceipt(single: deliverPrivate(message, to: member, time: time!, actions: &actions))
             case .batch(let messages, _):
                 receipt = deliverPrivate(batch: messages, to: member, time: time!, actions: &actions)
+            // A relayed group parks private deliveries in the group's line.
+            case .relayed: preconditionFailure("a relayed delivery in a member's private line")
             }
             actions.append(.completeSend(head, .success(receipt)))
         }
@@ -191,6 +193,7 @@ extension Group {
     @discardableResult
     public func trySendPrivate(_ message: Message, to member: Member) throws(DeliveryError) -> SendReceipt {
         precondition(member.group === self, "Group.trySendPrivate: \(member.name) is not a member of \(name)")
+        if isRelayed { throw .wouldBlock }
         let now = realtimeNanoseconds()
         let result = locked { state, actions in state.sendPrivate(message, to: member.state(&state), at: now, actions: &actions) }
         guard let result else { throw .wouldBlock }
@@ -209,6 +212,9 @@ extension Group {
         completion: @escaping @Sendable (Result<SendReceipt, DeliveryError>) -> Void
     ) -> Waiting? {
         precondition(member.group === self, "Group.sendPrivate: \(member.name) is not a member of \(name)")
+        if isRelayed {
+            return relay([message], from: nil, privatelyTo: member, blocking) { completion($0.map(SendReceipt.init(single:))) }
+        }
         let now = realtimeNanoseconds()
         let step: Step<SendReceipt> = locked { state, actions in
             let target = member.state(&state)
@@ -227,6 +233,7 @@ extension Group {
     @discardableResult
     public func trySendPrivate(batch messages: [Message], to member: Member) throws(DeliveryError) -> BatchReceipt {
         precondition(member.group === self, "Group.trySendPrivate: \(member.name) is not a member of \(name)")
+        if isRelayed { throw .wouldBlock }
         let now = realtimeNanoseconds()
         let result = locked { state, actions in
             state.sendPrivate(batch: messages, to: member.state(&state), at: now, actions: &actions)
@@ -244,6 +251,7 @@ extension Group {
         completion: @escaping @Sendable (Result<BatchReceipt, DeliveryError>) -> Void
     ) -> Waiting? {
         precondition(member.group === self, "Group.sendPrivate: \(member.name) is not a member of \(name)")
+        if isRelayed { return relay(messages, from: nil, privatelyTo: member, blocking, completion: completion) }
         let now = realtimeNanoseconds()
         let step: Step<BatchReceipt> = locked { state, actions in
             let target = member.state(&state)

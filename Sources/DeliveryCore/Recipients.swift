@@ -72,6 +72,7 @@ extension ParkedSend {
         switch payload {
         case .one(let message, _): message
         case .batch(let messages, _): messages[0]
+        case .relayed(let message, _, _): message
         }
     }
 }

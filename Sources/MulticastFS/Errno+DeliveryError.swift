@@ -19,6 +19,8 @@ extension Errno {
         case .noSuchMember, .invalidSetting, .invalidSubscription: self = .invalidArgument
         // The daemon is going away; after unmount, clients see ENOTCONN too.
         case .shutDown: self = .socketNotConnected
+        // A clustered group's NATS cluster is out of reach (docs/cluster.md).
+        case .unavailable: self = .ioError
         }
     }
 }
