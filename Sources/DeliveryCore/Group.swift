@@ -117,12 +117,9 @@ public final class Group: Sendable {
     // MARK: Membership
 
     /// Adds a member with the group's default settings, or `settings` if given.
-    /// In a relayed group, the member receives only the messages numbered
-    /// above `sequence`: the shared order's last when it joined.
-    public func join(_ memberName: String, settings memberSettings: MemberSettings? = nil,
-                     receivingAfter sequence: UInt64 = 0) throws(DeliveryError) -> Member {
+    public func join(_ memberName: String, settings memberSettings: MemberSettings? = nil) throws(DeliveryError) -> Member {
         if let memberSettings { try memberSettings.validate() }
-        let memberState = try state.withLock { $0.join(memberName, settings: memberSettings, receivingAfter: sequence) }.get()
+        let memberState = try state.withLock { $0.join(memberName, settings: memberSettings) }.get()
         return Member(group: self, state: memberState)
     }
 

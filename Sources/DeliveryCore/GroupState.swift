@@ -47,7 +47,7 @@ package final class MemberState: @unchecked Sendable {
     /// Private messages to this member waiting for room, oldest first.
     @exclusivity(unchecked) var parkedPrivateSends = Deque<ParkedSend>()
     /// In a relayed group, the member receives only messages numbered above
-    /// this: the shared order's last when it joined (Relay.swift).
+    /// this (`Member.receiveOnly(after:)`, Relay.swift).
     @exclusivity(unchecked) var receivesAfter: UInt64 = 0
 
     package init(id: UInt64, name: String, settings: MemberSettings, peer: MemberState? = nil) {
@@ -636,14 +636,13 @@ struct GroupState: ~Copyable, Sendable {
 
     /// Adds a member with the group's defaults, or `memberSettings` (already
     /// validated) if given.
-    mutating func join(_ name: String, settings memberSettings: MemberSettings?, receivingAfter sequence: UInt64 = 0) -> Result<MemberState, DeliveryError> {
+    mutating func join(_ name: String, settings memberSettings: MemberSettings?) -> Result<MemberState, DeliveryError> {
         guard !closed else { return .failure(.groupClosed) }
         guard membersByName[ExactName(name)] == nil else { return .failure(.memberExists) }
         let defaults = MemberSettings(capacity: settings.capacity, queueBytes: settings.queueBytes, sendToPeer: settings.sendToPeer)
         let chosen = memberSettings ?? defaults
         let peer = MemberState(id: makeID(), name: name, settings: chosen.ofPeer)
         let member = MemberState(id: makeID(), name: name, settings: chosen, peer: peer)
-        member.receivesAfter = sequence
         members.append(member)
         membersByName[ExactName(name)] = member
         subscriptions.add(member)

@@ -128,7 +128,7 @@ extension Group {
     /// otherwise every member present whose filter matches, less the sender
     /// (if it is here) unless it has loopback, plus the sender's peer queue
     /// with `send_to_peer`. A member receives only messages numbered above
-    /// the sequence it joined after (`join(_:settings:receivingAfter:)`).
+    /// the sequence it was given (`Member.receiveOnly(after:)`).
     public func deliver(_ message: Message, stamp: Stamp, completion: @escaping @Sendable () -> Void) {
         precondition(isRelayed, "Group.deliver(_:stamp:): \(name) is not a relayed group")
         let now: Bool = locked { state, actions in
@@ -136,7 +136,21 @@ extension Group {
         }
         if now { completion() }
     }
+}
 
+extension Member {
+    /// From now on, this member of a relayed group receives only messages
+    /// numbered above `sequence`. A member joins a relayed group before its
+    /// join is known everywhere, so that it misses nothing stored after the
+    /// shared order's last message at that moment (`sequence`, learnt once
+    /// the join is known); what its node delivered to it in between and is
+    /// numbered at or below `sequence` stays queued.
+    public func receiveOnly(after sequence: UInt64) {
+        group.state.withLock { state(&$0).receivesAfter = sequence }
+    }
+}
+
+extension Group {
     /// The sequencer may accept sends again: writers' polls look again.
     public func writersMayProceed() {
         locked { state, actions in state.fireWriteWatches(actions: &actions) }

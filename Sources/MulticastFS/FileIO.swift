@@ -104,7 +104,9 @@ extension MulticastFilesystem {
                 // A longer write reaches us in parts, each of which would be
                 // parsed alone: refusing the first part ends the write(2).
                 guard !continuation, bytes.count <= ControlCommand.maxLength else { throw .invalidArgument }
-                try ControlCommand(parsing: bytes).apply(to: group)
+                let command = try ControlCommand(parsing: bytes)
+                try command.apply(to: group)
+                if let catalog { try share(command, of: group, with: catalog) }
                 reply.reply(written: bytes.count)
             } catch {
                 reply.fail(error)
@@ -113,6 +115,16 @@ extension MulticastFilesystem {
             reply.fail(.badFileDescriptor)
         case .directory:
             reply.fail(.isDirectory)
+        }
+    }
+
+    /// Settings just changed here, told to the other mounts of a cluster.
+    private func share(_ command: ControlCommand, of group: Group, with catalog: any SharedCatalog) throws(Errno) {
+        switch command {
+        case .group: try catalog.configure(group.name, settings: group.settings)
+        case .member(let name, _):
+            guard let member = group.member(named: name) else { return }
+            try catalog.configure(name, of: group.name, settings: member.settings)
         }
     }
 
@@ -131,10 +143,12 @@ extension MulticastFilesystem {
         do throws(DeliveryError) {
             try destination.trySend(message)
             reply.reply(written: bytes.count)
-        } catch .wouldBlock where !nonBlocking {
+        } catch .wouldBlock where !nonBlocking || destination.group.isRelayed {
+            // A relayed group (a cluster's) answers every send later, when
+            // its stream has stored it, O_NONBLOCK or not.
             let count = bytes.count
             Self.wait(reply) {
-                destination.send(message, .blocking) { result in
+                destination.send(message, nonBlocking ? .nonBlocking : .blocking) { result in
                     switch result {
                     case .success: reply.reply(written: count)
                     case .failure(let error): reply.fail(Errno(error))

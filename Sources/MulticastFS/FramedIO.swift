@@ -72,9 +72,9 @@ extension MulticastFilesystem {
         let written = { @Sendable (delivered: Int) -> Int in delivered == 0 ? 0 : records[delivered - 1].upperBound }
         do throws(DeliveryError) {
             reply.reply(written: written(try group.trySend(batch: messages, as: sender).delivered))
-        } catch .wouldBlock where !nonBlocking {
+        } catch .wouldBlock where !nonBlocking || group.isRelayed {
             Self.wait(reply) {
-                group.send(batch: messages, as: sender, .blocking) { result in
+                group.send(batch: messages, as: sender, nonBlocking ? .nonBlocking : .blocking) { result in
                     switch result {
                     case .success(let receipt): reply.reply(written: written(receipt.delivered))
                     case .failure(let error): reply.fail(Errno(error))

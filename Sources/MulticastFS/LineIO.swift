@@ -157,8 +157,11 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
             do throws(DeliveryError) {
                 let receipt = try destination.trySend(batch: rest)
                 state.withLock { $0.delivered += receipt.delivered }
-            } catch .wouldBlock where !nonBlocking {
-                let waiting = destination.send(batch: rest, .blocking) { [self] result in parkedSendEnded(result) }
+            } catch .wouldBlock where !nonBlocking || destination.group.isRelayed {
+                // A relayed group answers later, O_NONBLOCK or not.
+                let waiting = destination.send(batch: rest, nonBlocking ? .nonBlocking : .blocking) { [self] result in
+                    parkedSendEnded(result)
+                }
                 guard let waiting else { return }  // it completed already, and advanced from there
                 let cancelNow = state.withLock { state -> Bool in
                     state.waiting = waiting

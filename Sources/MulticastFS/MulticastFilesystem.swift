@@ -25,13 +25,19 @@ public final class MulticastFilesystem: Sendable {
     private let defaults: GroupSettings
     private let nextWatchID = Atomic<UInt64>(1)
     private let openFiles = OpenFileTable()
+    /// The groups and members shared with other mounts; nil on one machine.
+    let catalog: (any SharedCatalog)?
 
     /// - Parameters:
     ///   - owner: owns the root directory (the user who mounted).
     ///   - defaults: settings of new groups.
-    public init(owner: Caller, defaults: GroupSettings = GroupSettings()) throws(Errno) {
+    ///   - catalog: the cluster this mount shares its groups with
+    ///     (SharedCatalog.swift); it tells the filesystem of groups made,
+    ///     changed and removed elsewhere through `adoptGroup` and friends.
+    public init(owner: Caller, defaults: GroupSettings = GroupSettings(), catalog: (any SharedCatalog)? = nil) throws(Errno) {
         do throws(DeliveryError) { try defaults.validate() } catch { throw .invalidArgument }
         self.defaults = defaults
+        self.catalog = catalog
         let root = Node(ino: Self.rootInode, kind: .root, permissions: [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute],
                         owner: owner, content: .root)
         root.lookups = 1  // the kernel holds the root for the whole mount
@@ -105,7 +111,7 @@ public final class MulticastFilesystem: Sendable {
     /// their modes from it: send = mode & 0222, status = mode & 0444, ctl =
     /// mode & 0200; `frames/` has it, `peers/` has mode & 0700.
     public func makeGroup(parent: InodeNumber, name: String, permissions: FilePermissions, caller: Caller) throws(Errno) -> Entry {
-        try withNamespace { (namespace) throws(Errno) in
+        let check = { (namespace: inout Namespace) throws(Errno) in
             let parentNode = try namespace.node(parent)
             guard case .root = parentNode.content else {
                 throw parentNode.kind.isDirectory ? .notPermitted : .notDirectory
@@ -115,24 +121,56 @@ public final class MulticastFilesystem: Sendable {
             if name == Self.metricsName { throw .fileExists }
             try Names.validate(name)
             guard namespace.groups[ExactName(name)] == nil else { throw .fileExists }
-            let group: Group
-            do throws(DeliveryError) { group = try Group(name: name, settings: defaults) } catch { throw Errno(error) }
-            let directory = GroupDirectory(group: group)
-            let mode = permissions
-            let node = namespace.makeNode(.group, permissions: mode, owner: caller, content: .group(directory))
-            directory.directory = node.ino
-            directory.send = namespace.makeNode(.send, permissions: mode.intersection(Self.writeBits), owner: caller, content: .send(directory)).ino
-            directory.control = namespace.makeNode(.control, permissions: mode.intersection(.ownerWrite), owner: caller, content: .control(directory)).ino
-            directory.status = namespace.makeNode(.status, permissions: mode.intersection(Self.readBits), owner: caller, content: .status(directory)).ino
-            directory.frames = namespace.makeNode(.frames, permissions: mode, owner: caller, content: .frames(directory)).ino
-            directory.peers = namespace.makeNode(.peers, permissions: mode.intersection(.ownerReadWriteExecute), owner: caller,
-                                                 content: .peers(directory)).ino
-            node.attributes.linkCount = 4  // ".", its name in the root, frames/.. and peers/..
-            namespace.groups[ExactName(name)] = node
-            namespace.groupOrder.append(ExactName(name))
-            namespace.touch(namespace.root)
-            return namespace.reference(node)
         }
+        guard let catalog else {
+            return try withNamespace { (namespace) throws(Errno) in
+                try check(&namespace)
+                return namespace.reference(try Self.insertGroup(name, settings: defaults, sequencer: nil, permissions: permissions,
+                                                                owner: caller, in: &namespace))
+            }
+        }
+        // Claimed everywhere first, outside the namespace lock (a round
+        // trip); the claim's own news may come back and insert it before us.
+        try withNamespace { (namespace) throws(Errno) in try check(&namespace) }
+        let sequencer = try catalog.makeGroup(name, owner: caller, permissions: permissions, settings: defaults)
+        return try withNamespace { (namespace) throws(Errno) in
+            if let node = namespace.groups[ExactName(name)] { return namespace.reference(node) }
+            return namespace.reference(try Self.insertGroup(name, settings: defaults, sequencer: sequencer, permissions: permissions,
+                                                            owner: caller, in: &namespace))
+        }
+    }
+
+    /// A group made elsewhere in the cluster (or here, heard back): its
+    /// directory, unless it is here already.
+    public func adoptGroup(_ name: String, settings: GroupSettings, sequencer: any Sequencer, permissions: FilePermissions,
+                           owner: Caller) throws(Errno) {
+        try withNamespace { (namespace) throws(Errno) in
+            guard namespace.groups[ExactName(name)] == nil else { return }
+            _ = try Self.insertGroup(name, settings: settings, sequencer: sequencer, permissions: permissions, owner: owner,
+                                     in: &namespace)
+        }
+    }
+
+    /// A group's directory, `send`, `ctl`, `status`, `frames/` and `peers/`.
+    private static func insertGroup(_ name: String, settings: GroupSettings, sequencer: (any Sequencer)?,
+                                    permissions: FilePermissions, owner caller: Caller, in namespace: inout Namespace) throws(Errno) -> Node {
+        let group: Group
+        do throws(DeliveryError) { group = try Group(name: name, settings: settings, sequencer: sequencer) } catch { throw Errno(error) }
+        let directory = GroupDirectory(group: group)
+        let mode = permissions
+        let node = namespace.makeNode(.group, permissions: mode, owner: caller, content: .group(directory))
+        directory.directory = node.ino
+        directory.send = namespace.makeNode(.send, permissions: mode.intersection(Self.writeBits), owner: caller, content: .send(directory)).ino
+        directory.control = namespace.makeNode(.control, permissions: mode.intersection(.ownerWrite), owner: caller, content: .control(directory)).ino
+        directory.status = namespace.makeNode(.status, permissions: mode.intersection(Self.readBits), owner: caller, content: .status(directory)).ino
+        directory.frames = namespace.makeNode(.frames, permissions: mode, owner: caller, content: .frames(directory)).ino
+        directory.peers = namespace.makeNode(.peers, permissions: mode.intersection(.ownerReadWriteExecute), owner: caller,
+                                             content: .peers(directory)).ino
+        node.attributes.linkCount = 4  // ".", its name in the root, frames/.. and peers/..
+        namespace.groups[ExactName(name)] = node
+        namespace.groupOrder.append(ExactName(name))
+        namespace.touch(namespace.root)
+        return node
     }
 
     /// `rmdir ROOT/G`: only when G has no members (ENOTEMPTY otherwise).
@@ -147,6 +185,31 @@ public final class MulticastFilesystem: Sendable {
             // Nothing else inside a group is a directory.
             default: throw .notDirectory
             }
+            guard let node = namespace.groups[ExactName(name)], case .group(let directory) = node.content else { throw .noSuchFileOrDirectory }
+            // Members here: not even asking the cluster.
+            if catalog != nil && !directory.members.isEmpty { throw .directoryNotEmpty }
+        }
+        try catalog?.removeGroup(name)
+        try unlinkGroup(name)
+    }
+
+    /// A group's settings changed elsewhere in the cluster (or here, heard
+    /// back): the same here.
+    public func adoptSettings(_ settings: GroupSettings, of group: String) {
+        let found = namespace.withLock { namespace -> Group? in
+            guard case .group(let directory)? = namespace.groups[ExactName(group)]?.content else { return nil }
+            return directory.group
+        }
+        try? found?.configure { $0 = settings }
+    }
+
+    /// A group removed elsewhere in the cluster: gone here too.
+    public func dropGroup(_ name: String) {
+        try? unlinkGroup(name)
+    }
+
+    private func unlinkGroup(_ name: String) throws(Errno) {
+        try withNamespace { (namespace) throws(Errno) in
             guard let node = namespace.groups[ExactName(name)], case .group(let directory) = node.content else { throw .noSuchFileOrDirectory }
             do throws(DeliveryError) { try directory.group.close() } catch { throw Errno(error) }
             namespace.groups[ExactName(name)] = nil
@@ -165,18 +228,19 @@ public final class MulticastFilesystem: Sendable {
     /// settings, owned by the caller with the mode given. An existing member is
     /// opened, unless O_EXCL (EEXIST).
     public func createMember(parent: InodeNumber, name: String, permissions: FilePermissions, flags: OpenFlags, caller: Caller) throws(Errno) -> (Entry, OpenedFile) {
-        let (node, entry) = try withNamespace { (namespace) throws(Errno) -> (Node, Entry) in
+        let (node, entry, joined) = try withNamespace { (namespace) throws(Errno) -> (Node, Entry, Bool) in
             let parentNode = try namespace.node(parent)
             if case .root = parentNode.content { throw .notPermitted }
             let directory = try namespace.groupDirectory(parent)
             if let existing = namespace.entry(named: name, in: directory) {
                 if flags.options.contains(.exclusiveCreate) { throw .fileExists }
-                return (existing, namespace.reference(existing))
+                return (existing, namespace.reference(existing), false)
             }
             let node = try Self.join(directory, name: name, permissions: permissions, caller: caller, in: &namespace)
-            return (node, namespace.reference(node))
+            return (node, namespace.reference(node), true)
         }
         do throws(Errno) {
+            if joined { try claim(node, permissions: permissions, caller: caller) }
             return (entry, try open(node, flags: flags))
         } catch {
             forget(entry.nodeID, count: 1)
@@ -188,12 +252,32 @@ public final class MulticastFilesystem: Sendable {
     /// sockets are refused (EPERM), as is anything in the root.
     public func makeNode(parent: InodeNumber, name: String, mode: FileMode, caller: Caller) throws(Errno) -> Entry {
         guard mode.type == .regular else { throw .notPermitted }
-        return try withNamespace { (namespace) throws(Errno) in
+        let (node, entry) = try withNamespace { (namespace) throws(Errno) -> (Node, Entry) in
             if case .root = try namespace.node(parent).content { throw .notPermitted }
             let directory = try namespace.groupDirectory(parent)
             if Names.reserved.contains(name) || directory.members[ExactName(name)] != nil { throw .fileExists }
             let node = try Self.join(directory, name: name, permissions: mode.permissions, caller: caller, in: &namespace)
-            return namespace.reference(node)
+            return (node, namespace.reference(node))
+        }
+        do throws(Errno) {
+            try claim(node, permissions: mode.permissions, caller: caller)
+        } catch {
+            forget(entry.nodeID, count: 1)
+            throw error
+        }
+        return entry
+    }
+
+    /// A member that just joined here claims its name in the cluster; if
+    /// another mount has it (EEXIST) or the cluster is out of reach, it
+    /// leaves again, as if it had never joined.
+    private func claim(_ node: Node, permissions: FilePermissions, caller: Caller) throws(Errno) {
+        guard let catalog, case .member(let directory, let member) = node.content else { return }
+        do throws(Errno) {
+            try catalog.join(member, of: directory.group, owner: caller, permissions: permissions)
+        } catch {
+            _ = namespace.withLock { namespace in Self.unlinkMember(member.name, of: directory, in: &namespace) }
+            throw error
         }
     }
 
@@ -223,22 +307,39 @@ public final class MulticastFilesystem: Sendable {
     /// ENOENT. `send`, `ctl`, `status`, `frames` and `peers`, and anything
     /// in `frames/` or `peers/`, cannot be removed (EPERM).
     public func removeMember(parent: InodeNumber, name: String) throws(Errno) {
-        try withNamespace { (namespace) throws(Errno) in
+        let group = try withNamespace { (namespace) throws(Errno) -> String in
             if case .root = try namespace.node(parent).content {
                 throw name == Self.metricsName ? .notPermitted : .isDirectory
             }
             let directory = try namespace.groupDirectory(parent)
             if Names.reserved.contains(name) { throw .notPermitted }
-            guard let ino = directory.members.removeValue(forKey: ExactName(name)),
-                  let node = namespace.nodes[ino], case .member(_, let member) = node.content else {
-                throw .noSuchFileOrDirectory
-            }
-            directory.memberOrder.removeAll { $0 == ExactName(name) }
-            member.leave()
-            namespace.unlink(node)
-            if let peer = directory.peerFiles.removeValue(forKey: ExactName(name)) { namespace.unlink(namespace.entry(peer)) }
-            namespace.touch(namespace.entry(directory.directory))
+            guard Self.unlinkMember(name, of: directory, in: &namespace) else { throw .noSuchFileOrDirectory }
+            return directory.group.name
         }
+        catalog?.leave(name, of: group)
+    }
+
+    /// A member of this mount removed elsewhere in the cluster (its claim
+    /// went: its node was taken for dead while cut off): it leaves, as `rm`.
+    public func evictMember(_ name: String, of group: String) {
+        namespace.withLock { namespace in
+            guard case .group(let directory)? = namespace.groups[ExactName(group)]?.content else { return }
+            _ = Self.unlinkMember(name, of: directory, in: &namespace)
+        }
+    }
+
+    /// NAME leaves, and its entry and peer file are unlinked. False: no such member.
+    private static func unlinkMember(_ name: String, of directory: GroupDirectory, in namespace: inout Namespace) -> Bool {
+        guard let ino = directory.members.removeValue(forKey: ExactName(name)),
+              let node = namespace.nodes[ino], case .member(_, let member) = node.content else {
+            return false
+        }
+        directory.memberOrder.removeAll { $0 == ExactName(name) }
+        member.leave()
+        namespace.unlink(node)
+        if let peer = directory.peerFiles.removeValue(forKey: ExactName(name)) { namespace.unlink(namespace.entry(peer)) }
+        namespace.touch(namespace.entry(directory.directory))
+        return true
     }
 
     // MARK: - Open files
@@ -271,7 +372,13 @@ public final class MulticastFilesystem: Sendable {
             content = .control(directory.group)
         case .status(let directory):
             guard !access.writes else { throw .permissionDenied }
-            content = .status(Array(StatusFormat.render(directory.group.snapshot()).utf8))
+            let snapshot = directory.group.snapshot()
+            let text = if let catalog {
+                StatusFormat.render(snapshot, node: catalog.node, remote: catalog.remoteMembers(of: snapshot.name))
+            } else {
+                StatusFormat.render(snapshot)
+            }
+            content = .status(Array(text.utf8))
         case .member(_, let member):
             guard member.isPresent else { throw .noSuchFileOrDirectory }
             content = .member(member, reader: access.reads ? member.makeReader() : nil, writable: access.writes)

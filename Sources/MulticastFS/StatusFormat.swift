@@ -4,12 +4,16 @@ public import DeliveryCore
 ///
 ///     group NAME send=... capacity=... queue_bytes=... max_message=... members=N sent=N blocked_writers=N message=write|line send_to_peer=0|1
 ///     member NAME queued=N queued_bytes=N capacity=N queue_bytes=N loopback=0|1 drop_when_full=0|1 full=0|1 delivered=N dropped=N send_to_peer=0|1 peer_queued=N peer_full=0|1 subscribe=[PATTERN,...]
+///
+/// A group shared with other mounts (a cluster) lists the members of every
+/// mount, each with `node=NAME` last; those of other mounts with the counters
+/// their node last reported, and their peer queues (which live there) as 0.
 public enum StatusFormat {
-    public static func render(_ snapshot: GroupSnapshot) -> String {
+    public static func render(_ snapshot: GroupSnapshot, node: String? = nil, remote: [RemoteMember] = []) -> String {
         let settings = snapshot.settings
         var text = "group \(snapshot.name) send=\(settings.sendPolicy.rawValue) capacity=\(settings.capacity)"
             + " queue_bytes=\(settings.queueBytes) max_message=\(settings.maxMessage)"
-            + " members=\(snapshot.members.count) sent=\(snapshot.sent) blocked_writers=\(snapshot.blockedWriters)"
+            + " members=\(snapshot.members.count + remote.count) sent=\(snapshot.sent) blocked_writers=\(snapshot.blockedWriters)"
             + " message=\(settings.messageBoundary.rawValue)" + peerKeys(settings) + "\n"
         for member in snapshot.members {
             text += "member \(member.name) queued=\(member.queued) queued_bytes=\(member.queuedBytes)"
@@ -17,10 +21,22 @@ public enum StatusFormat {
                 + " loopback=\(bit(member.settings.loopback)) drop_when_full=\(bit(member.settings.dropWhenFull))"
                 + " full=\(bit(member.full)) delivered=\(member.delivered) dropped=\(member.dropped)" + peerKeys(member)
             // Appended last, so that parsers of the keys before it keep working.
-            text += " subscribe=\(member.settings.subscribe.text)\n"
+            text += " subscribe=\(member.settings.subscribe.text)" + nodeKey(node) + "\n"
+        }
+        for member in remote {
+            text += "member \(member.name) queued=\(member.queued) queued_bytes=0"
+                + " capacity=\(member.settings.capacity) queue_bytes=\(member.settings.queueBytes)"
+                + " loopback=\(bit(member.settings.loopback)) drop_when_full=\(bit(member.settings.dropWhenFull))"
+                + " full=\(bit(member.full)) delivered=\(member.delivered) dropped=\(member.dropped)"
+                + " send_to_peer=\(bit(member.settings.sendToPeer)) peer_queued=0 peer_full=0"
+                + " subscribe=\(member.settings.subscribe.text)" + nodeKey(member.node) + "\n"
         }
         return text
     }
+
+    /// After `subscribe=`, whose value may be empty: a parser that splits
+    /// the line on spaces still finds every key.
+    private static func nodeKey(_ node: String?) -> String { node.map { " node=\($0)" } ?? "" }
 
     private static func bit(_ value: Bool) -> Int { value ? 1 : 0 }
 

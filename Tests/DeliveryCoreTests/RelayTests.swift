@@ -190,7 +190,8 @@ private final class Completions: Sendable {
     @Test func aMemberReceivesOnlyWhatWasStoredAfterItJoined() throws {
         let group = try Group(name: "g", sequencer: RecordingSequencer())
         let old = try group.join("old")
-        let late = try group.join("late", receivingAfter: 10)
+        let late = try group.join("late")
+        late.receiveOnly(after: 10)
         let o = old.makeReader(), l = late.makeReader()
         for sequence: UInt64 in [9, 10, 11] { group.deliver(message("\(sequence)"), stamp: stamp(sequence)) {} }
         group.deliver(message("p10"), stamp: stamp(12, to: "late")) {}
