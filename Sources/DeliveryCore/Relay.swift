@@ -88,9 +88,6 @@ public struct Stamp: Sendable, Equatable {
 }
 
 extension Group {
-    /// True for a group whose order is decided by a `Sequencer`.
-    public var isRelayed: Bool { sequencer != nil }
-
     /// Hands checked messages to the sequencer (the caller knows there is one).
     func relay(
         _ messages: [Message], from sender: Member?, privatelyTo recipient: Member? = nil, _ blocking: Blocking,
