@@ -211,7 +211,9 @@ public final class ClusterNode: Sendable {
             if try !memberKeys(of: record.id).isEmpty {
                 var live = record
                 live.state = .live
-                _ = try? groupsBucket.update(key, encodeRecord(live), revision: marked)
+                if let back = try? groupsBucket.update(key, encodeRecord(live), revision: marked) {
+                    view.withLock { $0.applyLocalGroup(name: name, revision: back, live) }
+                }
                 throw .notEmpty
             }
             do {

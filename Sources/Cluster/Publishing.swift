@@ -42,7 +42,14 @@ extension ClusterNode {
             return w
         }
         let write = Write(node: self, writers: writers, messages: messages, blocking: blocking, completion: completion)
-        write.attempt(retrying: false)
+        // Behind writes already waiting for room, a blocking write waits its
+        // turn (else it could overtake them); a non-blocking one tries, and
+        // fails with `.full` if the stream is still full.
+        if blocking && writers.congested {
+            writers.enqueue(write)
+        } else {
+            write.attempt(retrying: false)
+        }
         return PublishWaiting(write)
     }
 
@@ -71,7 +78,8 @@ public final class PublishWaiting: Sendable {
     public func cancel() -> Bool { write.cancel() }
 }
 
-/// A group's writers on this node: the room notices they wait for.
+/// A group's writers on this node: the writes waiting for room, in the
+/// order they began, and the notices that wake them.
 final class Writers: Sendable {
     let id: String
     private let node: ClusterNode
@@ -79,10 +87,19 @@ final class Writers: Sendable {
         /// Room notices heard: a parked write retries on one that came after
         /// its publish was sent.
         var notices: UInt64 = 0
+        /// Oldest first (by ticket).
         var parked: [Write] = []
         var subscription: NATSClient.Subscription?
         var advisories: NATSClient.Subscription?
         var stopped = false
+        var tickets: UInt64 = 0
+        /// Quick retry rounds since the last notice (after 1, 2, 4 ... 64 ms).
+        var backoff = 0
+        var backoffPending = false
+        var backstopPending = false
+        /// The parked write now retrying: one at a time, oldest first, so
+        /// that a node's blocked writes are stored in the order they began.
+        var turn: Write?
     }
     private let state = AdaptiveMutex(State())
 
@@ -93,9 +110,16 @@ final class Writers: Sendable {
 
     var notices: UInt64 { state.withLock { $0.notices } }
 
+    func ticket() -> UInt64 {
+        state.withLock { s in
+            s.tickets += 1
+            return s.tickets
+        }
+    }
+
     /// Subscribes to the room notices and the consumer-deleted advisories
     /// of the group's stream (a deleted consumer makes room too), once.
-    func subscribe() {
+    private func subscribe() {
         let needed = state.withLock { $0.subscription == nil && !$0.stopped }
         guard needed else { return }
         let room = try? node.connection.subscribe(subject: node.space.roomSubject(id)) { [weak self] _ in self?.room() }
@@ -110,8 +134,12 @@ final class Writers: Sendable {
         for sub in extra { sub.unsubscribe() }
     }
 
+    /// Parks in its place by age.
     func park(_ write: Write) {
-        state.withLock { $0.parked.append(write) }
+        state.withLock { s in
+            let i = s.parked.firstIndex { $0.ticket > write.ticket } ?? s.parked.count
+            s.parked.insert(write, at: i)
+        }
     }
 
     func unpark(_ write: Write) -> Bool {
@@ -122,16 +150,89 @@ final class Writers: Sendable {
         }
     }
 
-    /// A room notice: parked writes published before it retry, oldest first.
-    private func room() {
-        let ready = state.withLock { s -> [Write] in
-            s.notices += 1
-            let n = s.notices
-            let ready = s.parked.filter { $0.noticesBefore < n }
-            s.parked.removeAll { $0.noticesBefore < n }
-            return ready
+    /// Whether a new write must queue behind parked ones.
+    var congested: Bool { state.withLock { !$0.parked.isEmpty || $0.turn != nil } }
+
+    /// A new write behind parked ones: it waits its turn.
+    func enqueue(_ write: Write) {
+        park(write)
+        let idle = state.withLock { $0.turn == nil }
+        if idle { round { _ in true } }
+    }
+
+    /// A parked write that had its turn is done (stored, or failed): the
+    /// next one goes.
+    func done(_ write: Write) {
+        let next = state.withLock { s -> Bool in
+            guard s.turn === write else { return false }
+            s.turn = nil
+            return !s.parked.isEmpty
         }
-        for write in ready { write.attempt(retrying: true) }
+        if next { round { _ in true } }
+    }
+
+    /// A write the full stream refused: parked, then the full notice (after
+    /// subscribing, so that the answer is heard). A notice heard since its
+    /// publish was sent retries it at once. A refused retry starts rounds of
+    /// quick retries (the notice can outrun the ack's effect), then waits
+    /// for the next notice; a slow backstop covers lost notices.
+    func refused(_ write: Write, wasRetry: Bool) {
+        subscribe()
+        state.withLock { s in if s.turn === write { s.turn = nil } }
+        park(write)
+        try? node.connection.publish(subject: node.space.fullSubject(id))
+        let (now, backoff, backstop) = state.withLock { s -> (Bool, Duration?, Bool) in
+            var backoff: Duration?
+            if wasRetry && s.backoff < 7 && !s.backoffPending {
+                s.backoffPending = true
+                backoff = .milliseconds(1 << s.backoff)
+                s.backoff += 1
+            }
+            let backstop = !s.backstopPending
+            s.backstopPending = true
+            return (s.notices > write.noticesBefore, backoff, backstop)
+        }
+        if now { round { $0 === write } }
+        if let backoff {
+            node.timers.after(backoff) { [self] in
+                state.withLock { $0.backoffPending = false }
+                round { _ in true }
+            }
+        }
+        if backstop { scheduleBackstop() }
+    }
+
+    private func scheduleBackstop() {
+        node.timers.after(node.configuration.timeout) { [self] in
+            let again = state.withLock { s -> Bool in
+                s.backstopPending = !s.parked.isEmpty && !s.stopped
+                return s.backstopPending
+            }
+            round { _ in true }
+            if again { scheduleBackstop() }
+        }
+    }
+
+    /// Retries the oldest parked write if `ready` picks it and no other is
+    /// retrying.
+    private func round(_ ready: (Write) -> Bool) {
+        let write = state.withLock { s -> Write? in
+            guard s.turn == nil, let i = s.parked.firstIndex(where: { !$0.isUnsettled }), ready(s.parked[i]) else { return nil }
+            let write = s.parked.remove(at: i)
+            s.turn = write
+            return write
+        }
+        write?.attempt(retrying: true)
+    }
+
+    /// A room notice: the writes published before it retry.
+    private func room() {
+        let n = state.withLock { s -> UInt64 in
+            s.notices += 1
+            s.backoff = 0
+            return s.notices
+        }
+        round { $0.noticesBefore < n }
     }
 
     /// Fails the writes waiting for room; unsettled ones stay parked.
@@ -174,6 +275,8 @@ final class Write: Sendable {
     private let completion: @Sendable (Result<Int, ClusterError>) -> Void
     private let subject: String
     private let started = monotonicNow()
+    /// Its age among the group's writes on this node.
+    let ticket: UInt64
 
     private enum Phase { case inFlight, parked, done }
     private struct State {
@@ -188,9 +291,7 @@ final class Write: Sendable {
         /// Messages stored for sure, from the start.
         var stored = 0
         var noticesBefore: UInt64 = 0
-        /// Consecutive refusals after a room notice (the 1 to 64 ms backoff).
-        var refusals = 0
-        var backstop: UInt64?
+        var retry = false
         /// Parked with an unsettled message while disconnected.
         var unsettled = false
         /// This attempt probes (docs/cluster.md, "Reconnect"): the same ids
@@ -211,6 +312,7 @@ final class Write: Sendable {
         self.blocking = blocking
         self.completion = completion
         subject = node.space.subject(writers.id)
+        ticket = writers.ticket()
     }
 
     /// Publishes the chain from the first message not known stored: with new
@@ -220,6 +322,7 @@ final class Write: Sendable {
         let plan = state.withLock { s -> (Int, [String])? in
             guard s.phase != .done else { return nil }
             s.phase = .inFlight
+            s.retry = retrying
             s.noticesBefore = notices
             s.unsettled = false
             s.probing = probe
@@ -313,39 +416,13 @@ final class Write: Sendable {
         waitForRoom()
     }
 
-    /// docs/cluster.md, "Waiting for room without polling": subscribe to the
-    /// room notices, announce the full stream, retry on the next notice
-    /// that came after this attempt's publish.
+    /// docs/cluster.md, "Waiting for room without polling".
     private func waitForRoom() {
-        writers.subscribe()
-        let (refusals, before) = state.withLock { s -> (Int, UInt64) in
-            s.refusals += 1
-            return (s.refusals, s.noticesBefore)
-        }
-        // A retry right after a notice may still find the stream full (the
-        // ack's effect can trail the notice): a few quick retries first.
-        if refusals > 1 && refusals <= 8 {
-            state.withLock { $0.phase = .parked }
-            node.timers.after(.milliseconds(1 << (refusals - 2))) { [self] in
-                if state.withLock({ $0.phase == .parked }) { attempt(retrying: true) }
-            }
-            return
-        }
-        state.withLock { s in
+        let retry = state.withLock { s -> Bool in
             s.phase = .parked
-            s.refusals = 1
+            return s.retry
         }
-        writers.park(self)
-        try? node.connection.publish(subject: node.space.fullSubject(writers.id))
-        if writers.notices > before, writers.unpark(self) {
-            attempt(retrying: true)
-            return
-        }
-        // Core NATS notices can be lost (a reconnect): a slow backstop.
-        let id = node.timers.after(node.configuration.timeout) { [self] in
-            if writers.unpark(self) { attempt(retrying: true) }
-        }
-        state.withLock { $0.backstop = id }
+        writers.refused(self, wasRetry: retry)
     }
 
     /// After a reconnect: settle an unsettled write by probing, retry one
@@ -375,13 +452,12 @@ final class Write: Sendable {
     }
 
     private func finish(_ result: Result<Int, ClusterError>) {
-        let backstop = state.withLock { s -> UInt64?? in
-            guard s.phase != .done else { return nil }
-            s.phase = .done
-            return .some(s.backstop)
+        let first = state.withLock { s -> Bool in
+            defer { s.phase = .done }
+            return s.phase != .done
         }
-        guard let backstop else { return }
-        if let id = backstop { node.timers.cancel(id) }
+        guard first else { return }
+        writers.done(self)
         completion(result)
     }
 }
