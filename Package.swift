@@ -29,8 +29,11 @@
 //                   typed Swift face over the part of it groups across hosts
 //                   use (connections, JetStream streams, pull consumers, KV).
 //                   Knows nothing of multicast; no other module imports CNATS.
-//   Cluster       — groups across hosts (docs/cluster.md): so far the NATS
-//                   names of groups, members and nodes.
+//   Cluster       — groups across hosts (docs/cluster.md): nodes, the
+//                   buckets of groups, members and nodes, a stream per group,
+//                   publishing and waiting for room, a consumer per node and
+//                   group and its delivery loop. On NATSClient; hands
+//                   messages to DeliveryCore's side through a sink.
 //   NATSTestSupport — tests only: nats-servers on loopback, started per test.
 import PackageDescription
 
@@ -109,7 +112,7 @@ let package = Package(
             providers: [.apt(["libnats-dev"])]
         ),
         .target(name: "NATSClient", dependencies: ["CNATS", "Locking"], swiftSettings: strict),
-        .target(name: "Cluster", dependencies: ["NATSClient"], swiftSettings: strict),
+        .target(name: "Cluster", dependencies: ["NATSClient", "DeliveryCore", "Locking"], swiftSettings: strict),
         .executableTarget(
             name: "core-bench",
             dependencies: [
@@ -131,7 +134,7 @@ let package = Package(
         ),
         .target(name: "NATSTestSupport", dependencies: ["NATSClient", "Locking"], path: "Tests/NATSSupport", swiftSettings: strict),
         .testTarget(name: "NATSClientTests", dependencies: ["NATSClient", "NATSTestSupport"], swiftSettings: strict),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NATSClient", "NATSTestSupport", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NATSClient", "DeliveryCore", "Locking", "NATSTestSupport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "FUSELowLevelTests", dependencies: ["FUSELowLevel", "FUSETesting", "FileSystemTypes", "Locking", system, logging], swiftSettings: strict),
         .testTarget(name: "DaemonLogTests", dependencies: ["DaemonLog", logging], swiftSettings: strict),
     ],

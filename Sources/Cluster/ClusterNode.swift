@@ -1,0 +1,636 @@
+import Glibc
+import Locking
+import NATSClient
+
+/// One mcastfs daemon in a cluster (docs/cluster.md): its connection, its
+/// claim on its node name, its view of every group and member, its
+/// consumers, and its writes.
+///
+/// Threads of its own: one per bucket watcher, one for events, one for
+/// heartbeats and the liveness of other nodes, one for timers, and one per
+/// group with local members (the delivery loop). All stop at `shutDown()`.
+public final class ClusterNode: Sendable {
+    let configuration: ClusterConfiguration
+    let space: ClusterSpace
+    /// Random per daemon start: in consumer names and message ids, so that
+    /// nothing of an earlier run of the same node is taken for this one's.
+    let boot: String
+    let connection: NATSConnection
+    let js: JetStream
+    let groupsBucket: KeyValueBucket
+    let membersBucket: KeyValueBucket
+    let nodesBucket: KeyValueBucket
+    let host: String
+
+    let view = AdaptiveMutex(View())
+    let local = Monitor(LocalState())
+    /// Held across a join, a leave, and the removal of a consumer, so that a
+    /// group's consumer is made or deleted by one of them at a time.
+    let membership = AdaptiveMutex(())
+    let eventQueue: EventQueue
+    let timers = Timers()
+    private let relay: Relay
+    private let watchers = AdaptiveMutex<[KeyValueWatcher]>([])
+
+    struct LocalState {
+        var connected = true
+        var shutDown = false
+        /// Bumped at every reconnect: delivery loops hand their consumers over.
+        var connectionGeneration = 0
+        var counter: UInt64 = 0
+        var beat: UInt64 = 0
+        /// Group id → this node's part in the group.
+        var parts: [String: LocalPart] = [:]
+        var writers: [String: Writers] = [:]
+    }
+
+    struct LocalPart {
+        var members: Set<String> = []
+        var delivery: Delivery
+    }
+
+    /// Connects (an unreachable cluster fails within a few seconds), makes
+    /// the three buckets if missing, claims the node name, starts the
+    /// heartbeats and watchers, and returns once the current groups and
+    /// members are loaded.
+    public init(_ configuration: ClusterConfiguration, events: @escaping @Sendable (ClusterEvent) -> Void) throws(ClusterError) {
+        let space = try configuration.validated()
+        self.configuration = configuration
+        self.space = space
+        boot = randomHex(8)
+        host = hostName()
+        let relay = Relay()
+        self.relay = relay
+        var options = ConnectionOptions(servers: configuration.servers, name: "mcastfs node \(configuration.node)")
+        options.connectTimeout = .seconds(2)
+        do {
+            connection = try NATSConnection(options) { relay.forward($0) }
+        } catch {
+            throw .unreachable("no NATS server answered at \(configuration.servers.joined(separator: " ")) (\(error))")
+        }
+        do throws(NATSError) {
+            var jsOptions = JetStreamOptions()
+            jsOptions.timeout = .seconds(5)
+            let jetStream = try JetStream(connection, options: jsOptions)
+            js = jetStream
+            let replicas = configuration.servers.count >= 3 ? 3 : 1
+            func bucket(_ name: String) throws(NATSError) -> KeyValueBucket {
+                var config = KeyValueConfig(bucket: name)
+                config.history = 1
+                config.replicas = replicas
+                return try jetStream.createKeyValue(config)
+            }
+            groupsBucket = try bucket(space.groupsBucket)
+            membersBucket = try bucket(space.membersBucket)
+            nodesBucket = try bucket(space.nodesBucket)
+        } catch {
+            connection.close()
+            throw ClusterError(error)
+        }
+        eventQueue = EventQueue(events)
+        relay.set { [self] event in connectionEvent(event) }
+        do throws(ClusterError) {
+            try claimNodeName()
+            try startWatchers()
+        } catch {
+            stopEverything()
+            throw error
+        }
+        startHeartbeats()
+    }
+
+    // MARK: The view
+
+    /// Every group (a `removing` one too, until its entry is gone).
+    public func groups() -> [GroupRecord] {
+        view.withLock { v in v.groups.values.compactMap(\.value).sorted { $0.name < $1.name } }
+    }
+
+    public func group(_ name: String) -> GroupRecord? {
+        view.withLock { $0.groups[name]?.value }
+    }
+
+    /// Every node's members of the group.
+    public func members(of group: String) -> [MemberRecord] {
+        view.withLock { v in
+            guard let id = v.groups[group]?.value?.id else { return [] }
+            return v.liveMembers(id)
+        }
+    }
+
+    /// The nodes whose heartbeats this node hears (itself included).
+    public func nodes() -> [String] {
+        view.withLock { v in v.nodes.compactMap { $0.value.record?.node }.sorted() }
+    }
+
+    // MARK: Groups
+
+    /// A KV create (the one winner of a race; `.exists` for the others),
+    /// after making the group's stream, so that a group any node sees has
+    /// its stream. `record.id` empty: a fresh one is chosen.
+    @discardableResult
+    public func makeGroup(_ record: GroupRecord) throws(ClusterError) -> GroupRecord {
+        try checkUsable()
+        try checkName(record.name)
+        try record.settings.validate()
+        var record = record
+        if record.id.isEmpty { record.id = randomHex(16) }
+        record.state = .live
+        let stream = streamConfig(record)
+        do {
+            _ = try js.addStream(stream)
+        } catch {
+            throw ClusterError(error)
+        }
+        let key = space.groupKey(record.name)
+        do {
+            let revision = try groupsBucket.create(key, encodeRecord(record))
+            view.withLock { $0.applyLocalGroup(name: record.name, revision: revision, record) }
+            return record
+        } catch {
+            try? js.deleteStream(stream.name)
+            if error.code == .streamWrongLastSequence { throw .exists }
+            throw ClusterError(error)
+        }
+    }
+
+    /// Read, change, update at the revision read; again on a stale revision.
+    /// The name, id and state stay. Lowering `clusterBacklog` while the group
+    /// has members anywhere is `.busy` (nats-server#2589 would drop held
+    /// messages); a change of it or of `replicas` updates the stream first.
+    public func updateGroup(_ name: String, _ change: @Sendable (inout GroupRecord) -> Void) throws(ClusterError) {
+        try checkUsable()
+        let key = space.groupKey(name)
+        for _ in 0..<64 {
+            guard let (revision, old) = try readGroup(key), old.state == .live else { throw .notFound }
+            var record = old
+            change(&record)
+            record.name = old.name
+            record.id = old.id
+            record.state = old.state
+            try record.settings.validate()
+            if record == old { return }
+            if record.settings.clusterBacklog < old.settings.clusterBacklog, try !memberKeys(of: old.id).isEmpty {
+                throw .busy
+            }
+            if record.settings.clusterBacklog != old.settings.clusterBacklog || record.settings.replicas != old.settings.replicas {
+                do { _ = try js.updateStream(streamConfig(record)) } catch { throw ClusterError(error) }
+            }
+            do {
+                let new = try groupsBucket.update(key, encodeRecord(record), revision: revision)
+                view.withLock { $0.applyLocalGroup(name: name, revision: new, record) }
+                return
+            } catch where error.code == .streamWrongLastSequence {
+                continue
+            } catch {
+                throw ClusterError(error)
+            }
+        }
+        throw .busy
+    }
+
+    /// Marks the group `removing`, looks for members on any node (`.notEmpty`
+    /// and back to `live` if there are), else deletes the entry and the
+    /// stream. A join checks the entry after its own create, so a join
+    /// racing this either makes it fail or fails.
+    public func removeGroup(_ name: String) throws(ClusterError) {
+        try checkUsable()
+        let key = space.groupKey(name)
+        for _ in 0..<64 {
+            guard let (revision, record) = try readGroup(key) else { throw .notFound }
+            var removing = record
+            removing.state = .removing
+            let marked: UInt64
+            do {
+                marked = try groupsBucket.update(key, encodeRecord(removing), revision: revision)
+            } catch where error.code == .streamWrongLastSequence {
+                continue
+            } catch {
+                throw ClusterError(error)
+            }
+            if try !memberKeys(of: record.id).isEmpty {
+                var live = record
+                live.state = .live
+                if let back = try? groupsBucket.update(key, encodeRecord(live), revision: marked) {
+                    view.withLock { $0.applyLocalGroup(name: name, revision: back, live) }
+                }
+                throw .notEmpty
+            }
+            do {
+                try groupsBucket.delete(key)
+            } catch {
+                throw ClusterError(error)
+            }
+            view.withLock { $0.applyLocalGroup(name: name, revision: marked, nil) }
+            do {
+                try js.deleteStream(space.stream(record.id))
+            } catch where error.code == .streamNotFound {
+            } catch {
+                // The entry is gone, so no node uses the stream again; an
+                // operator may delete it.
+            }
+            return
+        }
+        throw .busy
+    }
+
+    func readGroup(_ key: String) throws(ClusterError) -> (UInt64, GroupRecord)? {
+        let entry: KeyValueEntry?
+        do { entry = try groupsBucket.get(key) } catch { throw ClusterError(error) }
+        guard let entry, entry.operation == .put, let record = decodeRecord(GroupRecord.self, entry.value) else { return nil }
+        return (entry.revision, record)
+    }
+
+    /// The members bucket's keys of a group, read from the server (not the
+    /// view, which may be a moment behind another node's join).
+    func memberKeys(of id: String) throws(ClusterError) -> [String] {
+        do {
+            let watcher = try membersBucket.watch("\(id).*", ignoreDeletes: true)
+            defer { watcher.stop() }
+            var keys: [String] = []
+            let deadline = monotonicNow() + .seconds(5)
+            while monotonicNow() < deadline {
+                switch try watcher.next(timeout: .seconds(1)) {
+                case .entry(let e)?: if e.operation == .put { keys.append(e.key) }
+                case .initialValuesDone?: return keys
+                case nil: continue
+                }
+            }
+            throw ClusterError.unreachable("listing the members of a group timed out")
+        } catch let error as NATSError {
+            throw ClusterError(error)
+        } catch {
+            throw error as! ClusterError
+        }
+    }
+
+    func streamConfig(_ record: GroupRecord) -> StreamConfig {
+        var c = StreamConfig(name: space.stream(record.id), subjects: [space.subject(record.id)])
+        c.description = "mcastfs group \(record.name)"
+        c.retention = .interest
+        c.discard = .new
+        c.maxMessages = Int64(record.settings.clusterBacklog)
+        c.storage = .file
+        c.replicas = record.settings.replicas
+        c.duplicateWindow = .seconds(120)
+        return c
+    }
+
+    // MARK: Members
+
+    /// Updates any node's member at its revision (again on a stale one);
+    /// the name, node and `from` stay.
+    public func updateMember(_ group: String, _ member: String, _ change: @Sendable (inout MemberRecord) -> Void) throws(ClusterError) {
+        try checkUsable()
+        guard let id = view.withLock({ $0.groups[group]?.value?.id }) else { throw .notFound }
+        let key = space.memberKey(group: id, member: member)
+        for _ in 0..<64 {
+            let entry: KeyValueEntry?
+            do { entry = try membersBucket.get(key) } catch { throw ClusterError(error) }
+            guard let entry, entry.operation == .put, let old = decodeRecord(MemberRecord.self, entry.value) else { throw .notFound }
+            var record = old
+            change(&record)
+            record.name = old.name
+            record.node = old.node
+            record.from = old.from
+            if record == old { return }
+            do {
+                let revision = try membersBucket.update(key, encodeRecord(record), revision: entry.revision)
+                view.withLock { $0.applyLocalMember(group: id, member: member, revision: revision, record) }
+                return
+            } catch where error.code == .streamWrongLastSequence {
+                continue
+            } catch {
+                throw ClusterError(error)
+            }
+        }
+        throw .busy
+    }
+
+    // MARK: State
+
+    func checkUsable() throws(ClusterError) {
+        let (shutDown, connected) = local.read { ($0.shutDown, $0.connected) }
+        if shutDown { throw .cancelled }
+        if !connected { throw .unreachable("disconnected from NATS, reconnecting") }
+    }
+
+    func checkName(_ name: String) throws(ClusterError) {
+        let n = name.utf8.count
+        if n < 1 || n > 255 || name.contains("/") || name.utf8.contains(0) {
+            throw .invalid("a name is 1 to 255 bytes with no '/' or NUL")
+        }
+    }
+
+    func nextMessageId() -> String {
+        let counter = local.change { s -> UInt64 in
+            s.counter += 1
+            return s.counter
+        }
+        return space.messageId(node: configuration.node, boot: boot, counter: counter)
+    }
+
+    // MARK: Node name, heartbeats, liveness
+
+    func nodeRecord(beat: UInt64) -> NodeRecord {
+        let consumers = local.read { s in s.parts.mapValues { $0.delivery.consumerName } }
+        return NodeRecord(node: configuration.node, boot: boot, host: host, pid: getpid(),
+                          timeoutMs: Int(configuration.timeout / .milliseconds(1)), beat: beat, consumers: consumers)
+    }
+
+    /// docs/cluster.md, "Nodes, liveness and uniqueness": a KV create; if the
+    /// key exists, its holder is alive if it beats within its timeout + 1 s.
+    private func claimNodeName() throws(ClusterError) {
+        let key = space.nodeKey(configuration.node)
+        while try !claim(key) {}
+    }
+
+    /// One round of the claim: true when the name is this node's, false
+    /// when the key was deleted meanwhile (try again).
+    private func claim(_ key: String) throws(ClusterError) -> Bool {
+        do {
+            try nodesBucket.create(key, encodeRecord(nodeRecord(beat: 0)))
+            return true
+        } catch {
+            if error.code != .streamWrongLastSequence { throw ClusterError(error) }
+        }
+        let found: KeyValueEntry?
+        do { found = try nodesBucket.get(key) } catch { throw ClusterError(error) }
+        guard let entry = found else { return false }
+        let holder = decodeRecord(NodeRecord.self, entry.value)
+        let holderTimeout = Duration.milliseconds(holder?.timeoutMs ?? Int(configuration.timeout / .milliseconds(1)))
+        let inUse = ClusterError.nodeNameInUse(node: configuration.node, host: holder?.host ?? "?", pid: holder?.pid ?? 0)
+        let watcher: KeyValueWatcher
+        do { watcher = try nodesBucket.watch(key) } catch { throw ClusterError(error) }
+        defer { watcher.stop() }
+        let deadline = monotonicNow() + holderTimeout + .seconds(1)
+        while monotonicNow() < deadline {
+            let update: KeyValueUpdate?
+            do { update = try watcher.next(timeout: deadline - monotonicNow()) } catch { throw ClusterError(error) }
+            guard case .entry(let e)? = update, e.revision > entry.revision else { continue }
+            // A heartbeat: its holder lives. A delete: free, claim it again.
+            if e.operation == .put { throw inUse }
+            return false
+        }
+        do {
+            try nodesBucket.update(key, encodeRecord(nodeRecord(beat: 0)), revision: entry.revision)
+            return true
+        } catch {
+            // Another starter took the dead holder's name first.
+            if error.code == .streamWrongLastSequence { throw inUse }
+            throw ClusterError(error)
+        }
+    }
+
+    private func startHeartbeats() {
+        startThread("cluster-beat") { [self] in
+            while true {
+                let stop = local.wait(timeout: configuration.heartbeatInterval) { s in s.shutDown ? true : nil }
+                if stop == true { return }
+                heartbeat()
+                checkLiveness()
+            }
+        }
+    }
+
+    func heartbeat() {
+        let (beat, connected) = local.change { s -> (UInt64, Bool) in
+            s.beat += 1
+            return (s.beat, s.connected)
+        }
+        guard connected else { return }
+        _ = try? nodesBucket.put(space.nodeKey(configuration.node), encodeRecord(nodeRecord(beat: beat)))
+    }
+
+    // MARK: Watchers and events
+
+    private func startWatchers() throws(ClusterError) {
+        let loaded = Monitor(0)
+        do {
+            try watch(groupsBucket, "groups", loaded) { [self] entry, initial in groupUpdate(entry, initial) }
+            try watch(membersBucket, "members", loaded) { [self] entry, initial in memberUpdate(entry, initial) }
+            try watch(nodesBucket, "nodes", loaded) { [self] entry, _ in nodeUpdate(entry) }
+        } catch {
+            throw ClusterError(error)
+        }
+        let done = loaded.wait(timeout: .seconds(30)) { $0 == 3 ? true : nil }
+        if done == nil { throw .unreachable("loading the cluster's groups and members timed out") }
+    }
+
+    private func watch(_ bucket: KeyValueBucket, _ name: String, _ loaded: Monitor<Int>,
+                       _ apply: @escaping @Sendable (KeyValueEntry, Bool) -> Void) throws(NATSError) {
+        let watcher = try bucket.watch(">")
+        watchers.withLock { $0.append(watcher) }
+        startThread("cluster-\(name)") { [self] in
+            var initial = true
+            while !local.read({ $0.shutDown }) {
+                do throws(NATSError) {
+                    switch try watcher.next(timeout: .seconds(1)) {
+                    case .entry(let e)?: apply(e, initial)
+                    case .initialValuesDone?:
+                        if initial { loaded.change { $0 += 1 } }
+                        initial = false
+                    case nil: continue
+                    }
+                } catch {
+                    if error.status == .illegalState || local.read({ $0.shutDown }) { return }
+                    usleep(50_000)
+                }
+            }
+        }
+    }
+
+    private func groupUpdate(_ entry: KeyValueEntry, _ initial: Bool) {
+        guard let bytes = ClusterName.decode(entry.key) else { return }
+        let name = String(decoding: bytes, as: UTF8.self)
+        let record = entry.operation == .put ? decodeRecord(GroupRecord.self, entry.value) : nil
+        if entry.operation == .put && record == nil { return }
+        view.withLock { v in
+            let events = v.applyGroup(name: name, revision: entry.revision, record)
+            if !initial { eventQueue.post(events) }
+        }
+    }
+
+    private func memberUpdate(_ entry: KeyValueEntry, _ initial: Bool) {
+        guard let dot = entry.key.firstIndex(of: "."),
+              let bytes = ClusterName.decode(String(entry.key[entry.key.index(after: dot)...]))
+        else { return }
+        let id = String(entry.key[..<dot])
+        let member = String(decoding: bytes, as: UTF8.self)
+        let record = entry.operation == .put ? decodeRecord(MemberRecord.self, entry.value) : nil
+        if entry.operation == .put && record == nil { return }
+        view.withLock { v in
+            let events = v.applyMember(group: id, member: member, revision: entry.revision, record)
+            if !initial { eventQueue.post(events) }
+        }
+        if record == nil { memberGone(groupId: id, member) }
+    }
+
+    private func nodeUpdate(_ entry: KeyValueEntry) {
+        let record = entry.operation == .put ? decodeRecord(NodeRecord.self, entry.value) : nil
+        let now = monotonicNow()
+        view.withLock { v in
+            if let known = v.nodes[entry.key], known.revision > entry.revision { return }
+            v.nodes[entry.key] = record.map { View.NodeSeen(revision: entry.revision, record: $0, seen: now) }
+        }
+    }
+
+    // MARK: Connection
+
+    private func connectionEvent(_ event: ConnectionEvent) {
+        switch event {
+        case .disconnected:
+            local.change { $0.connected = false }
+            eventQueue.post([.disconnected])
+            disconnected()
+        case .reconnected:
+            local.change { s in
+                s.connected = true
+                s.connectionGeneration += 1
+            }
+            // Its own outage is not the others' death: every deadline
+            // restarts from now.
+            let now = monotonicNow()
+            view.withLock { v in for key in v.nodes.keys { v.nodes[key]?.seen = now } }
+            eventQueue.post([.reconnected])
+            reconnected()
+        case .closed, .error:
+            break
+        }
+    }
+
+    // MARK: Shutting down
+
+    /// For unmount: deletes this node's consumers, member entries and node
+    /// key, stops every thread, closes the connection. Idempotent.
+    public func shutDown() {
+        let (first, parts) = local.change { s -> (Bool, [String: LocalPart]) in
+            defer { s.shutDown = true }
+            return (!s.shutDown, s.parts)
+        }
+        guard first else { return }
+        for (id, part) in parts {
+            part.delivery.stop()
+            for member in part.members { try? membersBucket.delete(space.memberKey(group: id, member: member)) }
+            try? js.deleteConsumer(stream: space.stream(id), consumer: part.delivery.consumerName)
+            try? connection.publish(subject: space.roomSubject(id))
+        }
+        try? nodesBucket.delete(space.nodeKey(configuration.node))
+        try? connection.flush(timeout: .seconds(1))
+        stopEverything()
+    }
+
+    private func stopEverything() {
+        local.change { s in
+            s.shutDown = true
+            for part in s.parts.values { part.delivery.stop() }
+            s.parts.removeAll()
+            for writers in s.writers.values { writers.stop() }
+            s.writers.removeAll()
+        }
+        for watcher in watchers.withLock({ $0 }) { watcher.stop() }
+        timers.stop()
+        eventQueue.stop()
+        relay.set(nil)
+        connection.close()
+    }
+}
+
+/// Forwards connection events to the node, which does not exist yet when
+/// the connection is made.
+private final class Relay: Sendable {
+    private let target = AdaptiveMutex<(@Sendable (ConnectionEvent) -> Void)?>(nil)
+    func set(_ t: (@Sendable (ConnectionEvent) -> Void)?) { target.withLock { $0 = t } }
+    func forward(_ event: ConnectionEvent) { target.withLock { $0 }?(event) }
+}
+
+/// Events in order, handed to the user's handler on one thread.
+final class EventQueue: Sendable {
+    private struct State {
+        var events: [ClusterEvent] = []
+        var stopped = false
+    }
+    private let state = Monitor(State())
+
+    init(_ handler: @escaping @Sendable (ClusterEvent) -> Void) {
+        startThread("cluster-events") { [state] in
+            while true {
+                let batch = state.wait { s -> [ClusterEvent]? in
+                    if s.stopped { return [] }
+                    if s.events.isEmpty { return nil }
+                    defer { s.events.removeAll() }
+                    return s.events
+                }
+                guard let batch, !batch.isEmpty else { return }
+                for event in batch { handler(event) }
+            }
+        }
+    }
+
+    func post(_ events: [ClusterEvent]) {
+        if events.isEmpty { return }
+        state.change { $0.events += events }
+    }
+
+    func stop() { state.change { $0.stopped = true } }
+}
+
+func randomHex(_ digits: Int) -> String {
+    var g = SystemRandomNumberGenerator()
+    var s = ""
+    while s.count < digits {
+        let part = String(g.next() as UInt64, radix: 16)
+        s += String(repeating: "0", count: 16 - part.count) + part
+    }
+    return String(s.prefix(digits))
+}
+
+private func hostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count) == 0 else { return "unknown" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+// MARK: Liveness of other nodes
+
+extension ClusterNode {
+    /// docs/cluster.md, "Nodes, liveness and uniqueness": a node whose
+    /// record has not changed for its timeout is taken for dead. Not while
+    /// this node is disconnected (it hears nobody then).
+    func checkLiveness() {
+        guard local.read({ $0.connected && !$0.shutDown }) else { return }
+        let now = monotonicNow()
+        let dead = view.withLock { v -> [(String, NodeRecord)] in
+            v.nodes.compactMap { key, seen in
+                guard let record = seen.record, record.node != configuration.node,
+                      now - seen.seen > .milliseconds(record.timeoutMs)
+                else { return nil }
+                return (key, record)
+            }
+        }
+        for (key, record) in dead { bury(key, record) }
+    }
+
+    /// Removes what a dead node left: its members' entries (every node's
+    /// watcher then reports them gone), its consumers (releasing what only
+    /// they held; a room notice for each group), its key. Any node may do
+    /// it, and several may at once: each step is idempotent.
+    private func bury(_ key: String, _ record: NodeRecord) {
+        let members = view.withLock { v -> [String] in
+            var keys: [String] = []
+            for (id, group) in v.members {
+                for (name, member) in group where member.value?.node == record.node {
+                    keys.append(space.memberKey(group: id, member: name))
+                }
+            }
+            v.nodes[key] = nil
+            return keys
+        }
+        for member in members { try? membersBucket.delete(member) }
+        for (id, consumer) in record.consumers {
+            try? js.deleteConsumer(stream: space.stream(id), consumer: consumer)
+            try? connection.publish(subject: space.roomSubject(id))
+        }
+        try? nodesBucket.delete(key)
+    }
+}

@@ -1,0 +1,334 @@
+import DeliveryCore
+import Glibc
+import Locking
+import NATSClient
+
+// A node's consumer of a group and the loop that hands its messages to the
+// node's sink (docs/cluster.md, "A node's consumer, and local delivery
+// behind it"), and the joins and leaves that make and delete it.
+
+extension ClusterNode {
+    /// Makes this node's consumer of the group if it has none, KV-creates
+    /// the member (`.exists` if the name is taken on any node), and returns
+    /// S_join: the member receives the messages with a sequence above it.
+    /// `sink` receives the group's messages for this node; it is the first
+    /// join's, later joins' sinks are not used.
+    public func join(_ group: String, _ member: MemberRecord, sink: any DeliverySink) throws(ClusterError) -> UInt64 {
+        try checkUsable()
+        try checkName(member.name)
+        return try membership.withLock { (_) throws(ClusterError) -> UInt64 in
+            guard let (_, record) = try readGroup(space.groupKey(group)), record.state == .live else { throw .notFound }
+            let id = record.id
+            var made: Delivery?
+            if local.read({ $0.parts[id] }) == nil {
+                let delivery = try Delivery.start(self, record, sink)
+                local.change { $0.parts[id] = LocalPart(delivery: delivery) }
+                made = delivery
+            }
+            do throws(ClusterError) {
+                // After the consumer exists: everything stored after S_join
+                // is held for this node.
+                let sJoin: UInt64
+                do throws(NATSError) { sJoin = try js.streamInfo(space.stream(id)).state.lastSequence } catch { throw ClusterError(error) }
+                var m = member
+                m.node = configuration.node
+                m.from = sJoin
+                let key = space.memberKey(group: id, member: m.name)
+                let revision: UInt64
+                do throws(NATSError) {
+                    revision = try membersBucket.create(key, encodeRecord(m))
+                } catch {
+                    throw error.code == .streamWrongLastSequence ? .exists : ClusterError(error)
+                }
+                // An rmdir that began meanwhile: it may have missed this
+                // member, so the join undoes itself.
+                guard let (_, again) = try readGroup(space.groupKey(group)), again.state == .live, again.id == id else {
+                    try? membersBucket.delete(key)
+                    throw .notFound
+                }
+                local.change { _ = $0.parts[id]?.members.insert(m.name) }
+                view.withLock { $0.applyLocalMember(group: id, member: m.name, revision: revision, m) }
+                return sJoin
+            } catch {
+                if let made { removeConsumer(id, made) }
+                throw error
+            }
+        }
+    }
+
+    /// The member leaves (its entry is deleted); if it was this node's last
+    /// member of the group, the node's consumer is deleted, releasing what
+    /// only it held, and a room notice tells the writers.
+    public func leave(_ group: String, _ member: String) throws(ClusterError) {
+        try checkUsable()
+        try membership.withLock { (_) throws(ClusterError) in
+            guard let id = view.withLock({ $0.groups[group]?.value?.id }),
+                  local.read({ $0.parts[id]?.members.contains(member) }) == true
+            else { throw .notFound }
+            do throws(NATSError) {
+                try membersBucket.delete(space.memberKey(group: id, member: member))
+            } catch {
+                throw ClusterError(error)
+            }
+            dropLocalMember(id, member)
+        }
+    }
+
+    /// With `membership` held.
+    private func dropLocalMember(_ id: String, _ member: String) {
+        view.withLock { v in
+            let revision = v.members[id]?[member]?.revision ?? 0
+            v.applyLocalMember(group: id, member: member, revision: revision, nil)
+        }
+        let last = local.change { s -> Delivery? in
+            s.parts[id]?.members.remove(member)
+            return s.parts[id]?.members.isEmpty == true ? s.parts[id]?.delivery : nil
+        }
+        if let last { removeConsumer(id, last) }
+    }
+
+    /// A member entry deleted by someone: if it is still one of this node's
+    /// (another node took this one for dead), it is gone here too; the
+    /// `memberRemoved` event tells the filesystem to evict it.
+    func memberGone(groupId id: String, _ member: String) {
+        membership.withLock { _ in
+            guard local.read({ $0.parts[id]?.members.contains(member) }) == true else { return }
+            dropLocalMember(id, member)
+        }
+    }
+
+    /// With `membership` held: the consumer goes, and the writers hear of
+    /// the room its deletion made.
+    func removeConsumer(_ id: String, _ delivery: Delivery) {
+        local.change { s in
+            if s.parts[id]?.delivery === delivery { s.parts[id] = nil }
+        }
+        delivery.stop()
+        try? js.deleteConsumer(stream: space.stream(id), consumer: delivery.consumerName)
+        try? connection.publish(subject: space.roomSubject(id))
+    }
+}
+
+/// A node's consumer of one group and its delivery thread.
+final class Delivery: Sendable {
+    let id: String
+    let stream: String
+    private let node: ClusterNode
+    private let sink: any DeliverySink
+
+    private struct State {
+        var consumer: String
+        var subscription: PullSubscription
+        /// The stream sequence delivered last; a message at or below it is
+        /// a redelivery, dropped.
+        var lastDelivered: UInt64
+        var connectionGeneration: Int
+        var stopped = false
+        /// docs/cluster.md, "Waiting for room without polling": acked
+        /// something since the last room notice; a full notice unanswered.
+        var acked = false
+        var asked = false
+        var redeliveries = 0
+    }
+    private let state: AdaptiveMutex<State>
+    private let fullNotices: AdaptiveMutex<NATSClient.Subscription?>
+
+    var consumerName: String { state.withLock { $0.consumer } }
+    var lastDelivered: UInt64 { state.withLock { $0.lastDelivered } }
+    var redeliveries: Int { state.withLock { $0.redeliveries } }
+
+    private init(node: ClusterNode, id: String, sink: any DeliverySink, consumer: String, subscription: PullSubscription, lastDelivered: UInt64, generation: Int) {
+        self.node = node
+        self.id = id
+        stream = node.space.stream(id)
+        self.sink = sink
+        state = AdaptiveMutex(State(consumer: consumer, subscription: subscription, lastDelivered: lastDelivered, connectionGeneration: generation))
+        fullNotices = AdaptiveMutex<NATSClient.Subscription?>(nil)
+    }
+
+    /// Makes the consumer at the stream's last sequence + 1 (read just
+    /// before: a hand-over needs to know where it starts), subscribes to the
+    /// group's full notices, and starts the delivery thread.
+    static func start(_ node: ClusterNode, _ record: GroupRecord, _ sink: any DeliverySink) throws(ClusterError) -> Delivery {
+        let stream = node.space.stream(record.id)
+        let generation = node.local.read { $0.connectionGeneration }
+        let last: UInt64
+        do { last = try node.js.streamInfo(stream).state.lastSequence } catch { throw ClusterError(error) }
+        let (name, subscription) = try makeConsumer(node, record.id, startingAt: last + 1, backlog: record.settings.clusterBacklog)
+        let delivery = Delivery(node: node, id: record.id, sink: sink, consumer: name, subscription: subscription, lastDelivered: last, generation: generation)
+        do {
+            let notices = try node.connection.subscribe(subject: node.space.fullSubject(record.id)) { [weak delivery] _ in
+                delivery?.fullNotice()
+            }
+            delivery.fullNotices.withLock { $0 = notices }
+        } catch {
+            try? node.js.deleteConsumer(stream: stream, consumer: name)
+            throw ClusterError(error)
+        }
+        startThread("cluster-deliver") { delivery.run() }
+        return delivery
+    }
+
+    private static func makeConsumer(_ node: ClusterNode, _ id: String, startingAt start: UInt64, backlog: Int) throws(ClusterError) -> (String, PullSubscription) {
+        let n = node.local.change { s -> UInt64 in
+            s.counter += 1
+            return s.counter
+        }
+        let name = node.space.consumer(node: node.configuration.node, boot: node.boot, generation: Int(n))
+        var config = ConsumerConfig(name: name)
+        config.description = "mcastfs node \(node.configuration.node)"
+        config.deliverPolicy = .startSequence(start)
+        config.ackPolicy = .explicit
+        // Never used for redelivery: in-progress acks keep a held message's
+        // wait from running out, and a reconnect hands the consumer over.
+        config.ackWait = .seconds(3600)
+        config.maxAckPending = Int64(min(backlog, 1024))
+        config.inactiveThreshold = node.configuration.timeout
+        let stream = node.space.stream(id)
+        do {
+            _ = try node.js.addConsumer(stream: stream, config)
+            return (name, try node.js.pullSubscription(stream: stream, consumer: name))
+        } catch {
+            try? node.js.deleteConsumer(stream: stream, consumer: name)
+            throw ClusterError(error)
+        }
+    }
+
+    func stop() {
+        state.withLock { $0.stopped = true }
+        fullNotices.withLock { s in
+            s?.unsubscribe()
+            s = nil
+        }
+    }
+
+    private var stopped: Bool { state.withLock { $0.stopped } }
+
+    private func run() {
+        while !stopped {
+            let (connected, generation) = node.local.read { ($0.connected && !$0.shutDown, $0.connectionGeneration) }
+            if !connected {
+                _ = node.local.wait(timeout: .seconds(1)) { s in s.connected || s.shutDown ? true : nil }
+                continue
+            }
+            if generation != state.withLock({ $0.connectionGeneration }) {
+                handOver(generation)
+                continue
+            }
+            let subscription = state.withLock { $0.subscription }
+            let messages: [JetStreamMessage]
+            do {
+                messages = try subscription.fetch(batch: 256, timeout: .seconds(1))
+            } catch {
+                if !stopped { usleep(100_000) }
+                continue
+            }
+            for message in messages {
+                if stopped { return }
+                deliver(message)
+            }
+        }
+    }
+
+    private func deliver(_ message: JetStreamMessage) {
+        let sequence = message.streamSequence
+        if sequence <= lastDelivered {
+            state.withLock { $0.redeliveries += 1 }
+            try? message.ack()
+            return
+        }
+        let incoming = IncomingMessage(message)
+        let done = Monitor(false)
+        sink.deliver(incoming) { done.change { $0 = true } }
+        // A full local member holds the delivery: keep the consumer alive
+        // (and its held messages) with in-progress acks meanwhile.
+        let beat = node.configuration.timeout / 3
+        while done.wait(timeout: beat, until: { $0 ? true : nil }) == nil {
+            if stopped { return }
+            try? message.inProgress()
+        }
+        let notice = state.withLock { s -> Bool in
+            s.lastDelivered = sequence
+            if s.asked {
+                s.asked = false
+                return true
+            }
+            s.acked = true
+            return false
+        }
+        try? message.ack()
+        // After the ack, on the same connection: the server has the ack
+        // before any writer hears of the room.
+        if notice { try? node.connection.publish(subject: node.space.roomSubject(id)) }
+    }
+
+    /// A writer somewhere found the stream full.
+    private func fullNotice() {
+        let notice = state.withLock { s -> Bool in
+            if s.acked {
+                s.acked = false
+                return true
+            }
+            s.asked = true
+            return false
+        }
+        if notice { try? node.connection.publish(subject: node.space.roomSubject(id)) }
+    }
+
+    /// After a reconnect: a new consumer at `last delivered + 1`, then the
+    /// old one deleted, so that what was not yet delivered stays held and
+    /// what was fetched and lost in flight comes again, none twice.
+    private func handOver(_ generation: Int) {
+        let (old, last) = state.withLock { ($0.consumer, $0.lastDelivered) }
+        guard let record = node.view.withLock({ $0.group(id: id) }) else {
+            state.withLock { $0.connectionGeneration = generation }
+            return
+        }
+        do {
+            let (name, subscription) = try Delivery.makeConsumer(node, id, startingAt: last + 1, backlog: record.settings.clusterBacklog)
+            state.withLock { s in
+                s.consumer = name
+                s.subscription = subscription
+                s.connectionGeneration = generation
+            }
+            try? node.js.deleteConsumer(stream: stream, consumer: old)
+        } catch {
+            usleep(100_000)
+        }
+    }
+}
+
+extension IncomingMessage {
+    /// From the stream's message and its `Mcastfs` header:
+    /// `1 <E(node)> <pid> <uid> <gid> <flags> <E(sender)|-> [<E(to)>]`.
+    /// A message published by a bare NATS client (no header) comes from no
+    /// node and no member, with zero credentials.
+    init(_ m: JetStreamMessage) {
+        sequence = m.streamSequence
+        time = UInt64(max(m.timestamp, 0))
+        let fields = (m.headers["Mcastfs"] ?? "").split(separator: " ").map(String.init)
+        func name(_ s: String) -> String? { ClusterName.decode(s).map { String(decoding: $0, as: UTF8.self) } }
+        if fields.count >= 7, fields[0] == "1" {
+            let credentials = Credentials(pid: UInt32(fields[2]) ?? 0, uid: UInt32(fields[3]) ?? 0, gid: UInt32(fields[4]) ?? 0)
+            payload = Message(m.payload, credentials: credentials)
+            senderNode = name(fields[1]) ?? ""
+            senderMember = fields[6] == "-" ? nil : name(fields[6])
+            let isPrivate = (Int(fields[5]) ?? 0) & 1 != 0
+            privateTo = isPrivate && fields.count >= 8 ? name(fields[7]) : nil
+        } else {
+            payload = Message(m.payload)
+            senderNode = ""
+            senderMember = nil
+            privateTo = nil
+        }
+    }
+}
+
+/// The `Mcastfs` header of a message this node publishes.
+func mcastfsHeader(node: String, _ message: OutgoingMessage) -> String {
+    let c = message.payload.credentials
+    var s = "1 \(ClusterName.encode(node)) \(c.pid) \(c.uid) \(c.gid) \(message.privateTo == nil ? 0 : 1) "
+    s += message.sender.map { ClusterName.encode($0) } ?? "-"
+    if let to = message.privateTo { s += " \(ClusterName.encode(to))" }
+    return s
+}

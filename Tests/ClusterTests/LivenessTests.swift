@@ -1,0 +1,63 @@
+import Cluster
+import Glibc
+import NATSClient
+import NATSTestSupport
+import Testing
+
+@Suite struct LivenessTests {
+    /// What a daemon killed with SIGKILL leaves behind, made by hand: its
+    /// node key (no more heartbeats), a member entry, and a consumer of the
+    /// group's stream that holds every message and acks none (and has no
+    /// inactive threshold, so that only the other nodes can remove it).
+    private func ghost(_ js: JetStream, group id: String, member: String) throws {
+        let consumer = "ghost_00000000_1"
+        _ = try js.addConsumer(stream: "mcastfs_G\(id)", ConsumerConfig(name: consumer))
+        try js.keyValue(bucket: "mcastfs_members").create("\(id).\(member)", bytes(
+            #"{"from":0,"gid":1,"mode":384,"name":"\#(member)","node":"ghost","settings":{"capacity":1,"drop_when_full":false,"loopback":false,"queue_bytes":1,"send_to_peer":false,"subscribe":""},"uid":1,"v":1}"#))
+        try js.keyValue(bucket: "mcastfs_nodes").put("ghost", bytes(
+            #"{"beat":9,"boot":"00000000","consumers":{"\#(id)":"\#(consumer)"},"host":"elsewhere","node":"ghost","pid":1,"timeout_ms":1000,"v":1}"#))
+    }
+
+    @Test func aSilentNodeIsTakenForDeadItsMembersLeaveAndWritersAreReleased() throws {
+        let servers = try NATSServers()
+        let a = try TestNode(servers, "a")
+        let made = try a.node.makeGroup(groupRecord("chat", backlog: 3))
+        let sink = Collector()
+        _ = try a.node.join("chat", memberRecord("here"), sink: sink)
+        let (_, js) = try connect(servers)
+        try ghost(js, group: made.id, member: "there")
+        let died = ContinuousClock.now
+        #expect(a.events.wait(timeout: .seconds(1)) { _ in a.node.members(of: "chat").count == 2 })
+        #expect(a.node.nodes() == ["a", "ghost"])
+        for i in 0..<3 { #expect(publish(a.node, "chat", ["m\(i)"]) == .success(1)) }
+        let results = Recorder<Result<Int, ClusterError>>()
+        a.node.publish("chat", [outgoing("held")], blocking: true) { results.append($0) }
+        usleep(200_000)
+        #expect(results.all.isEmpty)
+
+        #expect(results.wait(timeout: .seconds(5)) { !$0.isEmpty })
+        let released = ContinuousClock.now - died
+        print("a writer released \(released) after the other node's last heartbeat (its timeout 1 s)")
+        #expect(results.all == [.success(1)])
+        #expect(released >= .seconds(1) && released < .milliseconds(1800))
+        #expect(a.events.wait(timeout: .seconds(1)) { $0.contains(.memberRemoved(group: "chat", member: "there")) })
+        #expect(a.node.members(of: "chat").map(\.name) == ["here"])
+        #expect(a.node.nodes() == ["a"])
+        #expect(try js.keyValue(bucket: "mcastfs_nodes").get("ghost") == nil)
+        #expect(try js.streamInfo("mcastfs_G\(made.id)").state.consumers == 1)
+        #expect(sink.wait(count: 4))
+    }
+
+    @Test func aLiveNodeIsNeverTakenForDead() throws {
+        let servers = try NATSServers()
+        let a = try TestNode(servers, "a")
+        let b = try TestNode(servers, "b")
+        try a.node.makeGroup(groupRecord("chat"))
+        #expect(b.events.wait(timeout: .seconds(1)) { _ in b.node.group("chat") != nil })
+        _ = try b.node.join("chat", memberRecord("m"), sink: Collector())
+        usleep(3_000_000)  // three timeouts
+        #expect(a.node.members(of: "chat").map(\.name) == ["m"])
+        #expect(a.node.nodes() == ["a", "b"])
+        #expect(!a.events.all.contains(.memberRemoved(group: "chat", member: "m")))
+    }
+}
