@@ -99,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "mcastfs",
             dependencies: [
-                "MulticastFUSE", "MulticastFS", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", system,
+                "MulticastFUSE", "MulticastFS", "FUSELowLevel", "FileSystemTypes", "DeliveryCore", "Cluster", "ClusterFS", system,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 "DaemonLog",
@@ -113,6 +113,12 @@ let package = Package(
         ),
         .target(name: "NATSClient", dependencies: ["CNATS", "Locking"], swiftSettings: strict),
         .target(name: "Cluster", dependencies: ["NATSClient", "DeliveryCore", "Locking"], swiftSettings: strict),
+        // The glue: a clustered mount's SharedCatalog (MulticastFS) on a ClusterNode (Cluster).
+        .target(
+            name: "ClusterFS",
+            dependencies: ["Cluster", "MulticastFS", "DeliveryCore", "FileSystemTypes", system],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "core-bench",
             dependencies: [

@@ -189,8 +189,10 @@ public final class MulticastFilesystem: Sendable {
             // Members here: not even asking the cluster.
             if catalog != nil && !directory.members.isEmpty { throw .directoryNotEmpty }
         }
-        try catalog?.removeGroup(name)
-        try unlinkGroup(name)
+        guard let catalog else { return try unlinkGroup(name) }
+        try catalog.removeGroup(name)
+        // The removal's own news may have unlinked it here already.
+        do throws(Errno) { try unlinkGroup(name) } catch .noSuchFileOrDirectory {}
     }
 
     /// A group's settings changed elsewhere in the cluster (or here, heard

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Cluster
+import ClusterFS
 import DaemonLog
 import DeliveryCore
 import FUSELowLevel
@@ -107,27 +109,41 @@ struct MountCommand: ParsableCommand {
             "capacity": "\(settings.groupDefaults.capacity)", "queue_bytes": "\(settings.groupDefaults.queueBytes)",
             "max_message": "\(settings.groupDefaults.maxMessage)", "fuse": "\(settings.fuseArguments.joined(separator: " "))",
         ])
+        // A clustered daemon forks before the NATS client starts its threads
+        // (Background.swift), and joins the cluster before it mounts.
+        let background = settings.cluster != nil && !(foreground || debug) ? Background.fork() : nil
+        let catalog = try settings.cluster.map { try joinCluster($0, logger: logger) }
         let fs: MulticastFilesystem
-        do { fs = try MulticastFilesystem(owner: Caller(uid: UserID(rawValue: getuid()), gid: GroupID(rawValue: getgid())), defaults: settings.groupDefaults) }
-        catch { throw StartupFailure(message: "invalid group defaults: \(error)") }
+        do {
+            fs = try MulticastFilesystem(owner: Caller(uid: UserID(rawValue: getuid()), gid: GroupID(rawValue: getgid())),
+                                         defaults: settings.groupDefaults, catalog: catalog)
+        } catch {
+            catalog?.shutDown()
+            throw StartupFailure(message: "invalid group defaults: \(error)")
+        }
+        catalog?.attach(fs)
 
         let session: FUSESession
         do {
             session = try FUSESession(operations: Bridge(fs: fs), options: settings.fuseArguments)
             try session.mount(at: mountPoint)
         } catch where error.kind == .options {
+            catalog?.shutDown()
             throw StartupFailure(message: error.message)
         } catch {
+            catalog?.shutDown()
             throw StartupFailure(message: "cannot mount on \(mountPoint): \(error.message)")
         }
         do {
             // After the mount, so that the command returns once it is live.
-            try session.daemonize(foreground: foreground || debug)
+            try session.daemonize(foreground: foreground || debug || background != nil)
             try session.installSignalHandlers()
         } catch {
             session.destroy()
+            catalog?.shutDown()
             throw StartupFailure(message: error.message)
         }
+        background?.detach()
         // After daemonizing: the line names the process that serves.
         logger.info("mounted", metadata: [
             "mountpoint": "\(mountPoint)", "max_threads": "\(singleThreaded ? 1 : settings.maxThreads)",
@@ -146,6 +162,8 @@ struct MountCommand: ParsableCommand {
         session.failPending(with: .socketNotConnected)
         session.unmount()
         session.destroy()
+        // This node's members, consumers and name leave the cluster.
+        catalog?.shutDown()
         if let signal = session.receivedSignal {
             logger.info("unmounted", metadata: ["mountpoint": "\(mountPoint)", "signal": "\(signalName(signal))"])
         } else if status < 0 {
@@ -180,6 +198,29 @@ struct MountCommand: ParsableCommand {
         guard access("/dev/fuse", R_OK | W_OK) == 0 else {
             throw StartupFailure(message: "/dev/fuse: \(String(cString: strerror(Glibc.errno))) (is the fuse module loaded, and is /dev/fuse in this container?)")
         }
+    }
+
+    /// Connects to the NATS cluster and claims the node name: one line and
+    /// exit 1 if either fails.
+    private func joinCluster(_ options: ClusterOptions, logger: Logger) throws -> ClusterCatalog {
+        let configuration = ClusterConfiguration(servers: options.servers, node: options.node ?? Self.hostName(),
+                                                 timeout: .seconds(options.timeoutSeconds), space: options.space)
+        do {
+            let catalog = try ClusterCatalog(configuration, backlog: options.backlog, replicas: options.replicas)
+            logger.info("joined the cluster", metadata: [
+                "node": "\(configuration.node)", "servers": "\(configuration.servers.joined(separator: "+"))",
+                "space": "\(configuration.space)",
+            ])
+            return catalog
+        } catch {
+            throw StartupFailure(message: "cluster: \(error)")
+        }
+    }
+
+    private static func hostName() -> String {
+        var name = [UInt8](repeating: 0, count: 256)
+        guard gethostname(&name, name.count - 1) == 0 else { return "localhost" }
+        return String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     private func makeLogger(level: Logger.Level) -> Logger {

@@ -21,6 +21,10 @@ struct MountSettings {
     /// fstab line's first field: `mount -a` with another name there would
     /// not see that line as mounted and mount it again.
     var source = "mcastfs"
+    /// `-o cluster=URL[+URL...]` and its companions (docs/cluster.md); nil:
+    /// one machine, no server.
+    var cluster: ClusterOptions?
+    private var clusterKeys = ClusterOptions()
 
     init(options: [String], debug: Bool) throws {
         self.debug = debug
@@ -38,9 +42,34 @@ struct MountSettings {
             case "max_threads": maxThreads = try number(key, value, 1...256)
             case "log_level": logLevel = try level(value)
             case "default_permissions": break  // always on
+            case "cluster": clusterKeys.servers = try servers(value)
+            case "node": clusterKeys.node = try text(key, value)
+            case "cluster_timeout": clusterKeys.timeoutSeconds = try number(key, value, 1...3600)
+            case "cluster_space": clusterKeys.space = try text(key, value)
+            case "cluster_backlog": clusterKeys.backlog = try number(key, value, 1...(1 << 30))
+            case "replicas": clusterKeys.replicas = try number(key, value, 1...5)
             default: fuseOptions.append(String(option))
             }
         }
+        if !clusterKeys.servers.isEmpty {
+            cluster = clusterKeys
+        } else if clusterKeys != ClusterOptions() {
+            throw StartupFailure(message: "node=, cluster_timeout=, cluster_space=, cluster_backlog= and replicas= need cluster=nats://HOST:PORT")
+        }
+    }
+
+    /// `+` joins the URLs of one cluster: `,` separates mount options.
+    private func servers(_ value: String?) throws -> [String] {
+        let urls = (value ?? "").split(separator: "+", omittingEmptySubsequences: false).map(String.init)
+        for url in urls where !(url.hasPrefix("nats://") || url.hasPrefix("tls://")) || url.count <= "nats://".count {
+            throw StartupFailure(message: "bad option cluster=\(value ?? ""): expected nats://HOST:PORT, several joined by '+'")
+        }
+        return urls
+    }
+
+    private func text(_ key: String, _ value: String?) throws -> String {
+        guard let value, !value.isEmpty else { throw StartupFailure(message: "bad option \(key)=: expected a name") }
+        return value
     }
 
     private mutating func take(_ option: MountOption, _ text: String) {
@@ -85,4 +114,16 @@ struct MountSettings {
         }
         return number
     }
+}
+
+/// The cluster's mount options, as given (the Cluster module checks them).
+struct ClusterOptions: Equatable {
+    var servers: [String] = []
+    /// Default: the host name.
+    var node: String?
+    var timeoutSeconds = 5
+    var space = "mcastfs"
+    /// New groups' `cluster_backlog` and `replicas` (docs/cluster.md).
+    var backlog = 65_536
+    var replicas = 1
 }

@@ -62,6 +62,7 @@ class Server:
     cluster_port: int = 0
     monitor_port: int = 0
     proc: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
     log: Path = field(init=False)
 
     def __post_init__(self):
@@ -69,20 +70,25 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
+        return f"nats://{self.host}:{self.client_port}"
 
     def pick_ports(self):
         self.client_port, self.cluster_port, self.monitor_port = free_port(), free_port(), free_port()
 
 
 class NATSCluster:
-    def __init__(self, size: int = 1, base: str | os.PathLike | None = None, name: str = "mcastfs-test"):
+    def __init__(self, size: int = 1, base: str | os.PathLike | None = None, name: str = "mcastfs-test",
+                 host: str = "127.0.0.1", netns: str | None = None):
+        """host: the address the servers listen on; netns: a network namespace
+        to run them in (`ip netns exec`), reached at host from this one."""
         if size < 1:
             raise ValueError("size must be at least 1")
         self.size = size
         self.name = name
+        self.host = host
+        self.netns = netns
         self.dir = Path(tempfile.mkdtemp(prefix="mcastfs-nats-", dir=base))
-        self.servers = [Server(f"s{i + 1}", self.dir / f"s{i + 1}") for i in range(size)]
+        self.servers = [Server(f"s{i + 1}", self.dir / f"s{i + 1}", host=host) for i in range(size)]
         for s in self.servers:
             s.store.mkdir()
 
@@ -110,12 +116,12 @@ class NATSCluster:
         raise AssertionError("unreachable")
 
     def _args(self, s: Server) -> list[str]:
-        args = [NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(s.client_port), "-m", str(s.monitor_port),
+        args = [NATS_SERVER, "-js", "-a", self.host, "-p", str(s.client_port), "--http_port", str(s.monitor_port),
                 "-n", s.name, "-sd", str(s.store), "-l", str(s.log)]
         if self.size > 1:
-            routes = ",".join(f"nats://127.0.0.1:{o.cluster_port}" for o in self.servers)
-            args += ["--cluster_name", self.name, "--cluster", f"nats://127.0.0.1:{s.cluster_port}", "--routes", routes]
-        return args
+            routes = ",".join(f"nats://{self.host}:{o.cluster_port}" for o in self.servers)
+            args += ["--cluster_name", self.name, "--cluster", f"nats://{self.host}:{s.cluster_port}", "--routes", routes]
+        return (["ip", "netns", "exec", self.netns] if self.netns else []) + args
 
     def _spawn(self, i: int):
         s = self.servers[i]
@@ -182,7 +188,7 @@ class NATSCluster:
     # --- monitoring -----------------------------------------------------------
 
     def _get(self, i: int, path: str, timeout: float = 2.0) -> tuple[int, str]:
-        url = f"http://127.0.0.1:{self.servers[i].monitor_port}{path}"
+        url = f"http://{self.host}:{self.servers[i].monitor_port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r:
                 return r.status, r.read().decode()

@@ -1,0 +1,185 @@
+public import Cluster
+public import DeliveryCore
+public import FileSystemTypes
+public import MulticastFS
+import Synchronization
+public import SystemPackage
+
+/// A clustered mount's `SharedCatalog`: the filesystem's groups and members,
+/// claimed and shared through a `ClusterNode` (docs/cluster.md). It is the
+/// glue between two modules that know nothing of each other: MulticastFS
+/// asks it before it makes or removes names and hands each shared group the
+/// sequencer made here; the cluster's news (groups made, changed or removed
+/// on other nodes, members evicted) comes back through `attach`.
+public final class ClusterCatalog: SharedCatalog {
+    let cluster: ClusterNode
+    public let node: String
+    /// Set once by `attach`; news before it is read from the node's view then.
+    private let filesystem = Mutex<MulticastFilesystem?>(nil)
+    /// New groups' stream bounds (`-o cluster_backlog=`, `-o replicas=`).
+    private let backlog: Int
+    private let replicas: Int
+
+    /// Connects, claims the node name, and loads the cluster's groups;
+    /// throws the cluster's one-line reason (unreachable, name in use, a
+    /// bad option).
+    public init(_ configuration: ClusterConfiguration, backlog: Int = 65_536, replicas: Int = 1) throws(ClusterError) {
+        node = configuration.node
+        self.backlog = backlog
+        self.replicas = replicas
+        let events = EventRelay()
+        cluster = try ClusterNode(configuration) { event in events.handle(event) }
+        events.catalog.withLock { $0 = self }
+    }
+
+    /// From now on the filesystem follows the cluster: every group already
+    /// known is adopted now, later ones as their news arrives.
+    public func attach(_ fs: MulticastFilesystem) {
+        filesystem.withLock { $0 = fs }
+        for record in cluster.groups() where record.state == .live { adopt(record, into: fs) }
+    }
+
+    /// Unmount: this node's members, consumers and claim go.
+    public func shutDown() { cluster.shutDown() }
+
+    // MARK: SharedCatalog
+
+    public func makeGroup(_ name: String, owner: Caller, permissions: FilePermissions,
+                          settings: GroupSettings) throws(Errno) -> any Sequencer {
+        var shared = GroupRecord.Settings(settings)
+        shared.clusterBacklog = backlog
+        shared.replicas = replicas
+        let record = GroupRecord(name: name, uid: owner.uid.rawValue, gid: owner.gid.rawValue,
+                                 mode: UInt32(permissions.rawValue), settings: shared)
+        try mapped { () throws(ClusterError) in _ = try cluster.makeGroup(record) }
+        return GroupSequencer(cluster: cluster, group: name)
+    }
+
+    public func removeGroup(_ name: String) throws(Errno) {
+        try mapped { () throws(ClusterError) in try cluster.removeGroup(name) }
+    }
+
+    public func configure(_ group: String, settings: GroupSettings) throws(Errno) {
+        let shared = GroupRecord.Settings(settings)
+        try mapped { () throws(ClusterError) in
+            try cluster.updateGroup(group) { record in
+                // Keys the filesystem does not know stay as they are.
+                let backlog = record.settings.clusterBacklog, replicas = record.settings.replicas
+                record.settings = shared
+                record.settings.clusterBacklog = backlog
+                record.settings.replicas = replicas
+            }
+        }
+    }
+
+    public func join(_ member: Member, of local: Group, owner: Caller, permissions: FilePermissions) throws(Errno) {
+        let record = MemberRecord(name: member.name, node: node, uid: owner.uid.rawValue, gid: owner.gid.rawValue,
+                                  mode: UInt32(permissions.rawValue), settings: MemberRecord.Settings(member.settings))
+        let from = try mapped { () throws(ClusterError) in
+            try cluster.join(local.name, record, sink: GroupSink(group: local, node: node))
+        }
+        member.receiveOnly(after: from)
+    }
+
+    public func leave(_ member: String, of group: String) {
+        // A leave that cannot reach the cluster now is done by the others
+        // when this node is taken for dead, or at its next start.
+        try? cluster.leave(group, member)
+    }
+
+    public func configure(_ member: String, of group: String, settings: MemberSettings) throws(Errno) {
+        let shared = MemberRecord.Settings(settings)
+        try mapped { () throws(ClusterError) in try cluster.updateMember(group, member) { $0.settings = shared } }
+    }
+
+    public func remoteMembers(of group: String) -> [RemoteMember] {
+        cluster.members(of: group).filter { $0.node != node }.map { record in
+            RemoteMember(name: record.name, node: record.node, settings: MemberSettings(record.settings))
+        }
+    }
+
+    // MARK: News
+
+    fileprivate func handle(_ event: ClusterEvent) {
+        guard let fs = filesystem.withLock({ $0 }) else { return }
+        switch event {
+        case .groupChanged(let record):
+            if record.state == .live { adopt(record, into: fs) }
+        case .groupRemoved(let name):
+            fs.dropGroup(name)
+        case .memberRemoved(let group, let member):
+            // Ours, removed by another node (it took us for dead), and not
+            // made again since: it leaves here too.
+            let stillClaimed = cluster.members(of: group).contains { $0.name == member && $0.node == node }
+            if !stillClaimed { fs.evictMember(member, of: group) }
+        case .memberChanged, .disconnected, .reconnected:
+            break
+        }
+    }
+
+    private func adopt(_ record: GroupRecord, into fs: MulticastFilesystem) {
+        let settings = GroupSettings(record.settings)
+        do throws(Errno) {
+            try fs.adoptGroup(record.name, settings: settings, sequencer: GroupSequencer(cluster: cluster, group: record.name),
+                              permissions: FilePermissions(rawValue: record.mode & 0o7777),
+                              owner: Caller(uid: UserID(rawValue: record.uid), gid: GroupID(rawValue: record.gid)))
+        } catch {
+            return
+        }
+        fs.adoptSettings(settings, of: record.name)
+    }
+
+    private func mapped<R>(_ body: () throws(ClusterError) -> R) throws(Errno) -> R {
+        do throws(ClusterError) { return try body() } catch { throw Errno(error) }
+    }
+}
+
+/// Forwards the node's events to its catalog, which exists only once the
+/// node does.
+private final class EventRelay: Sendable {
+    let catalog = Mutex<ClusterCatalog?>(nil)
+    func handle(_ event: ClusterEvent) { catalog.withLock { $0 }?.handle(event) }
+}
+
+/// A shared group's sends: published into its stream.
+final class GroupSequencer: Sequencer {
+    let cluster: ClusterNode
+    let group: String
+
+    init(cluster: ClusterNode, group: String) {
+        self.cluster = cluster
+        self.group = group
+    }
+
+    func submit(_ submission: Submission, _ blocking: Blocking,
+                completion: @escaping @Sendable (Result<Sequenced, DeliveryError>) -> Void) -> Waiting? {
+        let messages = submission.messages.map {
+            OutgoingMessage(payload: $0, sender: submission.sender, privateTo: submission.privateTo)
+        }
+        let waiting = cluster.publish(group, messages, blocking: blocking == .blocking) { result in
+            completion(result.map { Sequenced(stored: $0, firstSequence: 0) }.mapError(DeliveryError.init))
+        }
+        return waiting.map { waiting in Waiting { waiting.cancel() } }
+    }
+
+    /// The stream's room is known only by trying: a write is always worth
+    /// trying, and a full stream makes it wait (or EAGAIN).
+    var acceptsNow: Bool { true }
+}
+
+/// Where a node's consumer of a group hands its messages: the local group.
+final class GroupSink: DeliverySink {
+    let group: Group
+    let node: String
+
+    init(group: Group, node: String) {
+        self.group = group
+        self.node = node
+    }
+
+    func deliver(_ message: IncomingMessage, done: @escaping @Sendable () -> Void) {
+        let stamp = Stamp(sequence: message.sequence, time: message.time, senderName: message.senderMember,
+                          sentHere: message.senderNode == node, privateTo: message.privateTo)
+        group.deliver(message.payload, stamp: stamp, completion: done)
+    }
+}
