@@ -283,3 +283,116 @@ class TestNodes:
         run = subprocess.run([mcastfs_bin, target, "-f", "-o", "cluster=http://x:1"], capture_output=True, timeout=30)
         assert run.returncode == 1
         assert b"bad option cluster=" in run.stderr
+
+
+def write_in_thread(path, payloads):
+    """Writes each payload on its own write(2) from a thread; returns the
+    thread and the list that collects each write's result or errno."""
+    results = []
+
+    def run():
+        with open(path, "wb", buffering=0) as f:
+            for p in payloads:
+                try:
+                    results.append(f.write(p))
+                except OSError as e:
+                    results.append(e.errno)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, results
+
+
+def wait_stalled(results, count, settle=0.5, timeout=10.0):
+    """Waits until `results` stops growing for `settle` seconds; its length."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        if len(results) != last:
+            last, since = len(results), time.monotonic()
+        elif time.monotonic() - since >= settle:
+            return last
+        if len(results) >= count:
+            return len(results)
+        time.sleep(0.02)
+    return len(results)
+
+
+class TestFlowControl:
+    """A full member on one node holds writers on another back once the
+    group's stream holds cluster_backlog messages its node has not taken."""
+
+    def start(self, nats_server, mount_factory):
+        a = node_mount(mount_factory, nats_server, "a", "cluster_backlog=8")
+        b = node_mount(mount_factory, nats_server, "b")
+        os.mkdir(os.path.join(a.path, "flow"))
+        with open(os.path.join(a.path, "flow", "ctl"), "w") as f:
+            f.write("set capacity=2")
+        open(os.path.join(a.path, "flow", "slow"), "w").close()
+        assert appears(os.path.join(b.path, "flow"))
+        assert wait_until(lambda: member_line(os.path.join(b.path, "flow"), "slow") is not None)
+        return a, b
+
+    def test_a_full_member_on_node_a_holds_a_writer_on_node_b_and_draining_releases_it(self, nats_server, mount_factory):
+        a, b = self.start(nats_server, mount_factory)
+        n = 40
+        t, results = write_in_thread(os.path.join(b.path, "flow", "send"), [f"m{i}".encode() for i in range(n)])
+        stalled = wait_stalled(results, n)
+        # 2 in slow's queue, one delivery waiting at node a, 8 in the stream.
+        assert stalled < n, f"the writer was never held back ({stalled} writes done)"
+        assert 8 <= stalled <= 12, stalled
+        assert all(r == 2 or r == 3 for r in results)  # every write done so far succeeded
+        # Non-blocking writes from node b see the full stream.
+        fd = os.open(os.path.join(b.path, "flow", "send"), os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            with pytest.raises(BlockingIOError):
+                os.write(fd, b"refused")
+        finally:
+            os.close(fd)
+        got = read_n(os.path.join(a.path, "flow", "slow"), n, timeout=30)
+        t.join(10)
+        assert not t.is_alive() and len(results) == n
+        assert got == [f"m{i}".encode() for i in range(n)]
+
+    def test_removing_the_full_member_releases_writers_on_other_nodes(self, nats_server, mount_factory):
+        a, b = self.start(nats_server, mount_factory)
+        t, results = write_in_thread(os.path.join(b.path, "flow", "send"), [b"x"] * 40)
+        assert wait_stalled(results, 40) < 40
+        os.unlink(os.path.join(a.path, "flow", "slow"))
+        t.join(15)
+        assert not t.is_alive() and results == [1] * 40
+
+
+class TestNodeFaults:
+    def test_a_killed_daemons_members_leave_and_its_writers_hold_nobody(self, nats_server, mount_factory):
+        a = node_mount(mount_factory, nats_server, "a", "cluster_backlog=4")
+        b = node_mount(mount_factory, nats_server, "b")
+        os.mkdir(os.path.join(a.path, "g"))
+        assert appears(os.path.join(b.path, "g"))
+        # alive (on a) with the default capacity; stuck (on b) holds one message.
+        open(os.path.join(a.path, "g", "alive"), "w").close()
+        with open(os.path.join(b.path, "g", "ctl"), "w") as f:
+            f.write("set capacity=1")
+        open(os.path.join(b.path, "g", "stuck"), "w").close()
+        assert wait_until(lambda: member_line(os.path.join(a.path, "g"), "stuck") is not None)
+        t, results = write_in_thread(os.path.join(a.path, "g", "send"), [b"y"] * 30)
+        assert wait_stalled(results, 30) < 30
+        killed = time.monotonic()
+        b.kill()
+        # cluster_timeout is 2 s: gone from a's status, and the writer released.
+        assert wait_until(lambda: member_line(os.path.join(a.path, "g"), "stuck") is None, timeout=8)
+        t.join(10)
+        took = time.monotonic() - killed
+        assert not t.is_alive() and results == [1] * 30
+        assert took < 6, took
+        assert len(read_n(os.path.join(a.path, "g", "alive"), 30)) == 30
+
+    def test_a_restarted_node_sees_every_group(self, nats_server, mount_factory):
+        a = node_mount(mount_factory, nats_server, "a")
+        os.mkdir(os.path.join(a.path, "one"))
+        os.mkdir(os.path.join(a.path, "two"))
+        b = node_mount(mount_factory, nats_server, "b")
+        assert {"one", "two"} <= set(os.listdir(b.path))
+        assert b.stop() == 0
+        b2 = node_mount(mount_factory, nats_server, "b")
+        assert {"one", "two"} <= set(os.listdir(b2.path))
