@@ -72,6 +72,16 @@ public final class ClusterCatalog: SharedCatalog {
         }
     }
 
+    public func changeOwnership(of group: String, permissions: FilePermissions, owner: Caller) throws(Errno) {
+        try mapped { () throws(ClusterError) in
+            try cluster.updateGroup(group) { record in
+                record.mode = UInt32(permissions.rawValue)
+                record.uid = owner.uid.rawValue
+                record.gid = owner.gid.rawValue
+            }
+        }
+    }
+
     public func join(_ member: Member, of local: Group, owner: Caller, permissions: FilePermissions) throws(Errno) {
         let record = MemberRecord(name: member.name, node: node, uid: owner.uid.rawValue, gid: owner.gid.rawValue,
                                   mode: UInt32(permissions.rawValue), settings: MemberRecord.Settings(member.settings))
@@ -112,6 +122,9 @@ public final class ClusterCatalog: SharedCatalog {
             // made again since: it leaves here too.
             let stillClaimed = cluster.members(of: group).contains { $0.name == member && $0.node == node }
             if !stillClaimed { fs.evictMember(member, of: group) }
+        case .memberChanged(let group, let record) where record.node == node:
+            // Set on another node, or here and heard back (the same again).
+            fs.adoptSettings(MemberSettings(record.settings), ofMember: record.name, in: group)
         case .memberChanged, .disconnected, .reconnected:
             break
         }

@@ -126,21 +126,25 @@ public enum ControlCommand: Equatable, Sendable {
                     }
                 }
             case .member(let name, let keys):
-                try group.configureMember(named: name) { settings in
-                    for key in keys {
-                        switch key {
-                        case .capacity(let value): settings.capacity = value
-                        case .queueBytes(let value): settings.queueBytes = value
-                        case .loopback(let value): settings.loopback = value
-                        case .dropWhenFull(let value): settings.dropWhenFull = value
-                        case .subscribe(let subscription): settings.subscribe = subscription
-                        case .sendToPeer(let value): settings.sendToPeer = value
-                        }
-                    }
-                }
+                try group.configureMember(named: name) { settings in Self.apply(keys, to: &settings) }
             }
         } catch {
             throw Errno(error)
+        }
+    }
+
+    /// A member command's keys on `settings`, unchecked (the caller
+    /// validates the result).
+    public static func apply(_ keys: [MemberKey], to settings: inout MemberSettings) {
+        for key in keys {
+            switch key {
+            case .capacity(let value): settings.capacity = value
+            case .queueBytes(let value): settings.queueBytes = value
+            case .loopback(let value): settings.loopback = value
+            case .dropWhenFull(let value): settings.dropWhenFull = value
+            case .subscribe(let subscription): settings.subscribe = subscription
+            case .sendToPeer(let value): settings.sendToPeer = value
+            }
         }
     }
 }

@@ -105,8 +105,17 @@ extension MulticastFilesystem {
                 // parsed alone: refusing the first part ends the write(2).
                 guard !continuation, bytes.count <= ControlCommand.maxLength else { throw .invalidArgument }
                 let command = try ControlCommand(parsing: bytes)
-                try command.apply(to: group)
-                if let catalog { try share(command, of: group, with: catalog) }
+                if let catalog, case .member(let name, let keys) = command, group.member(named: name) == nil,
+                   let remote = catalog.remoteMembers(of: group.name).first(where: { $0.name == name }) {
+                    // A member of another node: its node applies the change.
+                    var settings = remote.settings
+                    ControlCommand.apply(keys, to: &settings)
+                    do throws(DeliveryError) { try settings.validate() } catch { throw Errno(error) }
+                    try catalog.configure(name, of: group.name, settings: settings)
+                } else {
+                    try command.apply(to: group)
+                    if let catalog { try share(command, of: group, with: catalog) }
+                }
                 reply.reply(written: bytes.count)
             } catch {
                 reply.fail(error)

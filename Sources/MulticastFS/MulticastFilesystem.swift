@@ -69,7 +69,7 @@ public final class MulticastFilesystem: Sendable {
     /// caller may (`default_permissions`). Truncating to 0 is accepted and
     /// ignored, so `echo hi > G/NAME` works; to any other size it is EINVAL.
     public func setAttributes(of ino: InodeNumber, _ changes: AttributeChanges) throws(Errno) -> FileAttributes {
-        try withNamespace { (namespace) throws(Errno) in
+        let (attributes, shared) = try withNamespace { (namespace) throws(Errno) -> (FileAttributes, String?) in
             let node = try namespace.node(ino)
             if case .metrics = node.content { try Self.refuseChanges(changes) }
             if let size = changes.size {
@@ -91,8 +91,16 @@ public final class MulticastFilesystem: Sendable {
             case nil: break
             }
             node.attributes.ctime = now
-            return namespace.attributes(of: node)
+            // A clustered group's owner and mode are every node's.
+            let changesOwnership = changes.permissions != nil || changes.uid != nil || changes.gid != nil
+            let shared: String? = if case .group(let directory) = node.content, changesOwnership { directory.group.name } else { nil }
+            return (namespace.attributes(of: node), shared)
         }
+        if let catalog, let shared {
+            try catalog.changeOwnership(of: shared, permissions: attributes.mode.permissions,
+                                        owner: Caller(uid: attributes.uid, gid: attributes.gid))
+        }
+        return attributes
     }
 
     /// `.metrics` is read-only whatever the caller's privileges: a
@@ -145,7 +153,17 @@ public final class MulticastFilesystem: Sendable {
     public func adoptGroup(_ name: String, settings: GroupSettings, sequencer: any Sequencer, permissions: FilePermissions,
                            owner: Caller) throws(Errno) {
         try withNamespace { (namespace) throws(Errno) in
-            guard namespace.groups[ExactName(name)] == nil else { return }
+            if let node = namespace.groups[ExactName(name)] {
+                // Here already: its owner and mode may have changed elsewhere.
+                let attributes = node.attributes
+                if attributes.mode.permissions != permissions || attributes.uid != owner.uid || attributes.gid != owner.gid {
+                    node.attributes.mode = FileMode(type: node.kind.fileType, permissions: permissions)
+                    node.attributes.uid = owner.uid
+                    node.attributes.gid = owner.gid
+                    node.attributes.ctime = Timestamp.now()
+                }
+                return
+            }
             _ = try Self.insertGroup(name, settings: settings, sequencer: sequencer, permissions: permissions, owner: owner,
                                      in: &namespace)
         }
@@ -203,6 +221,16 @@ public final class MulticastFilesystem: Sendable {
             return directory.group
         }
         try? found?.configure { $0 = settings }
+    }
+
+    /// New settings of a member of this mount, set on another node of the
+    /// cluster (or here, heard back).
+    public func adoptSettings(_ settings: MemberSettings, ofMember name: String, in group: String) {
+        let found = namespace.withLock { namespace -> Group? in
+            guard case .group(let directory)? = namespace.groups[ExactName(group)]?.content else { return nil }
+            return directory.group
+        }
+        try? found?.configureMember(named: name) { $0 = settings }
     }
 
     /// A group removed elsewhere in the cluster: gone here too.

@@ -28,6 +28,10 @@ public protocol SharedCatalog: Sendable {
     /// other mount applies them too.
     func configure(_ group: String, settings: GroupSettings) throws(Errno)
 
+    /// chmod or chown of a group directory, done here already: every other
+    /// mount shows the same.
+    func changeOwnership(of group: String, permissions: FilePermissions, owner: Caller) throws(Errno)
+
     /// A member that just joined `local` here claims its name in the group
     /// on every mount (EEXIST: taken elsewhere; the caller then makes it
     /// leave). From here on `local` receives the group's stored messages.

@@ -396,3 +396,33 @@ class TestNodeFaults:
         assert b.stop() == 0
         b2 = node_mount(mount_factory, nats_server, "b")
         assert {"one", "two"} <= set(os.listdir(b2.path))
+
+
+class TestSharedChanges:
+    def test_chmod_and_chown_of_a_group_apply_on_every_node(self, two_nodes):
+        a, b = two_nodes
+        os.mkdir(os.path.join(a.path, "owned"), 0o755)
+        assert appears(os.path.join(b.path, "owned"))
+        os.chmod(os.path.join(a.path, "owned"), 0o700)
+        os.chown(os.path.join(b.path, "owned"), 65534, 65534)
+        for root in (a.path, b.path):
+            path = os.path.join(root, "owned")
+            assert wait_until(lambda: (os.stat(path).st_mode & 0o7777, os.stat(path).st_uid, os.stat(path).st_gid)
+                              == (0o700, 65534, 65534), timeout=4), (root, oct(os.stat(path).st_mode), os.stat(path).st_uid)
+
+    def test_ctl_on_a_member_of_another_node_is_applied_by_its_node(self, two_nodes):
+        a, b = two_nodes
+        os.mkdir(os.path.join(a.path, "remote"))
+        assert appears(os.path.join(b.path, "remote"))
+        open(os.path.join(b.path, "remote", "bob"), "w").close()
+        assert wait_until(lambda: member_line(os.path.join(a.path, "remote"), "bob") is not None)
+        with open(os.path.join(a.path, "remote", "ctl"), "w") as f:
+            f.write("member bob capacity=9 loopback=1")
+        for root in (b.path, a.path):
+            assert wait_until(lambda: (member_line(os.path.join(root, "remote"), "bob") or {}).get("capacity") == "9",
+                              timeout=4), root
+        assert member_line(os.path.join(b.path, "remote"), "bob")["loopback"] == "1"
+        # A bad value is refused on the node that wrote it, as for a local member.
+        with pytest.raises(OSError):
+            with open(os.path.join(a.path, "remote", "ctl"), "w") as f:
+                f.write("member bob capacity=0")
