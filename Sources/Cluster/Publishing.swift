@@ -287,6 +287,7 @@ final class Write: Sendable {
         var ids: [String] = []
         /// Results of the current attempt, from `first` on.
         var results: [Result<PubAck, NATSError>?] = []
+        var outstanding = 0
         var first = 0
         /// Messages stored for sure, from the start.
         var stored = 0
@@ -331,6 +332,7 @@ final class Write: Sendable {
             }
             s.first = s.stored
             s.results = Array(repeating: nil, count: messages.count - s.stored)
+            s.outstanding = s.results.count
             return (s.stored, s.ids)
         }
         guard let (first, ids) = plan else { return }
@@ -363,7 +365,8 @@ final class Write: Sendable {
             let k = i - s.first
             guard s.phase == .inFlight, k >= 0, k < s.results.count, s.results[k] == nil else { return nil }
             s.results[k] = result
-            return s.results.contains { $0 == nil } ? nil : s.results.map { $0! }
+            s.outstanding -= 1
+            return s.outstanding > 0 ? nil : s.results.map { $0! }
         }
         guard let all else { return }
         // Off nats.c's PubAck thread: parking subscribes and flushes.

@@ -28,7 +28,7 @@ import Testing
         try ghost(js, group: made.id, member: "there")
         let died = ContinuousClock.now
         #expect(a.events.wait(timeout: .seconds(1)) { _ in a.node.members(of: "chat").count == 2 })
-        #expect(a.node.nodes() == ["a", "ghost"])
+        #expect(a.events.wait(timeout: .seconds(1)) { _ in a.node.nodes() == ["a", "ghost"] })
         for i in 0..<3 { #expect(publish(a.node, "chat", ["m\(i)"]) == .success(1)) }
         let results = Recorder<Result<Int, ClusterError>>()
         a.node.publish("chat", [outgoing("held")], blocking: true) { results.append($0) }

@@ -163,6 +163,26 @@ import Testing
         #expect(error.isMaximumMessagesExceeded)
     }
 
+    @Test func anAsyncPublishWithNoAnswerTimesOut() throws {
+        let servers = try NATSServers()
+        var options = ConnectionOptions(servers: servers.urls)
+        options.reconnectWait = .seconds(30)
+        let connection = try NATSConnection(options)
+        let js = try JetStream(connection)
+        _ = try js.addStream(StreamConfig(name: "S", subjects: ["s"]))
+        servers.kill(0)
+        usleep(100_000)
+        let acks = Recorder<Result<PubAck, NATSError>>()
+        var po = PublishOptions()
+        po.timeout = .milliseconds(300)
+        try [UInt8]([1]).withUnsafeBytes { b in
+            try js.publishAsync(subject: "s", payload: b, msgId: "lost", options: po) { acks.append($0) }
+        }
+        #expect(acks.wait(timeout: .seconds(3)) { !$0.isEmpty })
+        guard case .failure(let error)? = acks.all.first else { Issue.record("\(acks.all)"); return }
+        #expect(error.status == .timeout && error.isOutcomeUnknown)
+    }
+
     @Test func aDuplicateAsyncMessageIDIsRefusedLocally() throws {
         let servers = try NATSServers()
         let (_, js) = try connect(servers)
