@@ -15,7 +15,7 @@ the mcastfs rows are skipped with one line saying so; the bare rows run.
 Environment (optional): BENCH_SECONDS (1.0), BENCH_ROUNDS (3),
 BENCH_CLUSTER_READERS (4: the fan-out of 1->N), BENCH_CLUSTER_SIZE (64),
 BENCH_FRAMED_BATCH (64), BENCH_CLUSTER_WINDOW (1024: natsbare -w, the
-libnats pipelining row). Needs cc, libnats-dev, nats-server on PATH, and for
+libnats pipelining row); BENCH_ONLY, when set, must name `cluster`. Needs cc, libnats-dev, nats-server on PATH, and for
 the mcastfs rows FUSE mounts (root).
 """
 import argparse
@@ -361,6 +361,10 @@ def main():
     ap.add_argument("binary", nargs="?", help="an mcastfs binary (its rows are skipped without one)")
     ap.add_argument("--merge", metavar="RESULTS_JSON", help="add the rows to this suite result")
     args = ap.parse_args()
+    only = os.environ.get("BENCH_ONLY")
+    if only is not None and "cluster" not in only.split():
+        print(f"bench: cluster scenario skipped: BENCH_ONLY={only!r} does not name it")
+        return
     if shutil.which("nats-server") is None:
         print("bench: cluster scenario skipped: nats-server is not on PATH (apt-get install nats-server)")
         return
@@ -410,10 +414,14 @@ def main():
         json.dump(doc, f, indent=1, ensure_ascii=False)
     print(f"{info['nproc']} × {info['model_name']}, Linux {info['kernel']}, {info['date']}; "
           f"load {' '.join(info['loadavg_at_start'])} → {' '.join(info['loadavg_at_end'])}; {doc['elapsed_s']:.0f} s")
-    print(f"JSON: {os.path.relpath(out, REPO)}", end="")
+    def shown(path):
+        rel = os.path.relpath(path, REPO)
+        return path if rel.startswith("..") else rel
+
+    print(f"JSON: {shown(out)}", end="")
     if args.merge:
         if os.path.exists(args.merge):
-            print(" (rows added to " + ", ".join(os.path.relpath(t, REPO) for t in merge(args.merge, doc)) + ")")
+            print(" (rows added to " + ", ".join(shown(t) for t in merge(args.merge, doc)) + ")")
         else:
             print(f" ({args.merge} not found: nothing merged)")
     else:
