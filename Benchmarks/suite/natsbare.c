@@ -6,7 +6,7 @@
  * through their own durable pull consumer on their own connection, in
  * stream order, acking every message.
  *
- *   natsbare stream|paced URL SIZE COUNT N [-b BATCH] [-w WINDOW] [-k BACKLOG] [-B]
+ *   natsbare stream|paced URL SIZE COUNT N [-b BATCH] [-w WINDOW] [-k BACKLOG] [-B] [-s GAP_US]
  *
  * The stream (made for the run, deleted after it) is configured as a
  * group's: interest retention, discard new, max_msgs BACKLOG (default
@@ -40,6 +40,11 @@
  *         synchronously (js_PublishMsg, waiting for its PubAck), then waits
  *         (futex) until all N readers have it. Latency = the reader's fetch
  *         returning - just before the publish: publish-to-consume.
+ *         -s GAP_US: the writer sleeps GAP_US µs after each message has
+ *         reached every reader, so that each reader's next pull request is
+ *         waiting at the server when the message is stored (without it the
+ *         next message is published while the readers' pulls are on their
+ *         way: see -B).
  *
  * A reader (one thread, its own connection) is a node's delivery thread:
  * natsSubscription_Fetch(256 messages, 1 s), in a loop; each message is
@@ -79,7 +84,7 @@ static enum mode mode;
 static const char *url;
 static size_t msg_size;
 static long count;
-static int nreaders, batch = 64, window, send_asap = 1;
+static int nreaders, batch = 64, window, send_asap = 1, gap_us;
 static int64_t backlog = 65536;
 static char stream_name[64], subject[64], boot[16], mcastfs_header[96];
 
@@ -356,7 +361,7 @@ static void open_reader(struct reader *rd) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: natsbare stream|paced URL SIZE COUNT N [-b BATCH] [-w WINDOW] [-k BACKLOG] [-B]\n");
+    fprintf(stderr, "usage: natsbare stream|paced URL SIZE COUNT N [-b BATCH] [-w WINDOW] [-k BACKLOG] [-B] [-s GAP_US]\n");
     exit(2);
 }
 
@@ -371,6 +376,7 @@ int main(int argc, char **argv) {
     nreaders = atoi(argv[5]);
     for (int a = 6; a < argc; a++) {
         if (strcmp(argv[a], "-B") == 0) send_asap = 0;
+        else if (a + 1 < argc && strcmp(argv[a], "-s") == 0) gap_us = atoi(argv[++a]);
         else if (a + 1 >= argc) usage();
         else if (strcmp(argv[a], "-b") == 0) batch = atoi(argv[++a]);
         else if (strcmp(argv[a], "-w") == 0) window = atoi(argv[++a]);
@@ -426,6 +432,7 @@ int main(int argc, char **argv) {
         for (long i = WARMUP; i < WARMUP + count; i++) {
             publish_sync(js, payload, i);
             wait_at_least(&received, (uint32_t)nreaders * (uint32_t)(i + 1));
+            if (gap_us > 0) usleep((useconds_t)gap_us);
         }
     } else if (window > 0) {
         stream_window(js, payload);
