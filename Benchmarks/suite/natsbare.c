@@ -27,9 +27,9 @@
  *         the next batch only once every PubAck of this one is in: what one
  *         framed write of BATCH messages does. A batch cut by a full stream
  *         ("maximum messages exceeded", and the chain refusing the rest) goes
- *         on from the first refused message after a short sleep (1 ms, then
- *         doubling up to 16 ms while it stays full), as a framed writer
- *         re-sends the rest of a short write. -b 1: one message per
+ *         on from the first refused message after a short sleep (100 µs,
+ *         doubling up to 16 ms while nothing gets in), as a framed writer
+ *         re-sends the rest of a short write once there is room. -b 1: one message per
  *         publish-and-wait, what one record-view write does.
  *         -w WINDOW instead: libnats's own pipelining, up to WINDOW
  *         publishes awaiting their PubAck at any moment, every message
@@ -47,7 +47,13 @@
  *         way: see -B).
  *
  * A reader (one thread, its own connection) is a node's delivery thread:
- * natsSubscription_Fetch(256 messages, 1 s), in a loop; each message is
+ * natsSubscription_Fetch(min(256, max_ack_pending) messages, 1 s), in a
+ * loop. (nats.c 3.4's fetch asks with no_wait and an expiry: nats-server
+ * 2.9.10 answers such a pull as soon as it has delivered something and no
+ * more is pending, but not while the consumer is at max_ack_pending
+ * (consumer.go, processWaiting(err != errMaxAckPending)); a pull for more
+ * than max_ack_pending then holds what it got, unacked, until the 1 s
+ * expiry, and with a full stream every writer waits that long.) Each message is
  * checked (SIZE bytes, the writer's next i, stream sequence one more than
  * the previous one), timed when the fetch returns, and acked (+ACK, not
  * waiting for an answer).
@@ -85,7 +91,7 @@ static const char *url;
 static size_t msg_size;
 static long count;
 static int nreaders, batch = 64, window, send_asap = 1, gap_us;
-static int64_t backlog = 65536;
+static int64_t backlog = 65536, max_ack_pending, fetch_batch;
 static char stream_name[64], subject[64], boot[16], mcastfs_header[96];
 
 static _Atomic uint32_t received; /* messages received, summed over readers (paced and warm-up) */
@@ -180,8 +186,11 @@ static void on_puback(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, voi
         }
     }
     natsMsg_Destroy(m);
+    /* Only the answer that reaches the goal wakes the writer: the writer
+     * stores the goal before it looks at `acked`, and this adds to `acked`
+     * before it looks at the goal, so one of the two sees the other. */
     uint32_t v = atomic_fetch_add(&acked, 1) + 1;
-    if (v >= atomic_load(&ack_goal)) futex_wake(&acked);
+    if (v == atomic_load(&ack_goal)) futex_wake(&acked);
 }
 
 static void wait_acks(uint32_t goal) {
@@ -222,43 +231,43 @@ static void publish_async(jsCtx *js, char *payload, long i, int chained, uint32_
 }
 
 /* After every answer is in: the first refused message (the stream stored
- * everything before it), or -1. Sleeps first when the stream was full. */
-static long take_refusal(int *backoff_ms) {
+ * everything before it), or -1. A refusal sleeps first, as a writer waits
+ * for room: 100 µs after a batch that stored something (from = where it
+ * began), doubling up to 16 ms while nothing gets in. */
+static long take_refusal(long from, int *backoff_us) {
     long fr = atomic_exchange(&first_refused, LONG_MAX);
-    if (fr == LONG_MAX) {
-        *backoff_ms = 1;
-        return -1;
-    }
-    usleep((useconds_t)*backoff_ms * 1000);
-    if (*backoff_ms < 16) *backoff_ms *= 2;
+    if (fr == LONG_MAX) return -1;
+    if (fr > from) *backoff_us = 100;
+    usleep((useconds_t)*backoff_us);
+    if (*backoff_us < 16000) *backoff_us *= 2;
     return fr;
 }
 
 static void stream_batches(jsCtx *js, char *payload) {
     uint32_t sent = atomic_load(&acked);
-    int backoff = 1;
+    int backoff = 100;
     for (long i = WARMUP; i < WARMUP + count;) {
         long n = WARMUP + count - i < batch ? WARMUP + count - i : batch;
         for (long j = 0; j < n; j++) publish_async(js, payload, i + j, j > 0, &sent);
         wait_acks(sent);
-        long fr = take_refusal(&backoff);
+        long fr = take_refusal(i, &backoff);
         i = fr >= 0 ? fr : i + n;
     }
 }
 
 static void stream_window(jsCtx *js, char *payload) {
     uint32_t sent = atomic_load(&acked);
-    int backoff = 1;
-    long i = WARMUP;
+    int backoff = 100;
+    long i = WARMUP, from = WARMUP;
     for (;;) {
         while (i < WARMUP + count && atomic_load(&first_refused) == LONG_MAX) {
             publish_async(js, payload, i, i > WARMUP, &sent);
             i++;
         }
         wait_acks(sent);
-        long fr = take_refusal(&backoff);
+        long fr = take_refusal(from, &backoff);
         if (fr < 0 && i == WARMUP + count) return;
-        if (fr >= 0) i = fr;
+        if (fr >= 0) i = from = fr;
     }
 }
 
@@ -275,7 +284,7 @@ static void *reader_main(void *arg) {
             timed = 1;
         }
         natsMsgList list;
-        natsStatus s = natsSubscription_Fetch(&list, rd->sub, FETCH_BATCH, FETCH_WAIT_MS, NULL);
+        natsStatus s = natsSubscription_Fetch(&list, rd->sub, fetch_batch, FETCH_WAIT_MS, NULL);
         uint64_t t1 = now_ns();
         if (s == NATS_TIMEOUT) continue;
         if (s != NATS_OK) nats_die("fetch", s, 0);
@@ -337,7 +346,7 @@ static void make_stream(jsCtx *js, struct reader *readers) {
         cc.OptStartSeq = start;
         cc.AckPolicy = js_AckExplicit;
         cc.AckWait = (int64_t)3600 * 1000000000;
-        cc.MaxAckPending = backlog < MAX_ACK_PENDING ? backlog : MAX_ACK_PENDING;
+        cc.MaxAckPending = max_ack_pending;
         cc.InactiveThreshold = (int64_t)5 * 1000000000;
         jsConsumerInfo *ci = NULL;
         if ((s = js_AddConsumer(&ci, js, stream_name, &cc, NULL, &code)) != NATS_OK) nats_die("js_AddConsumer", s, code);
@@ -388,6 +397,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "natsbare: SIZE 16..1048576, COUNT >= 1, N 1..64, BATCH >= 1, BACKLOG >= 1\n");
         return 2;
     }
+    max_ack_pending = backlog < MAX_ACK_PENDING ? backlog : MAX_ACK_PENDING;
+    fetch_batch = max_ack_pending < FETCH_BATCH ? max_ack_pending : FETCH_BATCH;
     snprintf(boot, sizeof boot, "%08x", (unsigned)getpid() ^ (unsigned)now_ns());
     snprintf(stream_name, sizeof stream_name, "natsbare_G%s", boot);
     snprintf(subject, sizeof subject, "natsbare.g.%s", boot);
