@@ -68,7 +68,8 @@
  * of key=value pairs, the keys of fanout.c and framed.c plus batch=,
  * window=, send_asap=, refused_full= and refused_chain= (publishes the stream refused
  * as full, and by the chain after such a refusal), fetches= (pull requests
- * answered with messages, all readers, timed part) and msgs_per_fetch=.
+ * answered with messages, all readers, timed part), msgs_per_fetch= and
+ * fetch_batch=.
  */
 #include "benchutil.h"
 
@@ -284,7 +285,7 @@ static void *reader_main(void *arg) {
             timed = 1;
         }
         natsMsgList list;
-        natsStatus s = natsSubscription_Fetch(&list, rd->sub, fetch_batch, FETCH_WAIT_MS, NULL);
+        natsStatus s = natsSubscription_Fetch(&list, rd->sub, (int)fetch_batch, FETCH_WAIT_MS, NULL);
         uint64_t t1 = now_ns();
         if (s == NATS_TIMEOUT) continue;
         if (s != NATS_OK) nats_die("fetch", s, 0);
@@ -460,14 +461,14 @@ int main(int argc, char **argv) {
     printf("mode=%s system=natsbare size=%zu n=%d count=%ld elapsed_s=%.3f msgs_per_s=%.0f deliveries_per_s=%.0f "
            "p50_us=%.1f p99_us=%.1f max_us=%.1f timed=%ld last_p50_us=%.1f last_p99_us=%.1f "
            "client_cpu_us_per_msg=%.2f warmup=%d batch=%d window=%d refused_full=%ld refused_chain=%ld fetches=%ld "
-           "msgs_per_fetch=%.1f send_asap=%d\n",
+           "msgs_per_fetch=%.1f fetch_batch=%ld send_asap=%d\n",
            mode == STREAM ? "stream" : "paced", msg_size, nreaders, count, secs, (double)count / secs,
            (double)count * nreaders / secs, pct_us(l.all, l.nall, 0.50), pct_us(l.all, l.nall, 0.99),
            l.nall ? (double)l.all[l.nall - 1] / 1000.0 : 0.0, l.nall, pct_us(l.last, l.nlast, 0.50),
            pct_us(l.last, l.nlast, 0.99), cpu_us(&usage_start, &usage_end) / (double)count, WARMUP,
            mode == PACED ? 1 : window > 0 ? 0 : batch, window, atomic_load(&refused_full),
            atomic_load(&refused_chain), fetches, fetches ? (double)count * nreaders / (double)fetches : 0.0,
-           send_asap);
+           (long)fetch_batch, send_asap);
     fflush(stdout);
 
     for (int k = 0; k < nreaders; k++) {
