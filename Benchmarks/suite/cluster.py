@@ -383,7 +383,7 @@ def main():
             SKIPPED = "no mcastfs binary given"
             log(f"mcastfs rows skipped: {SKIPPED}")
         elif not os.access(binary, os.X_OK):
-            SKIPPED = f"{binary} is not an executable"
+            SKIPPED = f"{binary}: {'not executable' if os.path.exists(binary) else 'no such file'}"
             log(f"mcastfs rows skipped: {SKIPPED}")
         else:
             nodes = mount_nodes(binary, nats.cluster_option, work)
