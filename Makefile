@@ -7,7 +7,8 @@
 #
 # `make bench`: the benchmark suite (Benchmarks/README.md). Installs what it
 # needs, builds mcastfs in release, mounts it and its anchors, prints one table
-# and writes results/bench.json. About 7.5 minutes on 2 cores.
+# and writes results/bench.json. About 7.5 minutes on 2 cores, and ~1.5 more
+# for the cluster scenario when nats-server is installed.
 .PHONY: all build install install-strip uninstall deb bench bench-profile
 
 PREFIX ?= /usr/local
@@ -60,8 +61,16 @@ uninstall:
 deb: build
 	packaging/build-deb
 
+# The suite, then its cluster scenario (Benchmarks/suite/cluster.py: bare
+# libnats and the mount's cluster mode on a nats-server it starts), whose rows
+# it adds to results/bench.json; skipped, with one line, without nats-server.
 bench:
 	Benchmarks/suite/run
+	@if command -v nats-server >/dev/null 2>&1; then \
+		Benchmarks/suite/cluster.py --merge results/bench.json $(BIN); \
+	else \
+		echo "bench: cluster scenario skipped: nats-server is not on PATH (apt-get install nats-server)"; \
+	fi
 
 # The same, plus perf profiles (cpu-clock) of mcastfs in the 1->16 stream and paced runs
 # (record view) and the 1->16 framed stream.
