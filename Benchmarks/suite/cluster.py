@@ -226,6 +226,17 @@ def wait_for(path, what, timeout=10.0):
         time.sleep(0.02)
 
 
+def wait_for_member(group_dir, name, node, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(os.path.join(group_dir, "status")) as f:
+            if any(line.startswith(f"member {name} ") and line.rstrip().endswith(f" node={node}") for line in f):
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: cluster: member {name} of node {node} not in {group_dir}/status after {timeout:g} s")
+        time.sleep(0.02)
+
+
 def make_group(nodes, n):
     """Group cN made on node 0, member r{k-1} on node k for k = 1..n. The
     writer (node 0) has no member: its node holds no consumer, as in the
@@ -235,8 +246,10 @@ def make_group(nodes, n):
     for k in range(1, n + 1):
         wait_for(os.path.join(nodes[k].mnt, group), f"group {group} on node n{k}")
         open(os.path.join(nodes[k].mnt, group, f"r{k - 1}"), "w").close()
+    # Another node's members are in the writer's node's status (with node=),
+    # not in its directory.
     for k in range(1, n + 1):
-        wait_for(os.path.join(nodes[0].mnt, group, f"r{k - 1}"), f"member r{k - 1} seen on node n0")
+        wait_for_member(os.path.join(nodes[0].mnt, group), f"r{k - 1}", f"n{k}")
     return group
 
 

@@ -21,6 +21,12 @@ public struct ConnectionOptions: Sendable {
     /// the connection drops fail at once with `connectionDisconnected`
     /// rather than sitting out their timeout.
     public var failRequestsOnDisconnect: Bool = true
+    /// Send every protocol line at once instead of letting nats.c's flusher
+    /// thread batch them for up to 1 ms (`natsOptions_SetSendAsap`): a pull
+    /// request or an ack then waits for nothing. Measured with
+    /// Benchmarks/suite/natsbare.c, one message at a time: publish-to-consume
+    /// p50 192 µs against 954 µs with the flusher; throughput the same.
+    public var sendAsap: Bool = true
 
     public init(servers: [String], name: String? = nil) {
         self.servers = servers
@@ -96,6 +102,7 @@ public final class NATSConnection: @unchecked Sendable {
         try check(natsOptions_SetPingInterval(opts, options.pingInterval.inMilliseconds))
         try check(natsOptions_SetMaxPingsOut(opts, Int32(options.maxPingsOut)))
         try check(natsOptions_SetFailRequestsOnDisconnect(opts, options.failRequestsOnDisconnect))
+        try check(natsOptions_SetSendAsap(opts, options.sendAsap))
 
         handler = connectionHandlers.register(events)
         do {
