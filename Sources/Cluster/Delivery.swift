@@ -115,6 +115,12 @@ final class Delivery: Sendable {
     let stream: String
     private let node: ClusterNode
     private let sink: any DeliverySink
+    /// Messages asked for per fetch: never more than the consumer's
+    /// max_ack_pending. nats-server 2.9.10 does not end a pull early while
+    /// the consumer is at max_ack_pending, so a larger one holds what it got
+    /// unacked until its expiry (1 s), and every writer with it: at a
+    /// backlog of 10, 12-16 msgs/s against 3,700-6,200 (natsbare).
+    private let fetchBatch: Int
 
     private struct State {
         var consumer: String
@@ -137,7 +143,9 @@ final class Delivery: Sendable {
     var lastDelivered: UInt64 { state.withLock { $0.lastDelivered } }
     var redeliveries: Int { state.withLock { $0.redeliveries } }
 
-    private init(node: ClusterNode, id: String, sink: any DeliverySink, consumer: String, subscription: PullSubscription, lastDelivered: UInt64, generation: Int) {
+    private init(node: ClusterNode, id: String, sink: any DeliverySink, consumer: String, subscription: PullSubscription,
+                 lastDelivered: UInt64, generation: Int, backlog: Int) {
+        fetchBatch = min(256, maxAckPending(backlog: backlog))
         self.node = node
         self.id = id
         stream = node.space.stream(id)
@@ -155,7 +163,8 @@ final class Delivery: Sendable {
         let last: UInt64
         do { last = try node.js.streamInfo(stream).state.lastSequence } catch { throw ClusterError(error) }
         let (name, subscription) = try makeConsumer(node, record.id, startingAt: last + 1, backlog: record.settings.clusterBacklog)
-        let delivery = Delivery(node: node, id: record.id, sink: sink, consumer: name, subscription: subscription, lastDelivered: last, generation: generation)
+        let delivery = Delivery(node: node, id: record.id, sink: sink, consumer: name, subscription: subscription, lastDelivered: last,
+                                generation: generation, backlog: record.settings.clusterBacklog)
         do {
             let notices = try node.connection.subscribe(subject: node.space.fullSubject(record.id)) { [weak delivery] _ in
                 delivery?.fullNotice()
@@ -178,11 +187,14 @@ final class Delivery: Sendable {
         var config = ConsumerConfig(name: name)
         config.description = "mcastfs node \(node.configuration.node)"
         config.deliverPolicy = .startSequence(start)
-        config.ackPolicy = .explicit
+        // Acking a message acks every one before it: one ack per fetched run
+        // of delivered messages instead of one per message (a send(2) each,
+        // 14 % of a reading node's CPU at 1->1, perf).
+        config.ackPolicy = .all
         // Never used for redelivery: in-progress acks keep a held message's
         // wait from running out, and a reconnect hands the consumer over.
         config.ackWait = .seconds(3600)
-        config.maxAckPending = Int64(min(backlog, 1024))
+        config.maxAckPending = Int64(maxAckPending(backlog: backlog))
         config.inactiveThreshold = node.configuration.timeout
         let stream = node.space.stream(id)
         do {
@@ -218,37 +230,53 @@ final class Delivery: Sendable {
             let subscription = state.withLock { $0.subscription }
             let messages: [JetStreamMessage]
             do {
-                messages = try subscription.fetch(batch: 256, timeout: .seconds(1))
+                messages = try subscription.fetch(batch: fetchBatch, timeout: .seconds(1))
             } catch {
                 if !stopped { usleep(100_000) }
                 continue
             }
+            // The last message delivered and not yet acked (AckAll): acked at
+            // the end of the run, or before waiting on a full member.
+            var unacked: JetStreamMessage?
             for message in messages {
                 if stopped { return }
-                deliver(message)
+                if deliver(message, unacked: &unacked) { unacked = message }
             }
+            if let unacked { ack(unacked) }
         }
     }
 
-    private func deliver(_ message: JetStreamMessage) {
+    /// Delivers one message locally; false: it was a redelivery, dropped.
+    private func deliver(_ message: JetStreamMessage, unacked: inout JetStreamMessage?) -> Bool {
         let sequence = message.streamSequence
         if sequence <= lastDelivered {
             state.withLock { $0.redeliveries += 1 }
-            try? message.ack()
-            return
+            return false
         }
         let incoming = IncomingMessage(message)
         let done = Monitor(false)
         sink.deliver(incoming) { done.change { $0 = true } }
-        // A full local member holds the delivery: keep the consumer alive
-        // (and its held messages) with in-progress acks meanwhile.
-        let beat = node.configuration.timeout / 3
-        while done.wait(timeout: beat, until: { $0 ? true : nil }) == nil {
-            if stopped { return }
-            try? message.inProgress()
+        if !done.read({ $0 }) {
+            // A full local member holds the delivery: what came before it
+            // is delivered (the stream may drop it now), and in-progress
+            // acks keep the consumer and its held messages alive meanwhile.
+            if let earlier = unacked {
+                ack(earlier)
+                unacked = nil
+            }
+            let beat = node.configuration.timeout / 3
+            while done.wait(timeout: beat, until: { $0 ? true : nil }) == nil {
+                if stopped { return false }
+                try? message.inProgress()
+            }
         }
+        state.withLock { $0.lastDelivered = sequence }
+        return true
+    }
+
+    /// Acks `message` and, the consumer acking all, every one before it.
+    private func ack(_ message: JetStreamMessage) {
         let notice = state.withLock { s -> Bool in
-            s.lastDelivered = sequence
             if s.asked {
                 s.asked = false
                 return true
@@ -298,6 +326,9 @@ final class Delivery: Sendable {
     }
 }
 
+/// At most this many messages unacked per node's consumer.
+func maxAckPending(backlog: Int) -> Int { min(backlog, 1024) }
+
 extension IncomingMessage {
     /// From the stream's message and its `Mcastfs` header:
     /// `1 <E(node)> <pid> <uid> <gid> <flags> <E(sender)|-> [<E(to)>]`.
@@ -306,17 +337,21 @@ extension IncomingMessage {
     init(_ m: JetStreamMessage) {
         sequence = m.streamSequence
         time = UInt64(max(m.timestamp, 0))
-        let fields = (m.headers["Mcastfs"] ?? "").split(separator: " ").map(String.init)
-        func name(_ s: String) -> String? { ClusterName.decode(s).map { String(decoding: $0, as: UTF8.self) } }
-        if fields.count >= 7, fields[0] == "1" {
-            let credentials = Credentials(pid: UInt32(fields[2]) ?? 0, uid: UInt32(fields[3]) ?? 0, gid: UInt32(fields[4]) ?? 0)
-            payload = Message(m.payload, credentials: credentials)
+        // One header read, split in place: this runs for every message a
+        // node delivers.
+        let header = m.header("Mcastfs") ?? ""
+        let fields = header.utf8.split(separator: UInt8(ascii: " "), maxSplits: 8)
+        func name(_ s: Substring.UTF8View) -> String? { ClusterName.decode(s).map { String(decoding: $0, as: UTF8.self) } }
+        func number(_ s: Substring.UTF8View) -> UInt32 { UInt32(Substring(s)) ?? 0 }
+        if fields.count >= 7, fields[0].elementsEqual("1".utf8) {
+            let credentials = Credentials(pid: number(fields[2]), uid: number(fields[3]), gid: number(fields[4]))
+            payload = m.withPayload { Message(copying: $0, credentials: credentials) }
             senderNode = name(fields[1]) ?? ""
-            senderMember = fields[6] == "-" ? nil : name(fields[6])
-            let isPrivate = (Int(fields[5]) ?? 0) & 1 != 0
+            senderMember = fields[6].elementsEqual("-".utf8) ? nil : name(fields[6])
+            let isPrivate = number(fields[5]) & 1 != 0
             privateTo = isPrivate && fields.count >= 8 ? name(fields[7]) : nil
         } else {
-            payload = Message(m.payload)
+            payload = m.withPayload { Message(copying: $0) }
             senderNode = ""
             senderMember = nil
             privateTo = nil

@@ -29,8 +29,11 @@ public enum ClusterName {
     /// The bytes `encode` made `encoded` from; nil when it is not an
     /// encoding (a byte that `encode` would have escaped, or `=` not
     /// followed by two upper-case hex digits).
-    public static func decode(_ encoded: String) -> [UInt8]? {
-        let s = Array(encoded.utf8)
+    public static func decode(_ encoded: String) -> [UInt8]? { decode(encoded.utf8) }
+
+    /// As `decode(_:)`, from the encoding's bytes.
+    public static func decode(_ encoded: some Collection<UInt8>) -> [UInt8]? {
+        let s = Array(encoded)
         var out: [UInt8] = []
         out.reserveCapacity(s.count)
         var i = 0

@@ -62,12 +62,14 @@ public final class PullSubscription: @unchecked Sendable {
     }
 }
 
-/// A message from a JetStream consumer: its data and metadata copied out,
-/// and the handle that acks it. May be acked from any thread, once.
+/// A message from a JetStream consumer: its metadata read out, its data and
+/// headers read from nats.c's message when asked (a node's delivery loop
+/// copies the payload once, straight into its own message, and reads one
+/// header), and the handle that acks it. May be acked from any thread, once.
 public final class JetStreamMessage: @unchecked Sendable {
-    public let subject: String
-    public let payload: [UInt8]
-    public let headers: [String: String]
+    public var subject: String { String(cString: natsMsg_GetSubject(msg)) }
+    public var payload: [UInt8] { withPayload { Array($0) } }
+    public var headers: [String: String] { Self.headers(of: msg) }
     /// The message's sequence in its stream: the same on every consumer.
     public let streamSequence: UInt64
     public let consumerSequence: UInt64
@@ -87,10 +89,6 @@ public final class JetStreamMessage: @unchecked Sendable {
 
     init(taking m: OpaquePointer, from subscription: PullSubscription) {
         self.subscription = subscription
-        subject = String(cString: natsMsg_GetSubject(m))
-        let length = Int(natsMsg_GetDataLength(m))
-        payload = length == 0 ? [] : Array(UnsafeRawBufferPointer(start: natsMsg_GetData(m), count: length))
-        headers = Self.headers(of: m)
         var meta: UnsafeMutablePointer<jsMsgMetaData>?
         if natsMsg_GetMetaData(&meta, m) == NATS_OK, let md = meta?.pointee {
             streamSequence = md.Sequence.Stream
@@ -111,6 +109,19 @@ public final class JetStreamMessage: @unchecked Sendable {
 
     deinit {
         natsMsg_Destroy(msg)
+    }
+
+    /// The payload, in nats.c's buffer: valid during `body` only. (Read-only
+    /// and never freed before deinit, so no lock is needed.)
+    public func withPayload<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        body(UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: Int(natsMsg_GetDataLength(msg))))
+    }
+
+    /// The value of one header, without building the dictionary of all.
+    public func header(_ name: String) -> String? {
+        var value: UnsafePointer<CChar>?
+        guard natsMsgHeader_Get(msg, name, &value) == NATS_OK, let value else { return nil }
+        return String(cString: value)
     }
 
     private static func headers(of m: OpaquePointer) -> [String: String] {
