@@ -15,6 +15,8 @@ what the readers received:
   its `dropped` is exactly what it misses;
 - each writer's order holds everywhere, and every pair of members, across
   nodes, agrees on the order of their common messages;
+- a writer interrupted by SIGUSR1 while it waits for room fails with EINTR
+  and stored nothing (signals go to writers and readers at random all along);
 - framed readers on two nodes see one stream sequence per message, the
   sequences 1 .. accepted in the group order, and each frame carries its
   writer's pid, uid, gid and member name.
@@ -29,7 +31,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -147,6 +151,8 @@ def test_writers_and_members_on_three_nodes_one_order_exactly_once(nats_server, 
     workers: list[procs.Worker] = []
     readers: dict[str, procs.Worker] = {}
     writers: dict[int, procs.Worker] = {}
+    stop = threading.Event()
+    signals = {"writer": 0, "reader": 0}
     try:
         for name, (node, _, opts) in members.items():
             o = dict(opts)
@@ -170,10 +176,25 @@ def test_writers_and_members_on_three_nodes_one_order_exactly_once(nats_server, 
             )
             writers[wid] = w
             workers.append(w)
+
+        def interrupt():
+            # Parked writes must end with EINTR and store nothing; a write whose
+            # publish is in flight must wait for its answer whatever the signal.
+            r = random.Random(seed + 1)
+            while not stop.wait(r.uniform(0.002, 0.03)):
+                w = r.choice(workers)
+                if w.alive():  # Popen.send_signal never signals a reaped pid
+                    w.proc.send_signal(signal.SIGUSR1)
+                    signals[w.role] += 1
+
+        interrupter = threading.Thread(target=interrupt, daemon=True)
+        interrupter.start()
         for w in writers.values():
             code = w.wait(90)
             assert code == 0, f"writer {w.info['label']} exited with {code}: {w.stderr()}"
         t_writers = time.monotonic() - t_start
+        stop.set()
+        interrupter.join(5)
 
         accepted, attempts, own, problems, failed = writer_logs(writers)
         # Everyone but the dropper must get every accepted message (less its own
@@ -190,6 +211,7 @@ def test_writers_and_members_on_three_nodes_one_order_exactly_once(nats_server, 
             code = r.wait(30)
             assert code == 0, f"reader {name} exited with {code}: {r.stderr()}"
     finally:
+        stop.set()
         procs.stop_all(workers)
 
     # --- the checker ------------------------------------------------------------------
@@ -245,7 +267,7 @@ def test_writers_and_members_on_three_nodes_one_order_exactly_once(nats_server, 
     deliveries = sum(len(s) for s in seqs.values())
     record(
         "cluster_stress", seed=seed, nodes=3, writers=len(writers), attempts=len(attempts), accepted=len(accepted),
-        failed=failed, deliveries_checked=deliveries, received={n: len(s) for n, s in seqs.items()},
+        failed=failed, signals=signals, deliveries_checked=deliveries, received={n: len(s) for n, s in seqs.items()},
         dropped=statuses[members["dropper"][0]].members["dropper"]["dropped"],
         sent={node: st.group["sent"] for node, st in statuses.items()},
         bytes_accepted=sum(accepted.values()), writers_s=round(t_writers, 2), drained_s=round(t_drained, 2),
