@@ -46,7 +46,7 @@ if str(RELIABILITY) not in sys.path:
 import checker as ck  # noqa: E402
 import mcastfs_pytest  # noqa: E402
 import procs  # noqa: E402
-from helpers import MAX_MESSAGE, Group, read_status  # noqa: E402
+from helpers import MAX_MESSAGE, Group  # noqa: E402
 from test_cluster_mount import appears, node_mount  # noqa: E402
 
 rbin = mcastfs_pytest.c_helpers("rbin", RELIABILITY / "c")
