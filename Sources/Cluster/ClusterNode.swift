@@ -74,11 +74,18 @@ public final class ClusterNode: Sendable {
             let jetStream = try JetStream(connection, options: jsOptions)
             js = jetStream
             let replicas = configuration.servers.count >= 3 ? 3 : 1
+            // Bound if it exists (whatever its replicas: a node given one URL
+            // of a three-server cluster must not fail on the bucket a node
+            // given all three made), made if not.
             func bucket(_ name: String) throws(NATSError) -> KeyValueBucket {
-                var config = KeyValueConfig(bucket: name)
-                config.history = 1
-                config.replicas = replicas
-                return try jetStream.createKeyValue(config)
+                do {
+                    return try jetStream.keyValue(bucket: name)
+                } catch where error.status == .notFound {
+                    var config = KeyValueConfig(bucket: name)
+                    config.history = 1
+                    config.replicas = replicas
+                    return try jetStream.createKeyValue(config)
+                }
             }
             groupsBucket = try bucket(space.groupsBucket)
             membersBucket = try bucket(space.membersBucket)
@@ -222,6 +229,9 @@ public final class ClusterNode: Sendable {
                 throw ClusterError(error)
             }
             view.withLock { $0.applyLocalGroup(name: name, revision: marked, nil) }
+            if let writers = local.change({ $0.writers.removeValue(forKey: record.id) }) {
+                writers.stop(failing: .notFound)
+            }
             do {
                 try js.deleteStream(space.stream(record.id))
             } catch where error.code == .streamNotFound {
@@ -404,12 +414,49 @@ public final class ClusterNode: Sendable {
 
     // MARK: Watchers and events
 
-    private func startWatchers() throws(ClusterError) {
+    /// A bucket's change as the view takes it; `value` nil: deleted.
+    struct Update {
+        var key: String
+        var revision: UInt64
+        var value: [UInt8]?
+
+        init(_ e: KeyValueEntry) {
+            key = e.key
+            revision = e.revision
+            value = e.operation == .put ? e.value : nil
+        }
+
+        init(deleted key: String, at revision: UInt64) {
+            self.key = key
+            self.revision = revision
+            value = nil
+        }
+    }
+
+    /// `reload`: after a reconnect, new watchers replace the old ones; their
+    /// current values are reported where they differ from the view, and a
+    /// key the view has that is gone now is taken as deleted (at the
+    /// bucket's last revision, which is at least its delete's), so that
+    /// nothing missed during the outage stays wrong.
+    func startWatchers(reload: Bool = false) throws(ClusterError) {
         let loaded = Monitor(0)
+        let old = watchers.withLock { w -> [KeyValueWatcher] in
+            defer { w.removeAll() }
+            return w
+        }
+        for watcher in old { watcher.stop() }
         do {
-            try watch(groupsBucket, "groups", loaded) { [self] entry, initial in groupUpdate(entry, initial) }
-            try watch(membersBucket, "members", loaded) { [self] entry, initial in memberUpdate(entry, initial) }
-            try watch(nodesBucket, "nodes", loaded) { [self] entry, _ in nodeUpdate(entry) }
+            try watch(groupsBucket, "groups", loaded, reload: reload, known: { [self] in
+                view.withLock { v in v.groups.compactMap { $0.value.value == nil ? nil : space.groupKey($0.key) } }
+            }) { [self] update, initial in groupUpdate(update, initial) }
+            try watch(membersBucket, "members", loaded, reload: reload, known: { [self] in
+                view.withLock { v in
+                    v.members.flatMap { id, group in group.compactMap { $0.value.value == nil ? nil : space.memberKey(group: id, member: $0.key) } }
+                }
+            }) { [self] update, initial in memberUpdate(update, initial) }
+            try watch(nodesBucket, "nodes", loaded, reload: reload, known: { [self] in
+                view.withLock { v in Array(v.nodes.keys) }
+            }) { [self] update, _ in nodeUpdate(update) }
         } catch {
             throw ClusterError(error)
         }
@@ -417,17 +464,24 @@ public final class ClusterNode: Sendable {
         if done == nil { throw .unreachable("loading the cluster's groups and members timed out") }
     }
 
-    private func watch(_ bucket: KeyValueBucket, _ name: String, _ loaded: Monitor<Int>,
-                       _ apply: @escaping @Sendable (KeyValueEntry, Bool) -> Void) throws(NATSError) {
+    private func watch(_ bucket: KeyValueBucket, _ name: String, _ loaded: Monitor<Int>, reload: Bool,
+                       known: @escaping @Sendable () -> [String],
+                       _ apply: @escaping @Sendable (Update, Bool) -> Void) throws(NATSError) {
         let watcher = try bucket.watch(">")
         watchers.withLock { $0.append(watcher) }
         startThread("cluster-\(name)") { [self] in
             var initial = true
+            var seen: Set<String> = []
             while !local.read({ $0.shutDown }) {
                 do throws(NATSError) {
                     switch try watcher.next(timeout: .seconds(1)) {
-                    case .entry(let e)?: apply(e, initial)
+                    case .entry(let e)?:
+                        if initial && reload { seen.insert(e.key) }
+                        apply(Update(e), initial && !reload)
                     case .initialValuesDone?:
+                        if initial && reload, let last = try? js.streamInfo("KV_\(bucket.name)").state.lastSequence {
+                            for key in known() where !seen.contains(key) { apply(Update(deleted: key, at: last), false) }
+                        }
                         if initial { loaded.change { $0 += 1 } }
                         initial = false
                     case nil: continue
@@ -440,25 +494,32 @@ public final class ClusterNode: Sendable {
         }
     }
 
-    private func groupUpdate(_ entry: KeyValueEntry, _ initial: Bool) {
+    private func groupUpdate(_ entry: Update, _ initial: Bool) {
         guard let bytes = ClusterName.decode(entry.key) else { return }
         let name = String(decoding: bytes, as: UTF8.self)
-        let record = entry.operation == .put ? decodeRecord(GroupRecord.self, entry.value) : nil
-        if entry.operation == .put && record == nil { return }
-        view.withLock { v in
+        let record = entry.value.flatMap { decodeRecord(GroupRecord.self, $0) }
+        if entry.value != nil && record == nil { return }
+        let removed = view.withLock { v -> String? in
+            let id = v.groups[name]?.value?.id
             let events = v.applyGroup(name: name, revision: entry.revision, record)
             if !initial { eventQueue.post(events) }
+            return record == nil ? id : nil
+        }
+        // Writes waiting for room in a group that is gone fail now rather
+        // than retry into a deleted stream.
+        if let removed, let writers = local.change({ $0.writers.removeValue(forKey: removed) }) {
+            writers.stop(failing: .notFound)
         }
     }
 
-    private func memberUpdate(_ entry: KeyValueEntry, _ initial: Bool) {
+    private func memberUpdate(_ entry: Update, _ initial: Bool) {
         guard let dot = entry.key.firstIndex(of: "."),
               let bytes = ClusterName.decode(String(entry.key[entry.key.index(after: dot)...]))
         else { return }
         let id = String(entry.key[..<dot])
         let member = String(decoding: bytes, as: UTF8.self)
-        let record = entry.operation == .put ? decodeRecord(MemberRecord.self, entry.value) : nil
-        if entry.operation == .put && record == nil { return }
+        let record = entry.value.flatMap { decodeRecord(MemberRecord.self, $0) }
+        if entry.value != nil && record == nil { return }
         view.withLock { v in
             let events = v.applyMember(group: id, member: member, revision: entry.revision, record)
             if !initial { eventQueue.post(events) }
@@ -466,8 +527,8 @@ public final class ClusterNode: Sendable {
         if record == nil { memberGone(groupId: id, member) }
     }
 
-    private func nodeUpdate(_ entry: KeyValueEntry) {
-        let record = entry.operation == .put ? decodeRecord(NodeRecord.self, entry.value) : nil
+    private func nodeUpdate(_ entry: Update) {
+        let record = entry.value.flatMap { decodeRecord(NodeRecord.self, $0) }
         let now = monotonicNow()
         view.withLock { v in
             if let known = v.nodes[entry.key], known.revision > entry.revision { return }
@@ -525,7 +586,7 @@ public final class ClusterNode: Sendable {
             s.shutDown = true
             for part in s.parts.values { part.delivery.stop() }
             s.parts.removeAll()
-            for writers in s.writers.values { writers.stop() }
+            for writers in s.writers.values { writers.stop(failing: .cancelled) }
             s.writers.removeAll()
         }
         for watcher in watchers.withLock({ $0 }) { watcher.stop() }
@@ -623,14 +684,27 @@ extension ClusterNode {
                     keys.append(space.memberKey(group: id, member: name))
                 }
             }
-            v.nodes[key] = nil
             return keys
         }
-        for member in members { try? membersBucket.delete(member) }
+        // Forgotten only once every step succeeded; until then the next
+        // check tries again (the buckets may be electing a leader when a
+        // server died with the node).
+        var done = true
+        for member in members {
+            do { try membersBucket.delete(member) } catch { done = false }
+        }
         for (id, consumer) in record.consumers {
-            try? js.deleteConsumer(stream: space.stream(id), consumer: consumer)
+            do {
+                try js.deleteConsumer(stream: space.stream(id), consumer: consumer)
+            } catch where error.code == .consumerNotFound || error.code == .streamNotFound {
+            } catch {
+                done = false
+            }
             try? connection.publish(subject: space.roomSubject(id))
         }
-        try? nodesBucket.delete(key)
+        guard done, (try? nodesBucket.delete(key)) != nil else { return }
+        view.withLock { v in
+            v.nodes[key] = nil
+        }
     }
 }

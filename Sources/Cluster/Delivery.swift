@@ -205,6 +205,7 @@ final class Delivery: Sendable {
     private var stopped: Bool { state.withLock { $0.stopped } }
 
     private func run() {
+        var failures = 0
         while !stopped {
             let (connected, generation) = node.local.read { ($0.connected && !$0.shutDown, $0.connectionGeneration) }
             if !connected {
@@ -219,8 +220,21 @@ final class Delivery: Sendable {
             let messages: [JetStreamMessage]
             do {
                 messages = try subscription.fetch(batch: 256, timeout: .seconds(1))
+                failures = 0
             } catch {
-                if !stopped { usleep(100_000) }
+                if stopped { return }
+                failures += 1
+                // The consumer gone while connected (the server's inactive
+                // threshold after a stall, or another node that took this
+                // one for dead): a new one at last delivered + 1 gets what
+                // is still held, in order, none twice.
+                if failures >= 3, case .failure(let e) = Result(catching: { () throws(NATSError) in try node.js.consumerInfo(stream: stream, consumer: consumerName) }),
+                   e.code == .consumerNotFound {
+                    handOver(generation)
+                    failures = 0
+                } else {
+                    usleep(100_000)
+                }
                 continue
             }
             for message in messages {
@@ -286,12 +300,16 @@ final class Delivery: Sendable {
         }
         do {
             let (name, subscription) = try Delivery.makeConsumer(node, id, startingAt: last + 1, backlog: record.settings.clusterBacklog)
-            state.withLock { s in
+            let stopped = state.withLock { s -> Bool in
                 s.consumer = name
                 s.subscription = subscription
                 s.connectionGeneration = generation
+                return s.stopped
             }
             try? node.js.deleteConsumer(stream: stream, consumer: old)
+            // Stopped meanwhile (its last member gone): whoever stopped it
+            // deleted the consumer it knew, which was the old one.
+            if stopped { try? node.js.deleteConsumer(stream: stream, consumer: name) }
         } catch {
             usleep(100_000)
         }
