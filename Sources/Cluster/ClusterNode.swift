@@ -39,6 +39,9 @@ public final class ClusterNode: Sendable {
         var connectionGeneration = 0
         var counter: UInt64 = 0
         var beat: UInt64 = 0
+        /// This node's own last heartbeat failed (the nodes bucket had no
+        /// leader, or no answer): it judges no other node meanwhile.
+        var beatFailing = false
         /// Group id → this node's part in the group.
         var parts: [String: LocalPart] = [:]
         var writers: [String: Writers] = [:]
@@ -403,13 +406,44 @@ public final class ClusterNode: Sendable {
         }
     }
 
+    /// Published without waiting (a KV put is a publish to the key's
+    /// subject): a beat never blocks the next one behind a request timeout.
+    /// A synchronous put could wait 5 s for a bucket electing a leader, and
+    /// the others, beating again before it returned, took this node for
+    /// dead (`aServerOfThreeDiesMidStream...`, 1 run in 5).
     func heartbeat() {
         let (beat, connected) = local.change { s -> (UInt64, Bool) in
             s.beat += 1
             return (s.beat, s.connected)
         }
         guard connected else { return }
-        _ = try? nodesBucket.put(space.nodeKey(configuration.node), encodeRecord(nodeRecord(beat: beat)))
+        let key = space.nodeKey(configuration.node)
+        var options = PublishOptions()
+        options.timeout = configuration.heartbeatInterval
+        let record = encodeRecord(nodeRecord(beat: beat))
+        let sent = record.withUnsafeBytes { bytes in
+            Result { () throws(NATSError) in
+                try js.publishAsync(subject: "$KV.\(space.nodesBucket).\(key)", payload: bytes,
+                                    msgId: "beat.\(key).\(boot).\(beat)", options: options) { [self] result in
+                    beaten(ok: (try? result.get()) != nil)
+                }
+            }
+        }
+        if case .failure = sent { beaten(ok: false) }
+    }
+
+    private func beaten(ok: Bool) {
+        let recovered = local.change { s -> Bool in
+            defer { s.beatFailing = !ok }
+            return ok && s.beatFailing
+        }
+        // The others could not beat either while this node could not (a
+        // leader election of the nodes bucket, 4 to 9 s): their silence
+        // counts from now, as after a reconnect.
+        if recovered {
+            let now = monotonicNow()
+            view.withLock { v in for key in v.nodes.keys { v.nodes[key]?.seen = now } }
+        }
     }
 
     // MARK: Watchers and events
@@ -480,7 +514,15 @@ public final class ClusterNode: Sendable {
                         apply(Update(e), initial && !reload)
                     case .initialValuesDone?:
                         if initial && reload, let last = try? js.streamInfo("KV_\(bucket.name)").state.lastSequence {
-                            for key in known() where !seen.contains(key) { apply(Update(deleted: key, at: last), false) }
+                            // Each missing key is asked for by itself before
+                            // it is taken as deleted: a watcher started while
+                            // the bucket's servers change can report its
+                            // initial values done early (seen on three
+                            // servers: a live member taken for gone).
+                            for key in known() where !seen.contains(key) {
+                                guard case .success(nil) = Result(catching: { () throws(NATSError) in try bucket.get(key) }) else { continue }
+                                apply(Update(deleted: key, at: last), false)
+                            }
                         }
                         if initial { loaded.change { $0 += 1 } }
                         initial = false
@@ -659,7 +701,7 @@ extension ClusterNode {
     /// record has not changed for its timeout is taken for dead. Not while
     /// this node is disconnected (it hears nobody then).
     func checkLiveness() {
-        guard local.read({ $0.connected && !$0.shutDown }) else { return }
+        guard local.read({ $0.connected && !$0.shutDown && !$0.beatFailing }) else { return }
         let now = monotonicNow()
         let dead = view.withLock { v -> [(String, NodeRecord)] in
             v.nodes.compactMap { key, seen in

@@ -183,7 +183,13 @@ final class Delivery: Sendable {
         // wait from running out, and a reconnect hands the consumer over.
         config.ackWait = .seconds(3600)
         config.maxAckPending = Int64(min(backlog, 1024))
-        config.inactiveThreshold = node.configuration.timeout
+        // Longer than a stream's leader election (4 to 9 s a round, 15 s
+        // seen) and a hand-over after it: at cluster_timeout (3 s in the
+        // test) a consumer whose leader was being elected expired and took
+        // the 100 messages only it held (`aServerOfThreeDiesMidStream...`).
+        // Other nodes delete a dead node's consumers after cluster_timeout
+        // anyway; this is the backstop when none is left to.
+        config.inactiveThreshold = max(node.configuration.timeout, .seconds(30))
         let stream = node.space.stream(id)
         do {
             _ = try node.js.addConsumer(stream: stream, config)
@@ -306,7 +312,16 @@ final class Delivery: Sendable {
                 s.connectionGeneration = generation
                 return s.stopped
             }
-            try? node.js.deleteConsumer(stream: stream, consumer: old)
+            // The old consumer goes only after a cluster_timeout (its
+            // inactive threshold would remove it by then anyway): deleted
+            // at once, on three servers, it once took the messages it held
+            // with it though the new one had been made to hold them too
+            // (`aServerOfThreeDiesMidStream...`: 200 messages gone, the new
+            // consumer "delivered" past them); a server that has not yet
+            // learnt of the new consumer sees no other interest.
+            node.timers.after(node.configuration.timeout) { [node, stream] in
+                try? node.js.deleteConsumer(stream: stream, consumer: old)
+            }
             // Stopped meanwhile (its last member gone): whoever stopped it
             // deleted the consumer it knew, which was the old one.
             if stopped { try? node.js.deleteConsumer(stream: stream, consumer: name) }
