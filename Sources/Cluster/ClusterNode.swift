@@ -39,6 +39,9 @@ public final class ClusterNode: Sendable {
         var connectionGeneration = 0
         var counter: UInt64 = 0
         var beat: UInt64 = 0
+        /// This node's own last heartbeat failed (the nodes bucket had no
+        /// leader, or no answer): it judges no other node meanwhile.
+        var beatFailing = false
         /// Group id → this node's part in the group.
         var parts: [String: LocalPart] = [:]
         var writers: [String: Writers] = [:]
@@ -74,11 +77,18 @@ public final class ClusterNode: Sendable {
             let jetStream = try JetStream(connection, options: jsOptions)
             js = jetStream
             let replicas = configuration.servers.count >= 3 ? 3 : 1
+            // Bound if it exists (whatever its replicas: a node given one URL
+            // of a three-server cluster must not fail on the bucket a node
+            // given all three made), made if not.
             func bucket(_ name: String) throws(NATSError) -> KeyValueBucket {
-                var config = KeyValueConfig(bucket: name)
-                config.history = 1
-                config.replicas = replicas
-                return try jetStream.createKeyValue(config)
+                do {
+                    return try jetStream.keyValue(bucket: name)
+                } catch where error.status == .notFound {
+                    var config = KeyValueConfig(bucket: name)
+                    config.history = 1
+                    config.replicas = replicas
+                    return try jetStream.createKeyValue(config)
+                }
             }
             groupsBucket = try bucket(space.groupsBucket)
             membersBucket = try bucket(space.membersBucket)
@@ -222,6 +232,9 @@ public final class ClusterNode: Sendable {
                 throw ClusterError(error)
             }
             view.withLock { $0.applyLocalGroup(name: name, revision: marked, nil) }
+            if let writers = local.change({ $0.writers.removeValue(forKey: record.id) }) {
+                writers.stop(failing: .notFound)
+            }
             do {
                 try js.deleteStream(space.stream(record.id))
             } catch where error.code == .streamNotFound {
@@ -393,23 +406,91 @@ public final class ClusterNode: Sendable {
         }
     }
 
+    /// Published without waiting (a KV put is a publish to the key's
+    /// subject): a beat never blocks the next one behind a request timeout.
+    /// A synchronous put could wait 5 s for a bucket electing a leader, and
+    /// the others, beating again before it returned, took this node for
+    /// dead (`aServerOfThreeDiesMidStream...`, 1 run in 5).
     func heartbeat() {
         let (beat, connected) = local.change { s -> (UInt64, Bool) in
             s.beat += 1
             return (s.beat, s.connected)
         }
         guard connected else { return }
-        _ = try? nodesBucket.put(space.nodeKey(configuration.node), encodeRecord(nodeRecord(beat: beat)))
+        let key = space.nodeKey(configuration.node)
+        var options = PublishOptions()
+        options.timeout = configuration.heartbeatInterval
+        let record = encodeRecord(nodeRecord(beat: beat))
+        let sent = record.withUnsafeBytes { bytes in
+            Result { () throws(NATSError) in
+                try js.publishAsync(subject: "$KV.\(space.nodesBucket).\(key)", payload: bytes,
+                                    msgId: "beat.\(key).\(boot).\(beat)", options: options) { [self] result in
+                    beaten(ok: (try? result.get()) != nil)
+                }
+            }
+        }
+        if case .failure = sent { beaten(ok: false) }
+    }
+
+    private func beaten(ok: Bool) {
+        let recovered = local.change { s -> Bool in
+            defer { s.beatFailing = !ok }
+            return ok && s.beatFailing
+        }
+        // The others could not beat either while this node could not (a
+        // leader election of the nodes bucket, 4 to 9 s): their silence
+        // counts from now, as after a reconnect.
+        if recovered {
+            let now = monotonicNow()
+            view.withLock { v in for key in v.nodes.keys { v.nodes[key]?.seen = now } }
+        }
     }
 
     // MARK: Watchers and events
 
-    private func startWatchers() throws(ClusterError) {
+    /// A bucket's change as the view takes it; `value` nil: deleted.
+    struct Update {
+        var key: String
+        var revision: UInt64
+        var value: [UInt8]?
+
+        init(_ e: KeyValueEntry) {
+            key = e.key
+            revision = e.revision
+            value = e.operation == .put ? e.value : nil
+        }
+
+        init(deleted key: String, at revision: UInt64) {
+            self.key = key
+            self.revision = revision
+            value = nil
+        }
+    }
+
+    /// `reload`: after a reconnect, new watchers replace the old ones; their
+    /// current values are reported where they differ from the view, and a
+    /// key the view has that is gone now is taken as deleted (at the
+    /// bucket's last revision, which is at least its delete's), so that
+    /// nothing missed during the outage stays wrong.
+    func startWatchers(reload: Bool = false) throws(ClusterError) {
         let loaded = Monitor(0)
+        let old = watchers.withLock { w -> [KeyValueWatcher] in
+            defer { w.removeAll() }
+            return w
+        }
+        for watcher in old { watcher.stop() }
         do {
-            try watch(groupsBucket, "groups", loaded) { [self] entry, initial in groupUpdate(entry, initial) }
-            try watch(membersBucket, "members", loaded) { [self] entry, initial in memberUpdate(entry, initial) }
-            try watch(nodesBucket, "nodes", loaded) { [self] entry, _ in nodeUpdate(entry) }
+            try watch(groupsBucket, "groups", loaded, reload: reload, known: { [self] in
+                view.withLock { v in v.groups.compactMap { $0.value.value == nil ? nil : space.groupKey($0.key) } }
+            }) { [self] update, initial in groupUpdate(update, initial) }
+            try watch(membersBucket, "members", loaded, reload: reload, known: { [self] in
+                view.withLock { v in
+                    v.members.flatMap { id, group in group.compactMap { $0.value.value == nil ? nil : space.memberKey(group: id, member: $0.key) } }
+                }
+            }) { [self] update, initial in memberUpdate(update, initial) }
+            try watch(nodesBucket, "nodes", loaded, reload: reload, known: { [self] in
+                view.withLock { v in Array(v.nodes.keys) }
+            }) { [self] update, _ in nodeUpdate(update) }
         } catch {
             throw ClusterError(error)
         }
@@ -417,17 +498,32 @@ public final class ClusterNode: Sendable {
         if done == nil { throw .unreachable("loading the cluster's groups and members timed out") }
     }
 
-    private func watch(_ bucket: KeyValueBucket, _ name: String, _ loaded: Monitor<Int>,
-                       _ apply: @escaping @Sendable (KeyValueEntry, Bool) -> Void) throws(NATSError) {
+    private func watch(_ bucket: KeyValueBucket, _ name: String, _ loaded: Monitor<Int>, reload: Bool,
+                       known: @escaping @Sendable () -> [String],
+                       _ apply: @escaping @Sendable (Update, Bool) -> Void) throws(NATSError) {
         let watcher = try bucket.watch(">")
         watchers.withLock { $0.append(watcher) }
         startThread("cluster-\(name)") { [self] in
             var initial = true
+            var seen: Set<String> = []
             while !local.read({ $0.shutDown }) {
                 do throws(NATSError) {
                     switch try watcher.next(timeout: .seconds(1)) {
-                    case .entry(let e)?: apply(e, initial)
+                    case .entry(let e)?:
+                        if initial && reload { seen.insert(e.key) }
+                        apply(Update(e), initial && !reload)
                     case .initialValuesDone?:
+                        if initial && reload, let last = try? js.streamInfo("KV_\(bucket.name)").state.lastSequence {
+                            // Each missing key is asked for by itself before
+                            // it is taken as deleted: a watcher started while
+                            // the bucket's servers change can report its
+                            // initial values done early (seen on three
+                            // servers: a live member taken for gone).
+                            for key in known() where !seen.contains(key) {
+                                guard case .success(nil) = Result(catching: { () throws(NATSError) in try bucket.get(key) }) else { continue }
+                                apply(Update(deleted: key, at: last), false)
+                            }
+                        }
                         if initial { loaded.change { $0 += 1 } }
                         initial = false
                     case nil: continue
@@ -440,25 +536,32 @@ public final class ClusterNode: Sendable {
         }
     }
 
-    private func groupUpdate(_ entry: KeyValueEntry, _ initial: Bool) {
+    private func groupUpdate(_ entry: Update, _ initial: Bool) {
         guard let bytes = ClusterName.decode(entry.key) else { return }
         let name = String(decoding: bytes, as: UTF8.self)
-        let record = entry.operation == .put ? decodeRecord(GroupRecord.self, entry.value) : nil
-        if entry.operation == .put && record == nil { return }
-        view.withLock { v in
+        let record = entry.value.flatMap { decodeRecord(GroupRecord.self, $0) }
+        if entry.value != nil && record == nil { return }
+        let removed = view.withLock { v -> String? in
+            let id = v.groups[name]?.value?.id
             let events = v.applyGroup(name: name, revision: entry.revision, record)
             if !initial { eventQueue.post(events) }
+            return record == nil ? id : nil
+        }
+        // Writes waiting for room in a group that is gone fail now rather
+        // than retry into a deleted stream.
+        if let removed, let writers = local.change({ $0.writers.removeValue(forKey: removed) }) {
+            writers.stop(failing: .notFound)
         }
     }
 
-    private func memberUpdate(_ entry: KeyValueEntry, _ initial: Bool) {
+    private func memberUpdate(_ entry: Update, _ initial: Bool) {
         guard let dot = entry.key.firstIndex(of: "."),
               let bytes = ClusterName.decode(String(entry.key[entry.key.index(after: dot)...]))
         else { return }
         let id = String(entry.key[..<dot])
         let member = String(decoding: bytes, as: UTF8.self)
-        let record = entry.operation == .put ? decodeRecord(MemberRecord.self, entry.value) : nil
-        if entry.operation == .put && record == nil { return }
+        let record = entry.value.flatMap { decodeRecord(MemberRecord.self, $0) }
+        if entry.value != nil && record == nil { return }
         view.withLock { v in
             let events = v.applyMember(group: id, member: member, revision: entry.revision, record)
             if !initial { eventQueue.post(events) }
@@ -466,8 +569,8 @@ public final class ClusterNode: Sendable {
         if record == nil { memberGone(groupId: id, member) }
     }
 
-    private func nodeUpdate(_ entry: KeyValueEntry) {
-        let record = entry.operation == .put ? decodeRecord(NodeRecord.self, entry.value) : nil
+    private func nodeUpdate(_ entry: Update) {
+        let record = entry.value.flatMap { decodeRecord(NodeRecord.self, $0) }
         let now = monotonicNow()
         view.withLock { v in
             if let known = v.nodes[entry.key], known.revision > entry.revision { return }
@@ -525,7 +628,7 @@ public final class ClusterNode: Sendable {
             s.shutDown = true
             for part in s.parts.values { part.delivery.stop() }
             s.parts.removeAll()
-            for writers in s.writers.values { writers.stop() }
+            for writers in s.writers.values { writers.stop(failing: .cancelled) }
             s.writers.removeAll()
         }
         for watcher in watchers.withLock({ $0 }) { watcher.stop() }
@@ -598,7 +701,7 @@ extension ClusterNode {
     /// record has not changed for its timeout is taken for dead. Not while
     /// this node is disconnected (it hears nobody then).
     func checkLiveness() {
-        guard local.read({ $0.connected && !$0.shutDown }) else { return }
+        guard local.read({ $0.connected && !$0.shutDown && !$0.beatFailing }) else { return }
         let now = monotonicNow()
         let dead = view.withLock { v -> [(String, NodeRecord)] in
             v.nodes.compactMap { key, seen in
@@ -623,14 +726,27 @@ extension ClusterNode {
                     keys.append(space.memberKey(group: id, member: name))
                 }
             }
-            v.nodes[key] = nil
             return keys
         }
-        for member in members { try? membersBucket.delete(member) }
+        // Forgotten only once every step succeeded; until then the next
+        // check tries again (the buckets may be electing a leader when a
+        // server died with the node).
+        var done = true
+        for member in members {
+            do { try membersBucket.delete(member) } catch { done = false }
+        }
         for (id, consumer) in record.consumers {
-            try? js.deleteConsumer(stream: space.stream(id), consumer: consumer)
+            do {
+                try js.deleteConsumer(stream: space.stream(id), consumer: consumer)
+            } catch where error.code == .consumerNotFound || error.code == .streamNotFound {
+            } catch {
+                done = false
+            }
             try? connection.publish(subject: space.roomSubject(id))
         }
-        try? nodesBucket.delete(key)
+        guard done, (try? nodesBucket.delete(key)) != nil else { return }
+        view.withLock { v in
+            v.nodes[key] = nil
+        }
     }
 }

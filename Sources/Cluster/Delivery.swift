@@ -195,7 +195,13 @@ final class Delivery: Sendable {
         // wait from running out, and a reconnect hands the consumer over.
         config.ackWait = .seconds(3600)
         config.maxAckPending = Int64(maxAckPending(backlog: backlog))
-        config.inactiveThreshold = node.configuration.timeout
+        // Longer than a stream's leader election (4 to 9 s a round, 15 s
+        // seen) and a hand-over after it: at cluster_timeout (3 s in the
+        // test) a consumer whose leader was being elected expired and took
+        // the 100 messages only it held (`aServerOfThreeDiesMidStream...`).
+        // Other nodes delete a dead node's consumers after cluster_timeout
+        // anyway; this is the backstop when none is left to.
+        config.inactiveThreshold = max(node.configuration.timeout, .seconds(30))
         let stream = node.space.stream(id)
         do {
             _ = try node.js.addConsumer(stream: stream, config)
@@ -217,6 +223,7 @@ final class Delivery: Sendable {
     private var stopped: Bool { state.withLock { $0.stopped } }
 
     private func run() {
+        var failures = 0
         while !stopped {
             let (connected, generation) = node.local.read { ($0.connected && !$0.shutDown, $0.connectionGeneration) }
             if !connected {
@@ -231,8 +238,21 @@ final class Delivery: Sendable {
             let messages: [JetStreamMessage]
             do {
                 messages = try subscription.fetch(batch: fetchBatch, timeout: .seconds(1))
+                failures = 0
             } catch {
-                if !stopped { usleep(100_000) }
+                if stopped { return }
+                failures += 1
+                // The consumer gone while connected (the server's inactive
+                // threshold after a stall, or another node that took this
+                // one for dead): a new one at last delivered + 1 gets what
+                // is still held, in order, none twice.
+                if failures >= 3, case .failure(let e) = Result(catching: { () throws(NATSError) in try node.js.consumerInfo(stream: stream, consumer: consumerName) }),
+                   e.code == .consumerNotFound {
+                    handOver(generation)
+                    failures = 0
+                } else {
+                    usleep(100_000)
+                }
                 continue
             }
             // The last message delivered and not yet acked (AckAll): acked at
@@ -314,12 +334,25 @@ final class Delivery: Sendable {
         }
         do {
             let (name, subscription) = try Delivery.makeConsumer(node, id, startingAt: last + 1, backlog: record.settings.clusterBacklog)
-            state.withLock { s in
+            let stopped = state.withLock { s -> Bool in
                 s.consumer = name
                 s.subscription = subscription
                 s.connectionGeneration = generation
+                return s.stopped
             }
-            try? node.js.deleteConsumer(stream: stream, consumer: old)
+            // The old consumer goes only after a cluster_timeout (its
+            // inactive threshold would remove it by then anyway): deleted
+            // at once, on three servers, it once took the messages it held
+            // with it though the new one had been made to hold them too
+            // (`aServerOfThreeDiesMidStream...`: 200 messages gone, the new
+            // consumer "delivered" past them); a server that has not yet
+            // learnt of the new consumer sees no other interest.
+            node.timers.after(node.configuration.timeout) { [node, stream] in
+                try? node.js.deleteConsumer(stream: stream, consumer: old)
+            }
+            // Stopped meanwhile (its last member gone): whoever stopped it
+            // deleted the consumer it knew, which was the old one.
+            if stopped { try? node.js.deleteConsumer(stream: stream, consumer: name) }
         } catch {
             usleep(100_000)
         }

@@ -60,10 +60,16 @@ extension ClusterNode {
         for writers in all { writers.failParked(.unreachable("disconnected from NATS")) }
     }
 
+    /// docs/cluster.md, "Reconnect": settle and retry writes, beat, and
+    /// re-read the buckets (delivery loops hand their consumers over by
+    /// themselves). Off nats.c's callback thread: these are requests.
     func reconnected() {
-        let all = local.read { Array($0.writers.values) }
-        for writers in all { writers.reconnected() }
-        heartbeat()
+        startThread("cluster-reconnect") { [self] in
+            let all = local.read { Array($0.writers.values) }
+            for writers in all { writers.reconnected() }
+            heartbeat()
+            try? startWatchers(reload: true)
+        }
     }
 }
 
@@ -255,14 +261,14 @@ final class Writers: Sendable {
         for write in parked { write.resume() }
     }
 
-    func stop() {
+    func stop(failing error: ClusterError) {
         let (subs, parked) = state.withLock { s -> ([NATSClient.Subscription], [Write]) in
             s.stopped = true
             defer { s.subscription = nil; s.advisories = nil; s.parked.removeAll() }
             return ([s.subscription, s.advisories].compactMap { $0 }, s.parked)
         }
         for sub in subs { sub.unsubscribe() }
-        for write in parked { write.fail(.cancelled) }
+        for write in parked { write.fail(error) }
     }
 }
 

@@ -11,9 +11,13 @@ final class TestNode: @unchecked Sendable {
     let node: ClusterNode
     let events = Recorder<ClusterEvent>()
 
-    init(_ servers: NATSServers, _ name: String, timeout: Duration = .seconds(1), space: String = "mcastfs") throws(ClusterError) {
+    convenience init(_ servers: NATSServers, _ name: String, timeout: Duration = .seconds(1), space: String = "mcastfs") throws(ClusterError) {
+        try self.init(urls: servers.urls, name, timeout: timeout, space: space)
+    }
+
+    init(urls: [String], _ name: String, timeout: Duration = .seconds(1), space: String = "mcastfs") throws(ClusterError) {
         let events = self.events
-        node = try ClusterNode(ClusterConfiguration(servers: servers.urls, node: name, timeout: timeout, space: space)) { events.append($0) }
+        node = try ClusterNode(ClusterConfiguration(servers: urls, node: name, timeout: timeout, space: space)) { events.append($0) }
     }
 
     deinit { node.shutDown() }

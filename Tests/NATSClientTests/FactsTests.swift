@@ -104,6 +104,61 @@ func publishOne(_ js: JetStream, _ stream: String, _ text: String, id: String? =
         #expect(!late.duplicate && late.sequence == first.sequence + 1)
     }
 
+    @Test func aDuplicateIsAnsweredBeforeTheExpectedLastMessageIdIsChecked() throws {
+        // The retry of a chained publish whose PubAck was lost, sent after
+        // the chain went on (later messages stored): answered "duplicate",
+        // or refused for its stale expected last message id?
+        let servers = try NATSServers()
+        let (_, js) = try connect(servers)
+        _ = try js.addStream(groupStream("G", backlog: 100))
+        _ = try js.addConsumer(stream: "G", nodeConsumer("a"))
+        _ = try publishOne(js, "G", "0", id: "c.0")
+        let first = try js.publish(subject: "mcastfs.g.G", payload: bytes("1"), options: PublishOptions(msgId: "c.1", expectLastMessageId: "c.0"))
+        _ = try js.publish(subject: "mcastfs.g.G", payload: bytes("2"), options: PublishOptions(msgId: "c.2", expectLastMessageId: "c.1"))
+        let retry = Result { () throws(NATSError) in
+            try js.publish(subject: "mcastfs.g.G", payload: bytes("1"), options: PublishOptions(msgId: "c.1", expectLastMessageId: "c.0"))
+        }
+        print("a chained retry after the chain went on: \(retry)")
+        #expect(retry == .success(PubAck(stream: "G", sequence: first.sequence, duplicate: true)))
+    }
+
+    @Test func afterARestartAStoredMessageIsStillADuplicate() throws {
+        // A probe after a server restart (its PubAck lost with the server)
+        // must still find a message stored before the restart.
+        let servers = try NATSServers()
+        var options = ConnectionOptions(servers: servers.urls)
+        options.reconnectWait = .milliseconds(50)
+        let connection = try NATSConnection(options)
+        let js = try JetStream(connection)
+        _ = try js.addStream(groupStream("G", backlog: 100_000))
+        _ = try js.addConsumer(stream: "G", nodeConsumer("a"))
+        for i in 0..<5000 {
+            try [UInt8]([1]).withUnsafeBytes { b in
+                try js.publishAsync(subject: "mcastfs.g.G", payload: b, msgId: "r.\(i)") { _ in }
+            }
+        }
+        usleep(20_000)
+        servers.kill(0)
+        try servers.restart(0)
+        var last: UInt64 = 0
+        for _ in 0..<100 {
+            if let info = try? js.streamInfo("G") { last = info.state.lastSequence; break }
+            usleep(50_000)
+        }
+        usleep(1_000_000)  // what nats.c buffered meanwhile is in
+        last = try js.streamInfo("G").state.lastSequence
+        var duplicates = 0, refused = 0
+        for i in 0..<Int(min(last, 5000)) {
+            let probe = PublishOptions(msgId: "r.\(i)", expectLastSequence: .max)
+            switch Result(catching: { () throws(NATSError) in try js.publish(subject: "mcastfs.g.G", payload: bytes("p"), options: probe) }) {
+            case .success(let ack): if ack.duplicate { duplicates += 1 }
+            case .failure: refused += 1
+            }
+        }
+        print("after a restart: \(last) stored, probes: \(duplicates) duplicates, \(refused) refused")
+        #expect(duplicates == Int(min(last, 5000)) && refused == 0)
+    }
+
     @Test func aRefusedPublishDoesNotRecordItsMessageID() throws {
         let servers = try NATSServers()
         let (_, js) = try connect(servers)
