@@ -24,6 +24,9 @@ extension ClusterNode {
                 let delivery = try Delivery.start(self, record, sink)
                 local.change { $0.parts[id] = LocalPart(delivery: delivery) }
                 made = delivery
+                // At once, not at the next beat: the record lists the
+                // consumers another node deletes should this one die.
+                heartbeat()
             }
             do throws(ClusterError) {
                 // After the consumer exists: everything stored after S_join

@@ -141,6 +141,17 @@ public struct IncomingMessage: Sendable {
     public var senderNode: String
     public var senderMember: String?
     public var privateTo: String?
+
+    /// For tests of what sits behind a sink; the engine makes them from the
+    /// stream's messages.
+    public init(sequence: UInt64, time: UInt64, payload: Message, senderNode: String, senderMember: String? = nil, privateTo: String? = nil) {
+        self.sequence = sequence
+        self.time = time
+        self.payload = payload
+        self.senderNode = senderNode
+        self.senderMember = senderMember
+        self.privateTo = privateTo
+    }
 }
 
 /// Where a node's consumer of a group hands the group's messages.

@@ -34,9 +34,10 @@ import Testing
         usleep(300_000)
         #expect(sink.sequences == Array(1...40))
         #expect(sink.payloads == (0..<20).map { "before\($0)" } + (0..<20).map { "after\($0)" })
-        // Handed over: one consumer, not the first one.
+        // Handed over: one consumer, once the old one is deleted a
+        // cluster_timeout after the hand-over.
         let (_, js) = try connect(servers)
-        #expect(try js.streamInfo("mcastfs_G\(made.id)").state.consumers == 1)
+        #expect(Recorder<Int>().wait(timeout: .seconds(8)) { _ in (try? js.streamInfo("mcastfs_G\(made.id)").state.consumers) == 1 })
         // The buckets' watchers resumed: a change after the outage is seen.
         try a.node.makeGroup(groupRecord("later"))
         #expect(a.events.wait(timeout: .seconds(2)) { $0.contains { if case .groupChanged(let g) = $0 { g.name == "later" } else { false } } })
