@@ -700,11 +700,30 @@ extension ClusterNode {
     /// docs/cluster.md, "Nodes, liveness and uniqueness": a node whose
     /// record has not changed for its timeout is taken for dead. Not while
     /// this node is disconnected (it hears nobody then).
+    ///
+    /// Nor while it does not hear its own heartbeats back through its
+    /// watcher: then the nodes bucket is electing a leader (no heartbeat is
+    /// stored), or its watcher was on a server that died (nats.c replaces
+    /// it only after 5 s of missed idle heartbeats), and it hears nobody
+    /// else either. Once it hears itself again, every other node's clock
+    /// restarts from then: their beats of the gap were never heard.
     func checkLiveness() {
         guard local.read({ $0.connected && !$0.shutDown && !$0.beatFailing }) else { return }
         let now = monotonicNow()
+        let ownKey = space.nodeKey(configuration.node)
+        let hearing = configuration.heartbeatInterval * 3
         let dead = view.withLock { v -> [(String, NodeRecord)] in
-            v.nodes.compactMap { key, seen in
+            let ownSeen = v.nodes[ownKey]?.seen ?? now
+            if now - ownSeen > hearing {
+                v.deaf = true
+                return []
+            }
+            if v.deaf {
+                v.deaf = false
+                for key in v.nodes.keys where key != ownKey { v.nodes[key]?.seen = now }
+                return []
+            }
+            return v.nodes.compactMap { key, seen in
                 guard let record = seen.record, record.node != configuration.node,
                       now - seen.seen > .milliseconds(record.timeoutMs)
                 else { return nil }

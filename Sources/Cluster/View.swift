@@ -51,6 +51,9 @@ struct View: Sendable {
     /// watchers are separate threads): reported right after the group.
     var early: [String: [(member: String, record: MemberRecord?)]] = [:]
     var nodes: [String: NodeSeen] = [:]
+    /// True while this node does not hear its own heartbeats back through
+    /// its watcher: it then hears nobody, and judges nobody (checkLiveness).
+    var deaf = false
 
     struct NodeSeen: Sendable {
         var revision: UInt64

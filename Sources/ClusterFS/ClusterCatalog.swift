@@ -72,12 +72,12 @@ public final class ClusterCatalog: SharedCatalog {
         }
     }
 
-    public func changeOwnership(of group: String, permissions: FilePermissions, owner: Caller) throws(Errno) {
+    public func changeOwnership(of group: String, permissions: FilePermissions?, uid: UserID?, gid: GroupID?) throws(Errno) {
         try mapped { () throws(ClusterError) in
             try cluster.updateGroup(group) { record in
-                record.mode = UInt32(permissions.rawValue)
-                record.uid = owner.uid.rawValue
-                record.gid = owner.gid.rawValue
+                if let permissions { record.mode = UInt32(permissions.rawValue) }
+                if let uid { record.uid = uid.rawValue }
+                if let gid { record.gid = gid.rawValue }
             }
         }
     }

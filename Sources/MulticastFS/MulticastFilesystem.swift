@@ -97,8 +97,7 @@ public final class MulticastFilesystem: Sendable {
             return (namespace.attributes(of: node), shared)
         }
         if let catalog, let shared {
-            try catalog.changeOwnership(of: shared, permissions: attributes.mode.permissions,
-                                        owner: Caller(uid: attributes.uid, gid: attributes.gid))
+            try catalog.changeOwnership(of: shared, permissions: changes.permissions, uid: changes.uid, gid: changes.gid)
         }
         return attributes
     }

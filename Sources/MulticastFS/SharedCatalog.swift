@@ -29,8 +29,10 @@ public protocol SharedCatalog: Sendable {
     func configure(_ group: String, settings: GroupSettings) throws(Errno)
 
     /// chmod or chown of a group directory, done here already: every other
-    /// mount shows the same.
-    func changeOwnership(of group: String, permissions: FilePermissions, owner: Caller) throws(Errno)
+    /// mount shows the same. Only what the call changed is given (nil: as
+    /// it is), so that a chown here does not undo a chmod made elsewhere
+    /// that this mount has not heard of yet.
+    func changeOwnership(of group: String, permissions: FilePermissions?, uid: UserID?, gid: GroupID?) throws(Errno)
 
     /// A member that just joined `local` here claims its name in the group
     /// on every mount (EEXIST: taken elsewhere; the caller then makes it

@@ -415,7 +415,7 @@ WATCHER_LOST = (
     # Fixed: a node whose own heartbeat cannot be stored judges nobody
     # (ClusterNode.checkLiveness); HEARTBEATS_STALL says what it was.
     pytest.param("nodes_bucket_election"),
-    pytest.param("watchers_on_the_dead_server", marks=pytest.mark.xfail(strict=True, reason=WATCHER_LOST)),
+    pytest.param("watchers_on_the_dead_server"),
 ])
 def test_nodes_outlive_a_server_of_three(case, nats_cluster, mount_factory):
     """Three live nodes at cluster_timeout=2, a member on each; one server is
