@@ -368,7 +368,8 @@ def parse_status(text: str) -> Status:
     status = Status(text=text)
     assert text.endswith("\n"), f"status does not end with a newline: {text!r}"
     lines = text[:-1].split("\n")
-    status.lines = lines
+    # The group's own lines; the user lines are in `users`.
+    status.lines = [line for line in lines if not line.startswith("user ")]
     for i, line in enumerate(lines):
         m = STATUS_LINE.match(line)
         assert m, f"status line {i + 1} is not `KIND NAME KEY=VALUE ...`: {line!r}"

@@ -197,3 +197,10 @@ def test_one_user_flooding_a_shared_mount_stays_bounded_and_others_keep_flowing(
     # Without the limit the slow members would hold everything accepted.
     assert tries * 65536 > 4 * limit
     assert (rss_after - rss_before) * 1024 < 3 * limit + (32 << 20)
+
+
+@pytest.mark.parametrize("option", ["user_groups=0", "user_members=0", "user_bytes=0", "user_bytes=x", "user_members="])
+def test_a_bad_limit_is_one_line_and_exit_1(mcastfs_bin, tmp_path, option):
+    res = subprocess.run([mcastfs_bin, str(tmp_path), "-f", "-o", option], capture_output=True, text=True, timeout=10)
+    assert res.returncode == 1, res
+    assert len(res.stderr.strip().splitlines()) == 1 and option.split("=")[0] in res.stderr, res.stderr
