@@ -122,9 +122,17 @@ public final class Group: Sendable {
     // MARK: Membership
 
     /// Adds a member with the group's default settings, or `settings` if given.
-    public func join(_ memberName: String, settings memberSettings: MemberSettings? = nil) throws(DeliveryError) -> Member {
+    /// With `account`, what is queued for it (and its peer queue) is charged
+    /// there, and it is full while the account is at its limit (Account.swift).
+    public func join(_ memberName: String, settings memberSettings: MemberSettings? = nil,
+                     account: Account? = nil) throws(DeliveryError) -> Member {
         if let memberSettings { try memberSettings.validate() }
-        let memberState = try state.withLock { $0.join(memberName, settings: memberSettings) }.get()
+        let memberState = try state.withLock { state in
+            let joined = state.join(memberName, settings: memberSettings, account: account)
+            // In the same lock hold: registered before any room check sees it.
+            if case .success = joined { account?.register(self) }
+            return joined
+        }.get()
         return Member(group: self, state: memberState)
     }
 

@@ -49,18 +49,48 @@ package final class MemberState: @unchecked Sendable {
     /// In a relayed group, the member receives only messages numbered above
     /// this (`Member.receiveOnly(after:)`, Relay.swift).
     @exclusivity(unchecked) var receivesAfter: UInt64 = 0
+    /// What the member's queued bytes are charged to, with its peer queue's
+    /// (Account.swift); nil: no limit beyond its own queue's.
+    let account: Account?
 
-    package init(id: UInt64, name: String, settings: MemberSettings, peer: MemberState? = nil) {
+    package init(id: UInt64, name: String, settings: MemberSettings, peer: MemberState? = nil, account: Account? = nil) {
         self.id = id
         self.name = name
         self.settings = settings
         self.peer = peer
+        self.account = account
     }
 
-    /// Full: it holds `capacity` messages or `queueBytes` bytes. A queue that is
-    /// not full accepts one more message whole, like a socket's receive buffer;
-    /// an empty queue therefore always accepts one message.
-    var isFull: Bool { queue.count >= settings.capacity || queuedBytes >= settings.queueBytes }
+    /// What is still queued when the last reference goes (the member left,
+    /// its last reader closed) leaves its account. Handles and actions hold
+    /// member states, so the last release is never under a group lock, and
+    /// the wake-up may take group locks.
+    deinit {
+        if let account, queuedBytes != 0, account.release(queuedBytes) { account.wakeGroups() }
+    }
+
+    /// Full: it holds `capacity` messages or `queueBytes` bytes, or its
+    /// account is at its limit. A queue that is not full accepts one more
+    /// message whole, like a socket's receive buffer; an empty queue whose
+    /// account is below its limit therefore always accepts one message.
+    var isFull: Bool {
+        queue.count >= settings.capacity || queuedBytes >= settings.queueBytes || account?.isFull == true
+    }
+
+    /// `count` bytes entered the queue.
+    @inline(__always)
+    func queued(_ count: Int) {
+        queuedBytes += count
+        account?.charge(count)
+    }
+
+    /// `count` bytes left the queue; a release that takes the account below
+    /// its limit wakes, after the lock, whom it held back.
+    @inline(__always)
+    func unqueued(_ count: Int, actions: inout [Action]) {
+        queuedBytes -= count
+        if let account, account.release(count) { actions.append(.wake(account)) }
+    }
 
     /// Holds senders back: full and not drop-when-full.
     var isBlocking: Bool { !settings.dropWhenFull && isFull }
@@ -180,6 +210,9 @@ enum Action: Sendable {
     case completeSend(ParkedSend, Result<BatchReceipt, DeliveryError>)
     /// Poll watches whose readiness may have changed (they poll again).
     case notify([UInt64: @Sendable () -> Void])
+    /// An account went below its limit: every group where it has members
+    /// looks again at what it held back (Account.swift).
+    case wake(Account)
 }
 
 extension [Action] {
@@ -192,6 +225,7 @@ extension [Action] {
             case .completeReceive(let receive, let result): receive.completion(result)
             case .completeSend(let send, let result): send.complete(result)
             case .notify(let watches): for notify in watches.values { notify() }
+            case .wake(let account): account.wakeGroups()
             }
         }
     }
@@ -418,13 +452,18 @@ struct GroupState: ~Copyable, Sendable {
     }
 
     /// `message` into one recipient's queue, or handed to its parked receive,
-    /// or dropped if it is full (only a drop-when-full member can be).
+    /// or dropped if it is full and drop-when-full. A member that holds
+    /// senders back passed the room check in this lock hold, but its account
+    /// is shared with other groups and may have reached its limit since: it
+    /// takes the message all the same (the account passes its limit by less
+    /// than a message, Account.swift), as dropping it would lose a message
+    /// that member was promised.
     @inline(__always)
     func enqueue(
         _ message: Message, sequence: UInt64, into member: MemberState, tracksRoom: Bool, tally: inout Tally,
         actions: inout [Action]
     ) {
-        if member.isFull {
+        if member.isFull && member.settings.dropWhenFull {
             member.dropped &+= 1
             if member.dropsPending < .max { member.dropsPending += 1 }
             tally.dropped += 1
@@ -437,7 +476,7 @@ struct GroupState: ~Copyable, Sendable {
         // A parked receive implies an empty queue: hand the message over.
         if member.parkedReceives.isEmpty || !handOver(message, droppedBefore: dropsBefore, in: member, actions: &actions) {
             member.queue.append(message)
-            member.queuedBytes += message.count
+            member.queued(message.count)
             if dropsBefore != 0 { member.dropMarks.append(DropMark(sequence: sequence, drops: dropsBefore)) }
             if tracksRoom && member.isBlocking { tally.roomLeft = false }
             fireReadWatches(of: member, actions: &actions)
@@ -529,7 +568,7 @@ struct GroupState: ~Copyable, Sendable {
             return member.present ? nil : .endOfStream
         }
         let wasBlocking = member.isBlocking
-        let received = dequeue(from: member, for: reader, limit: limit)
+        let received = dequeue(from: member, for: reader, limit: limit, actions: &actions)
         if wasBlocking && !member.isBlocking { roomAppeared(at: member, actions: &actions) }
         return received
     }
@@ -539,9 +578,9 @@ struct GroupState: ~Copyable, Sendable {
     // Inlined: as a call it cost each receive about 25 more instructions
     // (callgrind, core-bench's fan-out rows).
     @inline(__always)
-    private func dequeue(from member: MemberState, for reader: ReaderState, limit: ReceiveLimit) -> Received {
+    private func dequeue(from member: MemberState, for reader: ReaderState, limit: ReceiveLimit, actions: inout [Action]) -> Received {
         let message = member.queue.removeFirst()
-        member.queuedBytes -= message.count
+        member.unqueued(message.count, actions: &actions)
         let first = MessageChunk(message: message, range: 0..<message.count, droppedBefore: member.dropsBefore(message))
         var bytes = limit.framing.size(of: message)
         guard limit.maxMessages > 1, let second = member.queue.first,
@@ -555,7 +594,7 @@ struct GroupState: ~Copyable, Sendable {
         while chunks.count < limit.maxMessages, let next = member.queue.first,
               bytes + limit.framing.size(of: next) <= limit.maxBytes {
             bytes += limit.framing.size(of: next)
-            member.queuedBytes -= next.count
+            member.unqueued(next.count, actions: &actions)
             let message = member.queue.removeFirst()
             chunks.append(MessageChunk(message: message, range: 0..<next.count, droppedBefore: member.dropsBefore(message)))
         }
@@ -625,7 +664,7 @@ struct GroupState: ~Copyable, Sendable {
             return
         }
         member.queue.prepend(message)
-        member.queuedBytes += message.count
+        member.queued(message.count)
         if chunk.droppedBefore != 0 {
             member.dropMarks.prepend(DropMark(sequence: message.sequence, drops: chunk.droppedBefore))
         }
@@ -636,13 +675,15 @@ struct GroupState: ~Copyable, Sendable {
 
     /// Adds a member with the group's defaults, or `memberSettings` (already
     /// validated) if given.
-    mutating func join(_ name: String, settings memberSettings: MemberSettings?) -> Result<MemberState, DeliveryError> {
+    mutating func join(_ name: String, settings memberSettings: MemberSettings?, account: Account? = nil) -> Result<MemberState, DeliveryError> {
         guard !closed else { return .failure(.groupClosed) }
         guard membersByName[ExactName(name)] == nil else { return .failure(.memberExists) }
         let defaults = MemberSettings(capacity: settings.capacity, queueBytes: settings.queueBytes, sendToPeer: settings.sendToPeer)
         let chosen = memberSettings ?? defaults
-        let peer = MemberState(id: makeID(), name: name, settings: chosen.ofPeer)
-        let member = MemberState(id: makeID(), name: name, settings: chosen, peer: peer)
+        // The peer queue is charged to the member's account: it fills with
+        // what the member sends.
+        let peer = MemberState(id: makeID(), name: name, settings: chosen.ofPeer, account: account)
+        let member = MemberState(id: makeID(), name: name, settings: chosen, peer: peer, account: account)
         members.append(member)
         membersByName[ExactName(name)] = member
         subscriptions.add(member)

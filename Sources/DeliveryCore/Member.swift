@@ -10,6 +10,9 @@ public final class Member: Sendable {
         self.state = Guarded(state)
     }
 
+    /// What the member's queued bytes are charged to (`Group.join`).
+    public var account: Account? { group.state.withLock { state(&$0).account } }
+
     public var settings: MemberSettings {
         group.state.withLock { state(&$0).settings }
     }
@@ -24,7 +27,11 @@ public final class Member: Sendable {
     /// the end of the stream. What is queued stays readable. Leaving twice does
     /// nothing.
     public func leave() {
-        group.locked { groupState, actions in groupState.leave(state(&groupState), actions: &actions) }
+        group.locked { groupState, actions in
+            let memberState = state(&groupState)
+            if memberState.present, let account = memberState.account { account.unregister(group) }
+            groupState.leave(memberState, actions: &actions)
+        }
     }
 
     /// A new reader of this member's queue (one per open file). Readers of one

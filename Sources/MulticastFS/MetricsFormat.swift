@@ -69,12 +69,31 @@ public enum MetricsFormat {
         },
     ]
 
-    /// Every family's name, in the order `render` writes them.
-    public static var familyNames: [String] {
-        ["mcastfs_groups"] + groupFamilies.map(\.name) + memberFamilies.map(\.name)
+    private struct UserFamily: Sendable {
+        let name: String
+        let help: String
+        let value: @Sendable (UserUsage) -> Int
     }
 
-    public static func render(_ groups: [GroupSnapshot]) -> String {
+    /// Limits per user: what counts against each, by the charged owner's uid
+    /// (status: the `user` lines).
+    private static let userFamilies: [UserFamily] = [
+        UserFamily(name: "mcastfs_user_groups", help: "Groups the user owns, against user_groups (status: user groups).") { $0.groups },
+        UserFamily(name: "mcastfs_user_members", help: "Members the user owns, against user_members (status: user members).") {
+            $0.members
+        },
+        UserFamily(name: "mcastfs_user_queued_bytes",
+                   help: "Bytes queued in the members the user owns, against user_bytes (status: user queued_bytes).") {
+            $0.queuedBytes
+        },
+    ]
+
+    /// Every family's name, in the order `render` writes them.
+    public static var familyNames: [String] {
+        ["mcastfs_groups"] + groupFamilies.map(\.name) + memberFamilies.map(\.name) + userFamilies.map(\.name)
+    }
+
+    public static func render(_ groups: [GroupSnapshot], users: [UserUsage] = []) -> String {
         var text = ""
         header(&text, "mcastfs_groups", .gauge, "Groups in the filesystem.")
         text += "mcastfs_groups \(groups.count)\n"
@@ -95,6 +114,10 @@ public enum MetricsFormat {
                     text += "\(family.name){\(labels)} \(family.value(member))\n"
                 }
             }
+        }
+        for family in userFamilies {
+            header(&text, family.name, .gauge, family.help)
+            for user in users { text += "\(family.name){uid=\"\(user.uid)\"} \(family.value(user))\n" }
         }
         return text
     }

@@ -27,6 +27,8 @@ public final class MulticastFilesystem: Sendable {
     private let openFiles = OpenFileTable()
     /// The groups and members shared with other mounts; nil on one machine.
     let catalog: (any SharedCatalog)?
+    /// What each user owns, against the limits per user (UserLimits.swift).
+    let users: UserTable
 
     /// - Parameters:
     ///   - owner: owns the root directory (the user who mounted).
@@ -34,10 +36,14 @@ public final class MulticastFilesystem: Sendable {
     ///   - catalog: the cluster this mount shares its groups with
     ///     (SharedCatalog.swift); it tells the filesystem of groups made,
     ///     changed and removed elsewhere through `adoptGroup` and friends.
-    public init(owner: Caller, defaults: GroupSettings = GroupSettings(), catalog: (any SharedCatalog)? = nil) throws(Errno) {
+    ///   - limits: what each user may own (groups, members, queued bytes).
+    public init(owner: Caller, defaults: GroupSettings = GroupSettings(), catalog: (any SharedCatalog)? = nil,
+                limits: UserLimits = UserLimits()) throws(Errno) {
         do throws(DeliveryError) { try defaults.validate() } catch { throw .invalidArgument }
+        guard limits.groups > 0, limits.members > 0, limits.bytes > 0 else { throw .invalidArgument }
         self.defaults = defaults
         self.catalog = catalog
+        self.users = UserTable(limits: limits)
         let root = Node(ino: Self.rootInode, kind: .root, permissions: [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute],
                         owner: owner, content: .root)
         root.lookups = 1  // the kernel holds the root for the whole mount
@@ -129,21 +135,41 @@ public final class MulticastFilesystem: Sendable {
             try Names.validate(name)
             guard namespace.groups[ExactName(name)] == nil else { throw .fileExists }
         }
+        // The caller's count of groups is taken first (EDQUOT), and given
+        // back if no group is made.
+        let users = users
+        let charge = { (node: Node) in if case .group(let directory) = node.content { users.charged(directory.group, .group, to: caller.uid) } }
         guard let catalog else {
             return try withNamespace { (namespace) throws(Errno) in
                 try check(&namespace)
-                return namespace.reference(try Self.insertGroup(name, settings: defaults, sequencer: nil, permissions: permissions,
-                                                                owner: caller, in: &namespace))
+                _ = try users.take(.group, for: caller.uid)
+                do throws(Errno) {
+                    let node = try Self.insertGroup(name, settings: defaults, sequencer: nil, permissions: permissions,
+                                                    owner: caller, in: &namespace)
+                    charge(node)
+                    return namespace.reference(node)
+                } catch {
+                    users.untake(.group, for: caller.uid)
+                    throw error
+                }
             }
         }
         // Claimed everywhere first, outside the namespace lock (a round
         // trip); the claim's own news may come back and insert it before us.
         try withNamespace { (namespace) throws(Errno) in try check(&namespace) }
-        let sequencer = try catalog.makeGroup(name, owner: caller, permissions: permissions, settings: defaults)
-        return try withNamespace { (namespace) throws(Errno) in
-            if let node = namespace.groups[ExactName(name)] { return namespace.reference(node) }
-            return namespace.reference(try Self.insertGroup(name, settings: defaults, sequencer: sequencer, permissions: permissions,
-                                                            owner: caller, in: &namespace))
+        _ = try users.take(.group, for: caller.uid)
+        do throws(Errno) {
+            let sequencer = try catalog.makeGroup(name, owner: caller, permissions: permissions, settings: defaults)
+            return try withNamespace { (namespace) throws(Errno) in
+                let node = if let node = namespace.groups[ExactName(name)] { node } else {
+                    try Self.insertGroup(name, settings: defaults, sequencer: sequencer, permissions: permissions, owner: caller, in: &namespace)
+                }
+                charge(node)
+                return namespace.reference(node)
+            }
+        } catch {
+            users.untake(.group, for: caller.uid)
+            throw error
         }
     }
 
@@ -241,6 +267,7 @@ public final class MulticastFilesystem: Sendable {
         try withNamespace { (namespace) throws(Errno) in
             guard let node = namespace.groups[ExactName(name)], case .group(let directory) = node.content else { throw .noSuchFileOrDirectory }
             do throws(DeliveryError) { try directory.group.close() } catch { throw Errno(error) }
+            users.release(directory.group)
             namespace.groups[ExactName(name)] = nil
             namespace.groupOrder.removeAll { $0 == ExactName(name) }
             for ino in [directory.send, directory.control, directory.status, directory.frames, directory.peers] {
@@ -265,7 +292,7 @@ public final class MulticastFilesystem: Sendable {
                 if flags.options.contains(.exclusiveCreate) { throw .fileExists }
                 return (existing, namespace.reference(existing), false)
             }
-            let node = try Self.join(directory, name: name, permissions: permissions, caller: caller, in: &namespace)
+            let node = try Self.join(directory, name: name, permissions: permissions, caller: caller, users: users, in: &namespace)
             return (node, namespace.reference(node), true)
         }
         do throws(Errno) {
@@ -285,7 +312,7 @@ public final class MulticastFilesystem: Sendable {
             if case .root = try namespace.node(parent).content { throw .notPermitted }
             let directory = try namespace.groupDirectory(parent)
             if Names.reserved.contains(name) || directory.members[ExactName(name)] != nil { throw .fileExists }
-            let node = try Self.join(directory, name: name, permissions: mode.permissions, caller: caller, in: &namespace)
+            let node = try Self.join(directory, name: name, permissions: mode.permissions, caller: caller, users: users, in: &namespace)
             return (node, namespace.reference(node))
         }
         do throws(Errno) {
@@ -305,16 +332,26 @@ public final class MulticastFilesystem: Sendable {
         do throws(Errno) {
             try catalog.join(member, of: directory.group, owner: caller, permissions: permissions)
         } catch {
-            _ = namespace.withLock { namespace in Self.unlinkMember(member.name, of: directory, in: &namespace) }
+            _ = namespace.withLock { namespace in Self.unlinkMember(member.name, of: directory, users: users, in: &namespace) }
             throw error
         }
     }
 
-    private static func join(_ directory: GroupDirectory, name: String, permissions: FilePermissions, caller: Caller, in namespace: inout Namespace) throws(Errno) -> Node {
+    private static func join(_ directory: GroupDirectory, name: String, permissions: FilePermissions, caller: Caller,
+                             users: UserTable, in namespace: inout Namespace) throws(Errno) -> Node {
         try Names.validate(name)
         if Names.reserved.contains(name) { throw .fileExists }
+        // The caller's count of members first (EDQUOT); its account is what
+        // the member's queue charges.
+        let account = try users.take(.member, for: caller.uid)
         let member: Member
-        do throws(DeliveryError) { member = try directory.group.join(name) } catch { throw Errno(error) }
+        do throws(DeliveryError) {
+            member = try directory.group.join(name, account: account)
+        } catch {
+            users.untake(.member, for: caller.uid)
+            throw Errno(error)
+        }
+        users.charged(member, .member, to: caller.uid)
         let node = namespace.makeNode(.member, permissions: permissions, owner: caller, content: .member(directory, member))
         directory.members[ExactName(name)] = node.ino
         directory.memberOrder.append(ExactName(name))
@@ -342,7 +379,7 @@ public final class MulticastFilesystem: Sendable {
             }
             let directory = try namespace.groupDirectory(parent)
             if Names.reserved.contains(name) { throw .notPermitted }
-            guard Self.unlinkMember(name, of: directory, in: &namespace) else { throw .noSuchFileOrDirectory }
+            guard Self.unlinkMember(name, of: directory, users: users, in: &namespace) else { throw .noSuchFileOrDirectory }
             return directory.group.name
         }
         catalog?.leave(name, of: group)
@@ -353,18 +390,19 @@ public final class MulticastFilesystem: Sendable {
     public func evictMember(_ name: String, of group: String) {
         namespace.withLock { namespace in
             guard case .group(let directory)? = namespace.groups[ExactName(group)]?.content else { return }
-            _ = Self.unlinkMember(name, of: directory, in: &namespace)
+            _ = Self.unlinkMember(name, of: directory, users: users, in: &namespace)
         }
     }
 
     /// NAME leaves, and its entry and peer file are unlinked. False: no such member.
-    private static func unlinkMember(_ name: String, of directory: GroupDirectory, in namespace: inout Namespace) -> Bool {
+    private static func unlinkMember(_ name: String, of directory: GroupDirectory, users: UserTable, in namespace: inout Namespace) -> Bool {
         guard let ino = directory.members.removeValue(forKey: ExactName(name)),
               let node = namespace.nodes[ino], case .member(_, let member) = node.content else {
             return false
         }
         directory.memberOrder.removeAll { $0 == ExactName(name) }
         member.leave()
+        users.release(member)
         namespace.unlink(node)
         if let peer = directory.peerFiles.removeValue(forKey: ExactName(name)) { namespace.unlink(namespace.entry(peer)) }
         namespace.touch(namespace.entry(directory.directory))
@@ -392,7 +430,7 @@ public final class MulticastFilesystem: Sendable {
             throw .isDirectory
         case .metrics:
             guard !access.writes else { throw .permissionDenied }
-            content = .status(Array(MetricsFormat.render(groupSnapshots()).utf8))
+            content = .status(Array(MetricsFormat.render(groupSnapshots(), users: users.usage).utf8))
         case .send(let directory):
             guard !access.reads else { throw .permissionDenied }
             content = .send(directory.group)
@@ -403,9 +441,9 @@ public final class MulticastFilesystem: Sendable {
             guard !access.writes else { throw .permissionDenied }
             let snapshot = directory.group.snapshot()
             let text = if let catalog {
-                StatusFormat.render(snapshot, node: catalog.node, remote: catalog.remoteMembers(of: snapshot.name))
+                StatusFormat.render(snapshot, node: catalog.node, remote: catalog.remoteMembers(of: snapshot.name), users: users.usage)
             } else {
-                StatusFormat.render(snapshot)
+                StatusFormat.render(snapshot, users: users.usage)
             }
             content = .status(Array(text.utf8))
         case .member(_, let member):

@@ -9,7 +9,8 @@ public import DeliveryCore
 /// mount, each with `node=NAME` last; those of other mounts with the counters
 /// their node last reported, and their peer queues (which live there) as 0.
 public enum StatusFormat {
-    public static func render(_ snapshot: GroupSnapshot, node: String? = nil, remote: [RemoteMember] = []) -> String {
+    public static func render(_ snapshot: GroupSnapshot, node: String? = nil, remote: [RemoteMember] = [],
+                              users: [UserUsage] = []) -> String {
         let settings = snapshot.settings
         var text = "group \(snapshot.name) send=\(settings.sendPolicy.rawValue) capacity=\(settings.capacity)"
             + " queue_bytes=\(settings.queueBytes) max_message=\(settings.maxMessage)"
@@ -31,7 +32,17 @@ public enum StatusFormat {
                 + " send_to_peer=\(bit(member.settings.sendToPeer)) peer_queued=0 peer_full=0"
                 + " subscribe=\(member.settings.subscribe.text)" + nodeKey(member.node) + "\n"
         }
+        text += userLines(users)
         return text
+    }
+
+    /// Limits per user: after every member, one line per user who owns
+    /// something on the mount (the owner charged at creation), with what
+    /// counts against `user_groups`, `user_members` and `user_bytes`.
+    ///
+    ///     user UID groups=N members=N queued_bytes=N
+    private static func userLines(_ users: [UserUsage]) -> String {
+        users.map { "user \($0.uid) groups=\($0.groups) members=\($0.members) queued_bytes=\($0.queuedBytes)\n" }.joined()
     }
 
     /// After `subscribe=`, whose value may be empty: a parser that splits

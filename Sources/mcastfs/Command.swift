@@ -35,6 +35,9 @@ struct MountCommand: ParsableCommand {
             new groups); max_threads=N (worker threads at most; default: one per CPU,
             at least 2, at most 10); log_level=trace|debug|info|notice|warning|error|
             critical (what goes to stderr, or the journal; default info, debug with -d).
+            user_groups=N, user_members=N, user_bytes=N (limits per uid, root too:
+            groups and members owned, bytes queued in them; defaults 1024, 16384, 1 GiB;
+            past them mkdir and member creation fail with EDQUOT).
             ro mounts read-only. The options of mount(8), fstab and systemd (defaults,
             auto, noauto, user, users, nouser, _netdev, nofail, x-*, comment=) are
             accepted and ignored; remount changes a live mount's flags (mount -o
@@ -116,7 +119,7 @@ struct MountCommand: ParsableCommand {
         let fs: MulticastFilesystem
         do {
             fs = try MulticastFilesystem(owner: Caller(uid: UserID(rawValue: getuid()), gid: GroupID(rawValue: getgid())),
-                                         defaults: settings.groupDefaults, catalog: catalog)
+                                         defaults: settings.groupDefaults, catalog: catalog, limits: settings.userLimits)
         } catch {
             catalog?.shutDown()
             throw StartupFailure(message: "invalid group defaults: \(error)")

@@ -2,11 +2,14 @@ import DaemonLog
 import DeliveryCore
 import Glibc
 import Logging
+import MulticastFS
 
 /// The -o options, split into mcastfs's own (group defaults), FUSE's, and the
 /// generic ones of mount(8), fstab and systemd (MountOption).
 struct MountSettings {
     var groupDefaults = GroupSettings()
+    /// `-o user_groups=,user_members=,user_bytes=` (docs/contract.md, "Limits per user").
+    var userLimits = UserLimits()
     /// libfuse's worker threads at most (its own `-o max_threads`); -s is one.
     var maxThreads = MountSettings.defaultMaxThreads
     var fuseOptions: [String] = []
@@ -39,6 +42,9 @@ struct MountSettings {
             case "capacity": groupDefaults.capacity = try number(key, value, Limits.capacity)
             case "queue_bytes": groupDefaults.queueBytes = try number(key, value, Limits.queueBytes)
             case "max_message": groupDefaults.maxMessage = try number(key, value, Limits.maxMessage)
+            case "user_groups": userLimits.groups = try number(key, value, 1...(1 << 30))
+            case "user_members": userLimits.members = try number(key, value, 1...(1 << 30))
+            case "user_bytes": userLimits.bytes = try number(key, value, 1...(1 << 50))
             case "max_threads": maxThreads = try number(key, value, 1...256)
             case "log_level": logLevel = try level(value)
             case "default_permissions": break  // always on

@@ -22,6 +22,8 @@ private func describe(_ actions: [Action]) -> [String] {
             "send \(send.id): \(error)"
         case .notify(let watches):
             "notify \(watches.keys.sorted())"
+        case .wake:
+            "wake"
         }
     }
 }

@@ -338,7 +338,7 @@ def read_file(path: str, timeout: float = 5.0) -> bytes:
 
 # --- status -------------------------------------------------------------------
 
-STATUS_LINE = re.compile(r"^(group|member) (\S+)((?: [A-Za-z0-9_]+=\S*)+)$")
+STATUS_LINE = re.compile(r"^(group|member|user) (\S+)((?: [A-Za-z0-9_]+=\S*)+)$")
 
 
 @dataclass
@@ -351,6 +351,8 @@ class Status:
     group_order: list = field(default_factory=list)
     members: dict = field(default_factory=dict)
     member_order: dict = field(default_factory=dict)
+    # Limits per user: `user UID KEY=VALUE ...` after the members, by uid.
+    users: dict = field(default_factory=dict)
     lines: list = field(default_factory=list)
 
     def member(self, name: str) -> dict:
@@ -366,7 +368,8 @@ def parse_status(text: str) -> Status:
     status = Status(text=text)
     assert text.endswith("\n"), f"status does not end with a newline: {text!r}"
     lines = text[:-1].split("\n")
-    status.lines = lines
+    # The group's own lines; the user lines are in `users`.
+    status.lines = [line for line in lines if not line.startswith("user ")]
     for i, line in enumerate(lines):
         m = STATUS_LINE.match(line)
         assert m, f"status line {i + 1} is not `KIND NAME KEY=VALUE ...`: {line!r}"
@@ -378,7 +381,10 @@ def parse_status(text: str) -> Status:
         if kind == "group":
             assert i == 0, f"the group line must come first: {text!r}"
             status.group_name, status.group, status.group_order = name, values, keys
+        elif kind == "user":
+            status.users[int(name)] = values
         else:
+            assert not status.users, f"member lines come before the user lines: {text!r}"
             assert i > 0, f"status must start with the group line: {text!r}"
             assert name not in status.members, f"member {name!r} listed twice"
             status.members[name] = values
