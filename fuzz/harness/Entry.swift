@@ -30,7 +30,8 @@ func printError(_ text: String) {
     line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
-/// Bytes as a Swift literal, for the failure messages.
+/// Bytes for the failure messages: printable ASCII as it is, any other
+/// byte as `\u{XX}` (bytes, not scalars: UTF-8 shows as its bytes).
 func show(_ bytes: some Collection<UInt8>) -> String {
     var text = "\""
     for byte in bytes.prefix(300) {
@@ -44,6 +45,7 @@ func show(_ bytes: some Collection<UInt8>) -> String {
 }
 
 #if FUZZING
+// Set once, in LLVMFuzzerInitialize, before libFuzzer's one thread runs inputs.
 nonisolated(unsafe) private var selected: (@Sendable (UnsafeRawBufferPointer) -> Void)?
 
 @_cdecl("LLVMFuzzerInitialize")
