@@ -128,6 +128,15 @@ let package = Package(
             path: "Benchmarks/core-bench",
             swiftSettings: strict
         ),
+        // The fuzzers (docs/fuzzing.md, scripts/fuzz): one executable. Built with
+        // -sanitize=fuzzer and -DFUZZING it is libFuzzer's; otherwise it replays
+        // inputs given as files, so that every build compiles it.
+        .executableTarget(
+            name: "mcastfs-fuzz",
+            dependencies: ["MulticastFS", "DeliveryCore", system],
+            path: "fuzz/harness",
+            swiftSettings: strict
+        ),
         .testTarget(name: "LockingTests", dependencies: ["Locking"], swiftSettings: strict),
         // Test-only helpers the test targets share (a seeded generator).
         .target(name: "TestSupport", path: "Tests/Support", swiftSettings: strict),

@@ -111,10 +111,12 @@ public struct Subscription: Sendable, Equatable, CustomStringConvertible {
         // The limits first: a long list is refused before it is parsed.
         let count = text.utf8.count
         guard count <= Self.maxBytes else { throw .invalidSubscription(.tooLong(count)) }
-        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        // At the `,` bytes: split by Character, "," followed by a combining
+        // mark is one Character, and no separator.
+        let parts = String(text).utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false)
         guard parts.count <= Self.maxPatterns else { throw .invalidSubscription(.tooManyPatterns(parts.count)) }
         var patterns: [TopicPattern] = []
-        for part in parts { patterns.append(try TopicPattern(part)) }
+        for part in parts { patterns.append(try TopicPattern(Substring(part))) }
         try self.init(patterns: patterns)
     }
 

@@ -33,8 +33,11 @@ public enum ControlCommand: Equatable, Sendable {
     public init(parsing bytes: some Collection<UInt8>) throws(Errno) {
         var text = Array(bytes)
         if text.last == UInt8(ascii: "\n") { text.removeLast() }
-        guard let line = String(validating: text, as: UTF8.self), !line.contains("\n") else { throw .invalidArgument }
-        let words = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard let line = String(validating: text, as: UTF8.self), !text.contains(UInt8(ascii: "\n")) else { throw .invalidArgument }
+        // Split by byte, as names are bytes: a String splits by Character,
+        // and a space followed by a combining mark is one Character that is
+        // not " " (so `member \u{301}x ...` missed its member).
+        let words = line.utf8.split(separator: UInt8(ascii: " ")).map { Substring($0) }
         guard let verb = words.first else { throw .invalidArgument }
         switch verb {
         case "set":
@@ -53,8 +56,9 @@ public enum ControlCommand: Equatable, Sendable {
         guard !words.isEmpty else { throw .invalidArgument }
         var seen: Set<Substring> = []
         return try words.map { (word) throws(Errno) in
-            guard let equals = word.firstIndex(of: "=") else { throw .invalidArgument }
-            let key = word[..<equals], value = word[word.index(after: equals)...]
+            // By byte too: "=" followed by a combining mark is one Character.
+            guard let equals = word.utf8.firstIndex(of: UInt8(ascii: "=")) else { throw .invalidArgument }
+            let key = Substring(word.utf8[..<equals]), value = Substring(word.utf8[word.utf8.index(after: equals)...])
             // Only `subscribe=` may be empty: it clears the member's filter.
             guard !value.isEmpty || key == "subscribe", seen.insert(key).inserted else { throw .invalidArgument }
             return (key, value)

@@ -1,5 +1,5 @@
 import DeliveryCore
-import SystemPackage
+package import SystemPackage
 
 /// The framed view's two encodings (docs/contract.md, "The framed view").
 ///
@@ -11,7 +11,7 @@ import SystemPackage
 ///     0 size u32 · 4 header_size u16 · 6 name_size u8 · 7 flags u8 ·
 ///     8 sequence u64 · 16 time u64 · 24 pid u32 · 28 uid u32 · 32 gid u32 ·
 ///     36 dropped u32 · 40 name · payload · padding
-enum FrameFormat {
+package enum FrameFormat {
     static let headerSize = 40
     static let alignment = 8
     /// `flags` bit 0: sent to this member alone.
@@ -23,8 +23,9 @@ enum FrameFormat {
     /// record that runs past the end, or bytes left over that make no whole
     /// record are EINVAL; then a payload longer than `maxMessage` is
     /// EMSGSIZE. Structure first, so that bytes that are not a batch at all
-    /// (whose "lengths" are usually huge) get EINVAL.
-    static func records(in batch: UnsafeRawBufferPointer, maxMessage: Int) throws(Errno) -> [Range<Int>] {
+    /// (whose "lengths" are usually huge) get EINVAL. (`package`: the batch
+    /// fuzzer calls it, fuzz/harness.)
+    package static func records(in batch: UnsafeRawBufferPointer, maxMessage: Int) throws(Errno) -> [Range<Int>] {
         var records: [Range<Int>] = []
         var offset = 0
         var longest = 0

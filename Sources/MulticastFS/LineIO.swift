@@ -25,17 +25,18 @@ final class PendingLine: Sendable {
 }
 
 /// One write's lines, cut: the messages, and what waits for the next write.
-struct LineCut {
+/// (`package`: the line fuzzer drives it, fuzz/harness.)
+package struct LineCut {
     /// The complete lines, each up to and including its newline.
-    var lines: [Range<Int>]
+    package var lines: [Range<Int>]
     /// The bytes after the last newline.
-    var tail: Range<Int>
+    package var tail: Range<Int>
     /// The waiting bytes of earlier writes, then this write's.
-    var text: [UInt8]
+    package var text: [UInt8]
     /// How many bytes of `text` came from earlier writes.
-    var carried: Int
+    package var carried: Int
 
-    init(carried pending: [UInt8], _ bytes: UnsafeRawBufferPointer) {
+    package init(carried pending: [UInt8], _ bytes: UnsafeRawBufferPointer) {
         text = pending
         text.append(contentsOf: bytes)
         carried = pending.count
@@ -50,10 +51,10 @@ struct LineCut {
     }
 
     /// The longest line, or the tail that would begin the next one.
-    var longest: Int { max(lines.map(\.count).max() ?? 0, tail.count) }
+    package var longest: Int { max(lines.map(\.count).max() ?? 0, tail.count) }
 
     /// This write's bytes covered by its first `count` lines.
-    func written(byLines count: Int) -> Int {
+    package func written(byLines count: Int) -> Int {
         count == 0 ? 0 : max(0, lines[count - 1].upperBound - carried)
     }
 }

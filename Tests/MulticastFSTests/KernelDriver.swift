@@ -21,16 +21,22 @@ struct KernelDriver {
     /// The inode of a path like "/g/alice".
     func resolve(_ path: String) throws(Errno) -> InodeNumber {
         var ino = MulticastFilesystem.rootInode
-        for component in path.split(separator: "/") {
-            ino = try fs.lookup(parent: ino, name: String(component)).nodeID
+        for component in components(path) {
+            ino = try fs.lookup(parent: ino, name: component).nodeID
         }
         return ino
     }
 
     private func split(_ path: String) throws(Errno) -> (InodeNumber, String) {
-        var components = path.split(separator: "/").map(String.init)
+        var components = components(path)
         let name = components.removeLast()
         return (try resolve(components.joined(separator: "/")), name)
+    }
+
+    /// At the `/` bytes, as the kernel splits: by Character, "/" followed
+    /// by a combining mark would be no separator.
+    private func components(_ path: String) -> [String] {
+        path.utf8.split(separator: UInt8(ascii: "/")).map { String(Substring($0)) }
     }
 
     @discardableResult
