@@ -103,7 +103,7 @@ public final class ClusterCatalog: SharedCatalog {
     }
 
     public func remoteMembers(of group: String) -> [RemoteMember] {
-        cluster.members(of: group).filter { $0.node != node }.map { record in
+        cluster.members(of: group).filter { ExactName($0.node) != ExactName(node) }.map { record in
             RemoteMember(name: record.name, node: record.node, settings: MemberSettings(record.settings))
         }
     }
@@ -120,9 +120,9 @@ public final class ClusterCatalog: SharedCatalog {
         case .memberRemoved(let group, let member):
             // Ours, removed by another node (it took us for dead), and not
             // made again since: it leaves here too.
-            let stillClaimed = cluster.members(of: group).contains { $0.name == member && $0.node == node }
+            let stillClaimed = cluster.members(of: group).contains { ExactName($0.name) == ExactName(member) && ExactName($0.node) == ExactName(node) }
             if !stillClaimed { fs.evictMember(member, of: group) }
-        case .memberChanged(let group, let record) where record.node == node:
+        case .memberChanged(let group, let record) where ExactName(record.node) == ExactName(node):
             // Set on another node, or here and heard back (the same again).
             fs.adoptSettings(MemberSettings(record.settings), ofMember: record.name, in: group)
         case .memberChanged, .disconnected, .reconnected:
@@ -192,7 +192,7 @@ final class GroupSink: DeliverySink {
 
     func deliver(_ message: IncomingMessage, done: @escaping @Sendable () -> Void) {
         let stamp = Stamp(sequence: message.sequence, time: message.time, senderName: message.senderMember,
-                          sentHere: message.senderNode == node, privateTo: message.privateTo)
+                          sentHere: ExactName(message.senderNode) == ExactName(node), privateTo: message.privateTo)
         group.deliver(message.payload, stamp: stamp, completion: done)
     }
 }

@@ -463,7 +463,9 @@ struct GroupState: ~Copyable, Sendable {
         _ message: Message, sequence: UInt64, into member: MemberState, tracksRoom: Bool, tally: inout Tally,
         actions: inout [Action]
     ) {
-        if member.isFull && member.settings.dropWhenFull {
+        // The setting first: most members do not drop, and `isFull` reads
+        // the shared account's count.
+        if member.settings.dropWhenFull && member.isFull {
             member.dropped &+= 1
             if member.dropsPending < .max { member.dropsPending += 1 }
             tally.dropped += 1
@@ -591,13 +593,17 @@ struct GroupState: ~Copyable, Sendable {
         var chunks: [MessageChunk] = []
         chunks.reserveCapacity(min(limit.maxMessages, member.queue.count + 1))
         chunks.append(first)
+        // Released from the account once for the batch: one atomic
+        // subtraction on a line all its members share, not one per message.
+        var released = 0
         while chunks.count < limit.maxMessages, let next = member.queue.first,
               bytes + limit.framing.size(of: next) <= limit.maxBytes {
             bytes += limit.framing.size(of: next)
-            member.unqueued(next.count, actions: &actions)
+            released += next.count
             let message = member.queue.removeFirst()
             chunks.append(MessageChunk(message: message, range: 0..<next.count, droppedBefore: member.dropsBefore(message)))
         }
+        member.unqueued(released, actions: &actions)
         return Received(chunks)
     }
 

@@ -106,7 +106,7 @@ extension MulticastFilesystem {
                 guard !continuation, bytes.count <= ControlCommand.maxLength else { throw .invalidArgument }
                 let command = try ControlCommand(parsing: bytes)
                 if let catalog, case .member(let name, let keys) = command, group.member(named: name) == nil,
-                   let remote = catalog.remoteMembers(of: group.name).first(where: { $0.name == name }) {
+                   let remote = catalog.remoteMembers(of: group.name).first(where: { ExactName($0.name) == ExactName(name) }) {
                     // A member of another node: its node applies the change.
                     var settings = remote.settings
                     ControlCommand.apply(keys, to: &settings)
