@@ -27,7 +27,7 @@ final class TCPProxy: @unchecked Sendable {
         port = Int(UInt16(bigEndian: addr.sin_port))
         listen(fd, 16)
         let listener = fd
-        _ = startThread { [self] in
+        startDetachedThread { [self] in
             while true {
                 let client = accept(listener, nil, nil)
                 if client < 0 { return }
@@ -62,7 +62,7 @@ final class TCPProxy: @unchecked Sendable {
         // closed while the other pump may still use it.
         let running = AdaptiveMutex(2)
         for (from, to) in [(client, server), (server, client)] {
-            _ = startThread {
+            startDetachedThread {
                 var buffer = [UInt8](repeating: 0, count: 65536)
                 while true {
                     let n = read(from, &buffer, buffer.count)

@@ -126,7 +126,7 @@ final class SlowSink: DeliverySink, @unchecked Sendable {
     func deliver(_ message: IncomingMessage, done: @escaping @Sendable () -> Void) {
         collector.deliver(message) {}
         let delay = delay
-        _ = startThread {
+        startDetachedThread {
             usleep(delay)
             done()
         }

@@ -32,7 +32,13 @@ public func connect(_ servers: NATSServers, events: @escaping @Sendable (Connect
 
 public func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
-/// A plain thread for a call that blocks in nats.c.
+/// A detached thread, for a loop nobody joins (a joinable thread that ends
+/// unjoined is a leak to the thread sanitizer).
+public func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
+    pthread_detach(startThread(body))
+}
+
+/// A plain thread for a call that blocks in nats.c; the caller joins it.
 public func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
     final class Box: @unchecked Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
     var thread = pthread_t()
