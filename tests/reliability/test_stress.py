@@ -666,9 +666,3 @@ def test_a_member_read_through_frames_is_freed(mount_factory, mcastfs_bin):
         report = f.read()
     assert code == 0 and "LeakSanitizer" not in report, report[-2000:]
 
-
-test_a_member_read_through_frames_is_freed = pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: a member read through G/frames/ is never freed: its DeliveryCore.Member (48 bytes, allocated in "
-    "Group.join, Sources/DeliveryCore/Group.swift:101) is still referenced at exit, so the ASan daemon reports a "
-    "leak and exits 1 at SIGTERM; one read of frames/NAME is enough, a record read of G/NAME does not leak"
-))(test_a_member_read_through_frames_is_freed)
