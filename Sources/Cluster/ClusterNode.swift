@@ -128,6 +128,16 @@ public final class ClusterNode: Sendable {
         }
     }
 
+    /// The counters of every member of `group` on `node`, as that node's
+    /// last heartbeat reported them (so up to a heartbeat interval old);
+    /// empty for a node not heard or a group it has no member of.
+    public func reportedCounters(of group: String, on node: String) -> [MemberCounters] {
+        view.withLock { v in
+            guard let id = v.groups[group]?.value?.id else { return [] }
+            return v.nodes[space.nodeKey(node)]?.record?.counters[id] ?? []
+        }
+    }
+
     /// The nodes whose heartbeats this node hears (itself included).
     public func nodes() -> [String] {
         view.withLock { v in v.nodes.compactMap { $0.value.record?.node }.sorted() }
@@ -346,9 +356,12 @@ public final class ClusterNode: Sendable {
     // MARK: Node name, heartbeats, liveness
 
     func nodeRecord(beat: UInt64) -> NodeRecord {
-        let consumers = local.read { s in s.parts.mapValues { $0.delivery.consumerName } }
+        let deliveries = local.read { s in s.parts.mapValues(\.delivery) }
+        // Read outside the node's lock: a sink takes its group's lock.
         return NodeRecord(node: configuration.node, boot: boot, host: host, pid: getpid(),
-                          timeoutMs: Int(configuration.timeout / .milliseconds(1)), beat: beat, consumers: consumers)
+                          timeoutMs: Int(configuration.timeout / .milliseconds(1)), beat: beat,
+                          consumers: deliveries.mapValues(\.consumerName),
+                          counters: deliveries.mapValues(\.counters).filter { !$0.value.isEmpty })
     }
 
     /// docs/cluster.md, "Nodes, liveness and uniqueness": a KV create; if the

@@ -145,6 +145,7 @@ final class Delivery: Sendable {
     var consumerName: String { state.withLock { $0.consumer } }
     var lastDelivered: UInt64 { state.withLock { $0.lastDelivered } }
     var redeliveries: Int { state.withLock { $0.redeliveries } }
+    var counters: [MemberCounters] { sink.counters() }
 
     private init(node: ClusterNode, id: String, sink: any DeliverySink, consumer: String, subscription: PullSubscription,
                  lastDelivered: UInt64, generation: Int, backlog: Int) {

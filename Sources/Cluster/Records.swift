@@ -186,10 +186,16 @@ struct NodeRecord: Codable, Sendable, Equatable {
     /// Group id → the node's consumer of that group's stream: what another
     /// node deletes when it takes this one for dead.
     var consumers: [String: String]
+    /// Group id → the node's members' counters at this beat: what other
+    /// nodes show of them in `status`. A list, not a map by name: names are
+    /// bytes, and two names equal as Swift strings (NFC, NFD) are two
+    /// members. Absent in the records of daemons older than it (0 there).
+    var counters: [String: [MemberCounters]]
 
-    enum CodingKeys: String, CodingKey { case v, node, boot, host, pid, timeoutMs = "timeout_ms", beat, consumers }
+    enum CodingKeys: String, CodingKey { case v, node, boot, host, pid, timeoutMs = "timeout_ms", beat, consumers, counters }
 
-    init(node: String, boot: String, host: String, pid: Int32, timeoutMs: Int, beat: UInt64, consumers: [String: String]) {
+    init(node: String, boot: String, host: String, pid: Int32, timeoutMs: Int, beat: UInt64, consumers: [String: String],
+         counters: [String: [MemberCounters]] = [:]) {
         self.node = node
         self.boot = boot
         self.host = host
@@ -197,6 +203,7 @@ struct NodeRecord: Codable, Sendable, Equatable {
         self.timeoutMs = timeoutMs
         self.beat = beat
         self.consumers = consumers
+        self.counters = counters
     }
 
     init(from decoder: any Decoder) throws {
@@ -209,6 +216,7 @@ struct NodeRecord: Codable, Sendable, Equatable {
         timeoutMs = try c.decode(Int.self, forKey: .timeoutMs)
         beat = try c.decode(UInt64.self, forKey: .beat)
         consumers = try c.decode([String: String].self, forKey: .consumers)
+        counters = try c.decodeIfPresent([String: [MemberCounters]].self, forKey: .counters) ?? [:]
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -221,6 +229,29 @@ struct NodeRecord: Codable, Sendable, Equatable {
         try c.encode(timeoutMs, forKey: .timeoutMs)
         try c.encode(beat, forKey: .beat)
         try c.encode(consumers, forKey: .consumers)
+        if !counters.isEmpty { try c.encode(counters, forKey: .counters) }
+    }
+}
+
+/// A member's counters as its node reports them in its heartbeats (the
+/// keys of `status`).
+public struct MemberCounters: Codable, Sendable, Equatable {
+    public var member: String
+    public var queued: Int
+    public var queuedBytes: Int
+    public var full: Bool
+    public var delivered: UInt64
+    public var dropped: UInt64
+
+    enum CodingKeys: String, CodingKey { case member, queued, queuedBytes = "queued_bytes", full, delivered, dropped }
+
+    public init(member: String, queued: Int, queuedBytes: Int, full: Bool, delivered: UInt64, dropped: UInt64) {
+        self.member = member
+        self.queued = queued
+        self.queuedBytes = queuedBytes
+        self.full = full
+        self.delivered = delivered
+        self.dropped = dropped
     }
 }
 

@@ -164,4 +164,12 @@ public protocol DeliverySink: Sendable {
     /// later: a full member); the node acks it then, and sends in-progress
     /// acks meanwhile, and only then passes the next one.
     func deliver(_ message: IncomingMessage, done: @escaping @Sendable () -> Void)
+
+    /// The counters of this node's members of the group: read at every
+    /// heartbeat, for the other nodes' `status`.
+    func counters() -> [MemberCounters]
+}
+
+extension DeliverySink {
+    public func counters() -> [MemberCounters] { [] }
 }

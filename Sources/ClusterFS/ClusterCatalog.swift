@@ -103,8 +103,17 @@ public final class ClusterCatalog: SharedCatalog {
     }
 
     public func remoteMembers(of group: String) -> [RemoteMember] {
-        cluster.members(of: group).filter { ExactName($0.node) != ExactName(node) }.map { record in
-            RemoteMember(name: record.name, node: record.node, settings: MemberSettings(record.settings))
+        var reported: [ExactName: [ExactName: MemberCounters]] = [:]
+        return cluster.members(of: group).filter { ExactName($0.node) != ExactName(node) }.map { record in
+            let node = ExactName(record.node)
+            if reported[node] == nil {
+                let list = cluster.reportedCounters(of: group, on: record.node)
+                reported[node] = Dictionary(list.map { (ExactName($0.member), $0) }, uniquingKeysWith: { first, _ in first })
+            }
+            let counters = reported[node]?[ExactName(record.name)]
+            return RemoteMember(name: record.name, node: record.node, settings: MemberSettings(record.settings),
+                                queued: counters?.queued ?? 0, queuedBytes: counters?.queuedBytes ?? 0, full: counters?.full ?? false,
+                                delivered: counters?.delivered ?? 0, dropped: counters?.dropped ?? 0)
         }
     }
 
@@ -194,5 +203,12 @@ final class GroupSink: DeliverySink {
         let stamp = Stamp(sequence: message.sequence, time: message.time, senderName: message.senderMember,
                           sentHere: ExactName(message.senderNode) == ExactName(node), privateTo: message.privateTo)
         group.deliver(message.payload, stamp: stamp, completion: done)
+    }
+
+    func counters() -> [MemberCounters] {
+        group.snapshot().members.map { member in
+            MemberCounters(member: member.name, queued: member.queued, queuedBytes: member.queuedBytes, full: member.full,
+                           delivered: member.delivered, dropped: member.dropped)
+        }
     }
 }

@@ -56,16 +56,18 @@ public struct RemoteMember: Sendable, Equatable {
     public let settings: MemberSettings
     /// Its counters as its node last reported them.
     public let queued: Int
+    public let queuedBytes: Int
     public let full: Bool
     public let delivered: UInt64
     public let dropped: UInt64
 
-    public init(name: String, node: String, settings: MemberSettings, queued: Int = 0, full: Bool = false,
+    public init(name: String, node: String, settings: MemberSettings, queued: Int = 0, queuedBytes: Int = 0, full: Bool = false,
                 delivered: UInt64 = 0, dropped: UInt64 = 0) {
         self.name = name
         self.node = node
         self.settings = settings
         self.queued = queued
+        self.queuedBytes = queuedBytes
         self.full = full
         self.delivered = delivered
         self.dropped = dropped

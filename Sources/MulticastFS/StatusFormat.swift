@@ -25,7 +25,7 @@ public enum StatusFormat {
             text += " subscribe=\(member.settings.subscribe.text)" + nodeKey(node) + "\n"
         }
         for member in remote {
-            text += "member \(member.name) queued=\(member.queued) queued_bytes=0"
+            text += "member \(member.name) queued=\(member.queued) queued_bytes=\(member.queuedBytes)"
                 + " capacity=\(member.settings.capacity) queue_bytes=\(member.settings.queueBytes)"
                 + " loopback=\(bit(member.settings.loopback)) drop_when_full=\(bit(member.settings.dropWhenFull))"
                 + " full=\(bit(member.full)) delivered=\(member.delivered) dropped=\(member.dropped)"

@@ -120,6 +120,28 @@ import Testing
         #expect(stream.config.duplicateWindow == .seconds(120))
     }
 
+    /// What a node's sink says of its members reaches the other nodes with
+    /// its next heartbeat (every timeout / 5 = 0.2 s here). The ghost of
+    /// LivenessTests, a record without counters (an older daemon), is read
+    /// as reporting none.
+    @Test func aNodesMemberCountersReachTheOthersWithItsHeartbeats() throws {
+        let servers = try NATSServers()
+        let a = try TestNode(servers, "a")
+        let b = try TestNode(servers, "b")
+        try a.node.makeGroup(groupRecord("chat"))
+        #expect(b.events.wait(timeout: .seconds(1)) { _ in b.node.group("chat") != nil })
+        let counters = [MemberCounters(member: "café", queued: 3, queuedBytes: 30, full: true, delivered: 7, dropped: 2),
+                        MemberCounters(member: "cafe\u{301}", queued: 0, queuedBytes: 0, full: false, delivered: 9, dropped: 0)]
+        _ = try b.node.join("chat", memberRecord("café"), sink: Reporting(counters))
+        let deadline = ContinuousClock.now + .seconds(2)
+        while a.node.reportedCounters(of: "chat", on: "b") != counters && ContinuousClock.now < deadline { usleep(10_000) }
+        #expect(a.node.reportedCounters(of: "chat", on: "b") == counters)
+        // Two names, not one: Swift's == takes them for equal.
+        #expect(a.node.reportedCounters(of: "chat", on: "b").map { Array($0.member.utf8) } == counters.map { Array($0.member.utf8) })
+        #expect(a.node.reportedCounters(of: "chat", on: "a") == [])
+        #expect(a.node.reportedCounters(of: "nothing", on: "b") == [])
+    }
+
     @Test func makingAGroupTwiceOnAnyNodeIsExists() throws {
         let servers = try NATSServers()
         let a = try TestNode(servers, "a")
@@ -273,4 +295,12 @@ import Testing
         #expect(try js.keyValue(bucket: "mcastfs_nodes").get("b") == nil)
         #expect(throws: ClusterError.cancelled) { try b.node.makeGroup(groupRecord("other")) }
     }
+}
+
+/// A sink whose members' counters are fixed: what a heartbeat reports.
+private struct Reporting: DeliverySink {
+    let reported: [MemberCounters]
+    init(_ reported: [MemberCounters]) { self.reported = reported }
+    func deliver(_ message: IncomingMessage, done: @escaping @Sendable () -> Void) { done() }
+    func counters() -> [MemberCounters] { reported }
 }

@@ -152,6 +152,34 @@ class TestMembers:
         assert wait_until(lambda: both_seen(os.path.join(b.path, "g")), timeout=3)
         assert "members=2" in status_lines(os.path.join(a.path, "g"))[0]
 
+    def test_status_shows_the_counters_other_nodes_report(self, two_nodes):
+        """docs/contract.md, "Groups across hosts": another node's members
+        appear with the counters their node last reported (heartbeats, every
+        cluster_timeout / 5 = 0.4 s here)."""
+        a, b = two_nodes
+        os.mkdir(os.path.join(a.path, "counted"))
+        assert appears(os.path.join(b.path, "counted"))
+        gb = os.path.join(b.path, "counted")
+        open(os.path.join(gb, "bob"), "w").close()
+        open(os.path.join(gb, "carol"), "w").close()
+        with open(os.path.join(gb, "ctl"), "w") as ctl:
+            ctl.write("member carol capacity=2 drop_when_full=1\n")
+        ga = os.path.join(a.path, "counted")
+        assert wait_until(lambda: member_line(ga, "carol") is not None and member_line(ga, "carol")["capacity"] == "2", timeout=3)
+        with open(os.path.join(ga, "send"), "wb", buffering=0) as out:
+            for i in range(5):
+                out.write(b"m%d" % i)
+        assert read_n(os.path.join(gb, "bob"), 2) == [b"m0", b"m1"]
+        expected = {"bob": {"queued": "3", "queued_bytes": "6", "delivered": "5", "dropped": "0", "full": "0", "node": "b"},
+                    "carol": {"queued": "2", "queued_bytes": "4", "delivered": "2", "dropped": "3", "full": "1", "node": "b"}}
+
+        def reported(path):
+            lines = {name: member_line(path, name) for name in expected}
+            return all(lines[n] and all(lines[n][k] == v for k, v in want.items()) for n, want in expected.items())
+
+        assert wait_until(lambda: reported(gb), timeout=3), status_lines(gb)
+        assert wait_until(lambda: reported(ga), timeout=3), status_lines(ga)
+
     def test_rmdir_is_refused_while_a_member_exists_on_another_node(self, two_nodes):
         a, b = two_nodes
         os.mkdir(os.path.join(a.path, "busy"))
