@@ -1,4 +1,5 @@
 import Cluster
+import Foundation
 import DeliveryCore
 import Glibc
 import NATSClient
@@ -122,6 +123,40 @@ import Testing
         #expect(sinkB.wait(count: 1) && sinkA.wait(count: 4))
         usleep(100_000)
         #expect(sinkB.sequences == [4] && sinkA.sequences == [1, 2, 3, 4])
+    }
+
+    /// A message the node's consumer handed out that never reached the
+    /// node (here taken by another subscriber of the same consumer, as a
+    /// fetch lost in a leader's failover is) stays pending on the consumer
+    /// for its ack wait (1 h); the node reads it from the stream when the
+    /// next one comes, and delivers it first.
+    @Test func aMessageTheConsumerSkippedIsReadFromTheStreamInOrder() throws {
+        let servers = try NATSServers()
+        let a = try TestNode(servers, "a")
+        let made = try a.node.makeGroup(groupRecord("chat"))
+        let sink = Collector(holding: true)
+        _ = try a.node.join("chat", memberRecord("m"), sink: sink)
+        #expect(publish(a.node, "chat", ["m0"]) == .success(1))
+        #expect(sink.wait(count: 1))
+        // The delivery thread waits on m0 now; its fetch's pull request
+        // expires (1 s), so that the next message goes to the thief.
+        usleep(1_500_000)
+        #expect(publish(a.node, "chat", ["m1", "m2"]) == .success(2))
+        let (_, js) = try connect(servers)
+        let entry = try #require(try js.keyValue(bucket: "mcastfs_nodes").get("a"))
+        struct Consumers: Decodable { var consumers: [String: String] }
+        let consumer = try #require(try JSONDecoder().decode(Consumers.self, from: Data(entry.value)).consumers[made.id])
+        let thief = try js.pullSubscription(stream: "mcastfs_G\(made.id)", consumer: consumer)
+        let stolen = try thief.fetch(batch: 1, timeout: .seconds(2))
+        #expect(stolen.map(\.streamSequence) == [2])
+        sink.release()
+        #expect(sink.wait(count: 3))
+        usleep(200_000)
+        #expect(sink.payloads == ["m0", "m1", "m2"] && sink.sequences == [1, 2, 3])
+        // m2's ack (AckAll) covered m1: the interest stream holds nothing.
+        let deadline = ContinuousClock.now + .seconds(2)
+        while try js.streamInfo("mcastfs_G\(made.id)").state.messages != 0 && ContinuousClock.now < deadline { usleep(20_000) }
+        #expect(try js.streamInfo("mcastfs_G\(made.id)").state.messages == 0)
     }
 
     @Test func aGroupWithoutMembersAcceptsAndDrops() throws {
