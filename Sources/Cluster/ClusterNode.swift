@@ -134,7 +134,7 @@ public final class ClusterNode: Sendable {
     public func reportedCounters(of group: String, on node: String) -> [MemberCounters] {
         view.withLock { v in
             guard let id = v.groups[group]?.value?.id else { return [] }
-            return v.nodes[space.nodeKey(node)]?.record?.counters[id] ?? []
+            return v.nodes[space.nodeKey(node)]?.record?.counters?[id] ?? []
         }
     }
 
@@ -358,10 +358,11 @@ public final class ClusterNode: Sendable {
     func nodeRecord(beat: UInt64) -> NodeRecord {
         let deliveries = local.read { s in s.parts.mapValues(\.delivery) }
         // Read outside the node's lock: a sink takes its group's lock.
+        let counters = deliveries.mapValues(\.counters).filter { !$0.value.isEmpty }
         return NodeRecord(node: configuration.node, boot: boot, host: host, pid: getpid(),
                           timeoutMs: Int(configuration.timeout / .milliseconds(1)), beat: beat,
                           consumers: deliveries.mapValues(\.consumerName),
-                          counters: deliveries.mapValues(\.counters).filter { !$0.value.isEmpty })
+                          counters: counters.isEmpty ? nil : counters)
     }
 
     /// docs/cluster.md, "Nodes, liveness and uniqueness": a KV create; if the

@@ -70,32 +70,6 @@ public struct GroupRecord: Codable, Sendable, Equatable {
         self.settings = settings
         self.state = state
     }
-
-    enum CodingKeys: String, CodingKey { case v, name, id, uid, gid, mode, settings, state }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        try checkVersion(c.decode(Int.self, forKey: .v), c)
-        name = try c.decode(String.self, forKey: .name)
-        id = try c.decode(String.self, forKey: .id)
-        uid = try c.decode(UInt32.self, forKey: .uid)
-        gid = try c.decode(UInt32.self, forKey: .gid)
-        mode = try c.decode(UInt32.self, forKey: .mode)
-        settings = try c.decode(Settings.self, forKey: .settings)
-        state = try c.decode(State.self, forKey: .state)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(1, forKey: .v)
-        try c.encode(name, forKey: .name)
-        try c.encode(id, forKey: .id)
-        try c.encode(uid, forKey: .uid)
-        try c.encode(gid, forKey: .gid)
-        try c.encode(mode, forKey: .mode)
-        try c.encode(settings, forKey: .settings)
-        try c.encode(state, forKey: .state)
-    }
 }
 
 /// A member's entry in `<S>_members`, key `<id>.E(name)`.
@@ -145,32 +119,6 @@ public struct MemberRecord: Codable, Sendable, Equatable {
         self.settings = settings
         self.from = from
     }
-
-    enum CodingKeys: String, CodingKey { case v, name, node, uid, gid, mode, settings, from }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        try checkVersion(c.decode(Int.self, forKey: .v), c)
-        name = try c.decode(String.self, forKey: .name)
-        node = try c.decode(String.self, forKey: .node)
-        uid = try c.decode(UInt32.self, forKey: .uid)
-        gid = try c.decode(UInt32.self, forKey: .gid)
-        mode = try c.decode(UInt32.self, forKey: .mode)
-        settings = try c.decode(Settings.self, forKey: .settings)
-        from = try c.decode(UInt64.self, forKey: .from)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(1, forKey: .v)
-        try c.encode(name, forKey: .name)
-        try c.encode(node, forKey: .node)
-        try c.encode(uid, forKey: .uid)
-        try c.encode(gid, forKey: .gid)
-        try c.encode(mode, forKey: .mode)
-        try c.encode(settings, forKey: .settings)
-        try c.encode(from, forKey: .from)
-    }
 }
 
 /// A node's entry in `<S>_nodes`, key E(node): its claim on the name and
@@ -189,13 +137,14 @@ struct NodeRecord: Codable, Sendable, Equatable {
     /// Group id → the node's members' counters at this beat: what other
     /// nodes show of them in `status`. A list, not a map by name: names are
     /// bytes, and two names equal as Swift strings (NFC, NFD) are two
-    /// members. Absent in the records of daemons older than it (0 there).
-    var counters: [String: [MemberCounters]]
+    /// members. Absent while the node has no member, and in the records of
+    /// daemons older than it (0 there).
+    var counters: [String: [MemberCounters]]?
 
-    enum CodingKeys: String, CodingKey { case v, node, boot, host, pid, timeoutMs = "timeout_ms", beat, consumers, counters }
+    enum CodingKeys: String, CodingKey { case node, boot, host, pid, timeoutMs = "timeout_ms", beat, consumers, counters }
 
     init(node: String, boot: String, host: String, pid: Int32, timeoutMs: Int, beat: UInt64, consumers: [String: String],
-         counters: [String: [MemberCounters]] = [:]) {
+         counters: [String: [MemberCounters]]? = nil) {
         self.node = node
         self.boot = boot
         self.host = host
@@ -204,32 +153,6 @@ struct NodeRecord: Codable, Sendable, Equatable {
         self.beat = beat
         self.consumers = consumers
         self.counters = counters
-    }
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        try checkVersion(c.decode(Int.self, forKey: .v), c)
-        node = try c.decode(String.self, forKey: .node)
-        boot = try c.decode(String.self, forKey: .boot)
-        host = try c.decode(String.self, forKey: .host)
-        pid = try c.decode(Int32.self, forKey: .pid)
-        timeoutMs = try c.decode(Int.self, forKey: .timeoutMs)
-        beat = try c.decode(UInt64.self, forKey: .beat)
-        consumers = try c.decode([String: String].self, forKey: .consumers)
-        counters = try c.decodeIfPresent([String: [MemberCounters]].self, forKey: .counters) ?? [:]
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(1, forKey: .v)
-        try c.encode(node, forKey: .node)
-        try c.encode(boot, forKey: .boot)
-        try c.encode(host, forKey: .host)
-        try c.encode(pid, forKey: .pid)
-        try c.encode(timeoutMs, forKey: .timeoutMs)
-        try c.encode(beat, forKey: .beat)
-        try c.encode(consumers, forKey: .consumers)
-        if !counters.isEmpty { try c.encode(counters, forKey: .counters) }
     }
 }
 
@@ -255,22 +178,43 @@ public struct MemberCounters: Codable, Sendable, Equatable {
     }
 }
 
-private func checkVersion<K: CodingKey>(_ v: Int, _ c: KeyedDecodingContainer<K>) throws {
-    if v != 1 {
-        throw DecodingError.dataCorrupted(DecodingError.Context(codingPath: c.codingPath, debugDescription: "record version \(v), this daemon knows 1"))
+/// A record and the version field "v" side by side in one JSON object: the
+/// records' own Codable stays synthesized, and the version is written and
+/// checked in one place.
+private struct Envelope<Record: Codable>: Codable {
+    static var version: Int { 1 }
+    var record: Record
+
+    init(_ record: Record) { self.record = record }
+
+    private enum CodingKeys: String, CodingKey { case v }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let v = try c.decode(Int.self, forKey: .v)
+        if v != Self.version {
+            throw DecodingError.dataCorrupted(DecodingError.Context(codingPath: c.codingPath, debugDescription: "record version \(v), this daemon knows \(Self.version)"))
+        }
+        record = try Record(from: decoder)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(Self.version, forKey: .v)
+        try record.encode(to: encoder)
     }
 }
 
 /// JSON of a record, keys sorted (stable bytes for a stable value).
-func encodeRecord<T: Encodable>(_ value: T) -> [UInt8] {
+func encodeRecord<T: Codable>(_ value: T) -> [UInt8] {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     // Every field is a string, number, bool or map of those: cannot fail.
-    return Array(try! encoder.encode(value))
+    return Array(try! encoder.encode(Envelope(value)))
 }
 
 /// nil for a value this daemon cannot read (another version, or garbage):
 /// such an entry is left alone, not taken for an error.
-func decodeRecord<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) -> T? {
-    try? JSONDecoder().decode(type, from: Data(bytes))
+func decodeRecord<T: Codable>(_ type: T.Type, _ bytes: [UInt8]) -> T? {
+    try? JSONDecoder().decode(Envelope<T>.self, from: Data(bytes)).record
 }

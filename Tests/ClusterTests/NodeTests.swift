@@ -1,4 +1,5 @@
 import Cluster
+import Foundation
 import Glibc
 import NATSClient
 import NATSTestSupport
@@ -140,6 +141,23 @@ import Testing
         #expect(a.node.reportedCounters(of: "chat", on: "b").map { Array($0.member.utf8) } == counters.map { Array($0.member.utf8) })
         #expect(a.node.reportedCounters(of: "chat", on: "a") == [])
         #expect(a.node.reportedCounters(of: "nothing", on: "b") == [])
+    }
+
+    /// A value of another version (a later daemon's) or garbage is left
+    /// alone: not a group, not an error; a version 1 value beside it is read.
+    @Test func recordsOfAnotherVersionAreLeftAlone() throws {
+        let servers = try NATSServers()
+        let a = try TestNode(servers, "a")
+        let made = try a.node.makeGroup(groupRecord("known"))
+        let (_, js) = try connect(servers)
+        let groups = try js.keyValue(bucket: "mcastfs_groups")
+        var future = String(decoding: try #require(try groups.get("known")).value, as: UTF8.self)
+        #expect(future.hasSuffix("\"v\":1}"))
+        future = future.replacingOccurrences(of: "\"v\":1}", with: "\"v\":2}").replacingOccurrences(of: "known", with: "future")
+        try groups.put("future", bytes(future))
+        try groups.put("garbage", bytes("{not json"))
+        let b = try TestNode(servers, "b")
+        #expect(b.node.groups() == [made])
     }
 
     @Test func makingAGroupTwiceOnAnyNodeIsExists() throws {
