@@ -31,6 +31,7 @@ import time
 
 import benchlib
 from benchlib import CLK_TCK, Daemon, parse
+from table import ROWS, compare, median, print_table, row
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -123,75 +124,10 @@ def measure(scenario, systems):
     return runs
 
 
-def median(values):
-    v = sorted(values)
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+# ---- the results (the table itself: table.py) -----------------------------------
 
-
-# ---- the table (the suite's format: driver.py) ----------------------------------
-
-ROWS = []
 RUNS = {}
 SKIPPED = None  # why the mcastfs rows did not run
-
-
-def row(scenario, metric, value, anchor, anchor_value, better="higher", goal=None, ratio=None):
-    met = None
-    if goal is not None and ratio is not None:
-        kind, limit = goal
-        met = ratio >= limit if kind.endswith(">=") else ratio <= limit
-    ROWS.append({"scenario": scenario, "metric": metric, "better": better, "mcastfs": value,
-                 "anchor": anchor, "anchor_value": anchor_value, "ratio": ratio,
-                 "goal": None if goal is None else f"{goal[0]} {goal[1]:g}", "goal_met": met})
-
-
-def compare(scenario, metric, field, m_runs, a_runs, anchor, better="higher", goal=None):
-    """Figures: medians over rounds; ratio: the median of the per-round
-    ratios. Without mcastfs runs, the anchor's figure alone."""
-    a = median([r[field] for r in a_runs])
-    if not m_runs:
-        row(scenario, metric, None, anchor, a, better, goal)
-        return
-    ratio = median([m[field] / x[field] for m, x in zip(m_runs, a_runs) if x[field]])
-    row(scenario, metric, median([r[field] for r in m_runs]), anchor, a, better, goal, ratio)
-
-
-def fmt(v):
-    if v is None:
-        return "—"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
-
-
-def print_table():
-    head = ["scenario", "metric", "mcastfs", "anchor", "anchor value", "ratio", "goal"]
-    lines = []
-    for r in ROWS:
-        goal = ""
-        if r["goal"]:
-            goal = f"{r['goal']} " + ("not run" if r["goal_met"] is None else "ok" if r["goal_met"] else "NOT MET")
-        lines.append([r["scenario"], f"{r['metric']} ({'↑' if r['better'] == 'higher' else '↓'})", fmt(r["mcastfs"]),
-                      r["anchor"], fmt(r["anchor_value"]), "—" if r["ratio"] is None else f"{r['ratio']:.2f}", goal])
-    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
-    right = {2, 4, 5}
-
-    def out(cells):
-        return " | ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells))
-
-    print()
-    print(out(head))
-    print("-+-".join("-" * w for w in widths))
-    for x in lines:
-        print(out(x))
-    if SKIPPED:
-        print(f"(mcastfs rows skipped: {SKIPPED})")
-    print()
 
 
 # ---- the nodes ---------------------------------------------------------------------
@@ -409,7 +345,7 @@ def main():
             nats.close()
         benchlib.cleanup(work)
     info["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
-    print_table()
+    print_table(f"mcastfs rows skipped: {SKIPPED}" if SKIPPED else None)
     doc = {
         "benchmark": "cluster", "machine": info,
         "mcastfs_commit": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,

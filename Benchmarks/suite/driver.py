@@ -30,6 +30,7 @@ import time
 
 import benchlib
 from benchlib import Daemon, Sampler, parse
+from table import ROWS, compare, median, print_table, row
 
 WORK, REPO = sys.argv[1], sys.argv[2]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -109,40 +110,10 @@ def measure(scenario, systems, mode, size):
     return runs
 
 
-def median(values):
-    v = sorted(values)
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+# ---- the results (the table itself: table.py) -----------------------------------
 
-
-# ---- the table -------------------------------------------------------------------
-
-ROWS = []
 RUNS = {}
 PROFILE_TOP = []
-
-
-def row(scenario, metric, value, anchor, anchor_value, better="higher", goal=None, ratio=None):
-    if ratio is None:
-        ratio = value / anchor_value if anchor_value and value is not None else None
-    met = None
-    if goal is not None:
-        kind, limit, *note = goal
-        x = ratio if kind.startswith("ratio") else value
-        met = x >= limit if kind.endswith(">=") else x <= limit
-    ROWS.append({"scenario": scenario, "metric": metric, "better": better, "mcastfs": value,
-                 "anchor": anchor, "anchor_value": anchor_value, "ratio": ratio,
-                 "goal": None if goal is None else " ".join([goal[0], f"{goal[1]:g}", *goal[2:]]),
-                 "goal_met": met})
-
-
-def compare(scenario, metric, field, m_runs, a_runs, anchor, better="higher", goal=None):
-    """One row from two lists of runs, paired by round: the figures are the
-    medians over rounds, the ratio the median of the per-round ratios."""
-    pairs = list(zip(m_runs, a_runs))
-    ratio = median([m[field] / a[field] for m, a in pairs if a[field]])
-    row(scenario, metric, median([r[field] for r in m_runs]), anchor, median([r[field] for r in a_runs]),
-        better, goal, ratio)
 
 
 def threads_created(scenario, mode, m_runs, a_runs):
@@ -155,43 +126,6 @@ def threads_created(scenario, mode, m_runs, a_runs):
     ratios = [x[key] / y[key] for x, y in zip(m_runs, a_runs) if y[key]]
     row(scenario, f"daemon threads created /1k msgs ({mode})", m, "bare libfuse", a, "lower",
         ratio=median(ratios) if len(ratios) == len(m_runs) else None)
-
-
-def fmt(v):
-    if v is None:
-        return "—"
-    if isinstance(v, str):
-        return v
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
-
-
-def print_table():
-    head = ["scenario", "metric", "mcastfs", "anchor", "anchor value", "ratio", "goal"]
-    lines = []
-    for r in ROWS:
-        goal = ""
-        if r["goal"]:
-            goal = f"{r['goal']} {'ok' if r['goal_met'] else 'NOT MET'}"
-        lines.append([r["scenario"], f"{r['metric']} ({'↑' if r['better'] == 'higher' else '↓'})", fmt(r["mcastfs"]),
-                      r["anchor"], fmt(r["anchor_value"]), "—" if r["ratio"] is None else f"{r['ratio']:.2f}", goal])
-    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
-    right = {2, 4, 5}
-
-    def out(cells):
-        return " | ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells))
-
-    print()
-    print(out(head))
-    print("-+-".join("-" * w for w in widths))
-    for l in lines:
-        print(out(l))
-    print()
 
 
 # ---- scenarios ---------------------------------------------------------------------

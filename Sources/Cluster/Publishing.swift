@@ -174,7 +174,9 @@ final class Writers: Sendable {
             s.turn = nil
             return !s.parked.isEmpty
         }
-        if next { round { _ in true } }
+        // On the timer thread: `done` may run on nats.c's PubAck thread,
+        // and the next write publishes.
+        if next { node.timers.after(.zero) { [self] in round { _ in true } } }
     }
 
     /// A write the full stream refused: parked, then the full notice (after
@@ -305,6 +307,11 @@ final class Write: Sendable {
         /// with an impossible expected last sequence, so that a stored
         /// message answers "duplicate" and one never stored stays unstored.
         var probing = false
+        /// Counts attempts: an answer or a timeout of an earlier one is
+        /// not this one's.
+        var attempt = 0
+        /// The current attempt's answer timeout.
+        var timer: UInt64?
     }
     private let state = AdaptiveMutex(State())
 
@@ -326,8 +333,9 @@ final class Write: Sendable {
     /// ids after a refusal, with the same ids when settling (`settle`).
     func attempt(retrying: Bool, settle: Bool = false, probe: Bool = false) {
         let notices = writers.notices
-        let plan = state.withLock { s -> (Int, [String])? in
+        let plan = state.withLock { s -> (Int, [String], Int)? in
             guard s.phase != .done else { return nil }
+            s.attempt += 1
             s.phase = .inFlight
             s.retry = retrying
             s.noticesBefore = notices
@@ -339,9 +347,9 @@ final class Write: Sendable {
             s.first = s.stored
             s.results = Array(repeating: nil, count: messages.count - s.stored)
             s.outstanding = s.results.count
-            return (s.stored, s.ids)
+            return (s.stored, s.ids, s.attempt)
         }
-        guard let (first, ids) = plan else { return }
+        guard let (first, ids, attempt) = plan else { return }
         for i in first..<messages.count {
             var options = PublishOptions()
             if probe {
@@ -350,32 +358,70 @@ final class Write: Sendable {
                 // The chain: stored back to back, or cut at the first refused.
                 options.expectLastMessageId = ids[i - 1]
             }
-            options.timeout = .milliseconds(500)
+            // Timed here, for the whole chain (`timedOut`), not by nats.c.
+            options.timeout = .zero
             let header = mcastfsHeader(node: node.configuration.node, messages[i])
             do {
                 try messages[i].payload.withUnsafeBytes { (bytes) throws(NATSError) in
                     try node.js.publishAsync(subject: subject, payload: bytes, headers: [("Mcastfs", header)], msgId: ids[i], options: options) { [self] result in
-                        settled(i, result)
+                        settled(i, result, attempt: attempt)
                     }
                 }
             } catch {
                 // Not sent: this and the rest of the chain.
-                for j in i..<messages.count { settled(j, .failure(error)) }
+                for j in i..<messages.count { settled(j, .failure(error), attempt: attempt) }
                 return
             }
         }
+        let timer = node.timers.after(Write.answerTimeout, slack: .milliseconds(100)) { [self] in timedOut(attempt, ids: ids) }
+        // The previous attempt's, or this one's if it is done already (its
+        // answers can all come before the last publish returns).
+        let needless = state.withLock { s -> UInt64? in
+            if s.phase == .done || s.attempt != attempt { return timer }
+            defer { s.timer = timer }
+            return s.timer
+        }
+        if let needless { node.timers.cancel(needless) }
     }
 
-    private func settled(_ i: Int, _ result: Result<PubAck, NATSError>) {
+    /// How long after the last publish of an attempt its PubAcks may come
+    /// (they take well under a millisecond on a quiet loopback; a stream
+    /// whose leader is being elected does not answer at all).
+    static let answerTimeout: Duration = .milliseconds(500)
+
+    /// The attempt's messages still unanswered are given up, outcome
+    /// unknown: `decide` publishes them again with the same ids.
+    private func timedOut(_ attempt: Int, ids: [String]) {
+        let (all, unanswered) = state.withLock { s -> ([Result<PubAck, NATSError>]?, [String]) in
+            guard s.attempt == attempt, s.phase == .inFlight, s.outstanding > 0 else { return (nil, []) }
+            var unanswered: [String] = []
+            for k in s.results.indices where s.results[k] == nil {
+                s.results[k] = .failure(NATSError(status: .timeout, text: "no PubAck within \(Write.answerTimeout)"))
+                unanswered.append(ids[s.first + k])
+            }
+            s.outstanding = 0
+            return (s.results.map { $0! }, unanswered)
+        }
+        guard let all else { return }
+        node.js.abandon(unanswered)
+        decide(all)
+    }
+
+    private func settled(_ i: Int, _ result: Result<PubAck, NATSError>, attempt: Int) {
         let all = state.withLock { s -> [Result<PubAck, NATSError>]? in
             let k = i - s.first
-            guard s.phase == .inFlight, k >= 0, k < s.results.count, s.results[k] == nil else { return nil }
+            guard s.attempt == attempt, s.phase == .inFlight, k >= 0, k < s.results.count, s.results[k] == nil else { return nil }
             s.results[k] = result
             s.outstanding -= 1
             return s.outstanding > 0 ? nil : s.results.map { $0! }
         }
         guard let all else { return }
-        // Off nats.c's PubAck thread: parking subscribes and flushes.
+        // All stored, the common case, completes here: a hop to the timer
+        // thread was one more thread hand-off per write. Anything else is
+        // decided off nats.c's PubAck thread: parking subscribes and
+        // flushes, and a retry publishes (which could wait for PubAcks this
+        // thread delivers).
+        if all.allSatisfy({ if case .success = $0 { true } else { false } }) { return decide(all) }
         node.timers.after(.zero) { [self] in decide(all) }
     }
 
@@ -461,10 +507,11 @@ final class Write: Sendable {
     }
 
     private func finish(_ result: Result<Int, ClusterError>) {
-        let first = state.withLock { s -> Bool in
-            defer { s.phase = .done }
-            return s.phase != .done
+        let (first, timer) = state.withLock { s -> (Bool, UInt64?) in
+            defer { s.phase = .done; s.timer = nil }
+            return (s.phase != .done, s.timer)
         }
+        if let timer { node.timers.cancel(timer) }
         guard first else { return }
         writers.done(self)
         completion(result)

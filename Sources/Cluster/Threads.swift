@@ -63,10 +63,32 @@ final class Monitor<Value>: @unchecked Sendable {
         return try body(&value)
     }
 
+    /// Runs `body` with the lock held, and wakes the waiters only if it
+    /// says they have something to see: a wake-up is a thread switch.
+    func change<R>(waking body: (inout Value) -> (R, wake: Bool)) -> R {
+        pthread_mutex_lock(mutex)
+        let (result, wake) = body(&value)
+        if wake { pthread_cond_broadcast(condition) }
+        pthread_mutex_unlock(mutex)
+        return result
+    }
+
     func read<R>(_ body: (Value) throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(value)
+    }
+
+    /// Waits until `ready` returns a result, sleeping between its tries for
+    /// what `sleeping` says (read with the lock held, after `ready`).
+    func wait<R>(until ready: (inout Value) -> R?, sleeping: (Value) -> Duration) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while true {
+            if let result = ready(&value) { return result }
+            var ts = timespec(monotonicNow() + max(sleeping(value), .zero))
+            pthread_cond_timedwait(condition, mutex, &ts)
+        }
     }
 
     /// Waits until `ready` returns a result or `timeout` passes (nil: for
@@ -118,51 +140,62 @@ final class Timers: Sendable {
     private struct Entry {
         let id: UInt64
         let deadline: Duration
+        /// The deadline plus the entry's slack: it may run as late as this,
+        /// with others due by then, so that many entries cost few wake-ups.
+        let latest: Duration
         let action: @Sendable () -> Void
     }
     private struct State {
         var entries: [Entry] = []
         var next: UInt64 = 1
         var stopped = false
+        /// The deadline the thread sleeps until: an entry due later needs
+        /// no wake-up (the writes' PubAck timeouts, one per write).
+        var sleepingUntil: Duration?
     }
     private let state = Monitor(State())
 
     init() {
         startThread("cluster-timers") { [state] in
             while true {
-                // Sleep until the earliest deadline; an earlier entry added
-                // meanwhile (a new id) ends the sleep.
-                let (timeout, seen) = state.read { s -> (Duration, UInt64) in
-                    let earliest = s.entries.map(\.deadline).min() ?? (monotonicNow() + .seconds(1))
-                    return (max(earliest - monotonicNow(), .zero), s.next)
-                }
-                let due: [Entry]? = state.wait(timeout: timeout) { s -> [Entry]? in
+                let due: [Entry] = state.wait { s -> [Entry]? in
                     if s.stopped { return [] }
                     let now = monotonicNow()
                     let due = s.entries.filter { $0.deadline <= now }
-                    if due.isEmpty { return s.next != seen ? [] : nil }
-                    s.entries.removeAll { $0.deadline <= now }
-                    return due
-                }
+                    if !due.isEmpty {
+                        s.entries.removeAll { $0.deadline <= now }
+                        s.sleepingUntil = nil
+                        return due
+                    }
+                    s.sleepingUntil = s.entries.map(\.latest).min() ?? (now + .seconds(1))
+                    return nil
+                } sleeping: { s in s.sleepingUntil.map { $0 - monotonicNow() } ?? .zero }
                 if state.read({ $0.stopped }) { return }
-                for entry in (due ?? []).sorted(by: { $0.deadline < $1.deadline }) { entry.action() }
+                for entry in due.sorted(by: { $0.deadline < $1.deadline }) { entry.action() }
             }
         }
     }
 
+    /// Runs `action` once `delay` has passed, and at most `slack` later.
     /// The id to `cancel` it with.
     @discardableResult
-    func after(_ delay: Duration, _ action: @escaping @Sendable () -> Void) -> UInt64 {
-        state.change { s in
+    func after(_ delay: Duration, slack: Duration = .zero, _ action: @escaping @Sendable () -> Void) -> UInt64 {
+        let deadline = monotonicNow() + delay
+        return state.change(waking: { s -> (UInt64, wake: Bool) in
             let id = s.next
             s.next += 1
-            s.entries.append(Entry(id: id, deadline: monotonicNow() + delay, action: action))
-            return id
-        }
+            s.entries.append(Entry(id: id, deadline: deadline, latest: deadline + slack, action: action))
+            // Asleep until later (or running: then it looks again anyway).
+            return (id, s.sleepingUntil.map { deadline + slack < $0 } ?? false)
+        })
     }
 
+    /// Without waking the thread: if it wakes for nothing, it sleeps again.
     func cancel(_ id: UInt64) {
-        state.change { s in s.entries.removeAll { $0.id == id } }
+        state.change(waking: { s -> ((), wake: Bool) in
+            s.entries.removeAll { $0.id == id }
+            return ((), false)
+        })
     }
 
     func stop() {

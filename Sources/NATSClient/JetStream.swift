@@ -42,6 +42,11 @@ public final class JetStream: @unchecked Sendable {
             throw error
         }
         js = ctx
+        nonisolated(unsafe) let context = ctx
+        pending.clear = {
+            var list = natsMsgList()
+            if js_PublishAsyncGetPendingList(&list, context) == NATS_OK { natsMsgList_Destroy(&list) }
+        }
     }
 
     deinit {
@@ -144,6 +149,13 @@ public final class JetStream: @unchecked Sendable {
     /// thread, with the PubAck or the error (a refusal, or a timeout after
     /// `options.timeout`: outcome unknown). The `msgId` is required: it
     /// matches the PubAck to its completion, and makes a retry safe.
+    ///
+    /// `options.timeout` `.zero`: no timeout here; the caller times the
+    /// answer itself and gives up on it with `abandon`. nats.c 3.4.1 keeps
+    /// every publish with a timeout in a deadline list until the deadline
+    /// passes, answered or not, and then hands its PubAck thread a timeout
+    /// message for it: per message an allocation, a timer wake-up and a
+    /// lookup, which a caller timing a whole batch with one timer avoids.
     public func publishAsync(
         subject: String, payload: UnsafeRawBufferPointer, headers: [(String, String)] = [],
         msgId: String, options: PublishOptions = PublishOptions(),
@@ -163,6 +175,14 @@ public final class JetStream: @unchecked Sendable {
             pending.remove(msgId)
             throw error
         }
+    }
+
+    /// Gives up on publishes (of `publishAsync` with a `.zero` timeout)
+    /// whose answer did not come: their completions will not run, and a late
+    /// PubAck is dropped. nats.c still counts them against its pending
+    /// bound; they are cleared from it as soon as nothing else is pending.
+    public func abandon(_ msgIds: some Sequence<String>) {
+        pending.abandon(msgIds)
     }
 
     private func makeMessage(subject: String, payload: UnsafeRawBufferPointer, headers: [(String, String)]) throws(NATSError) -> OpaquePointer {
@@ -264,13 +284,21 @@ public struct PubAck: Sendable, Equatable {
 typealias PubAckCompletion = @Sendable (Result<PubAck, NATSError>) -> Void
 
 /// Completions of asynchronous publishes, by message id.
-final class PendingPublishes: Sendable {
-    private let completions = AdaptiveMutex<[String: PubAckCompletion]>([:])
+final class PendingPublishes: @unchecked Sendable {
+    private struct State {
+        var completions: [String: PubAckCompletion] = [:]
+        /// Abandoned publishes nats.c may still hold as pending.
+        var abandoned = 0
+    }
+    private let state = AdaptiveMutex(State())
+    /// Empties nats.c's list of pending publishes; set once, right after
+    /// the context is made, before any publish.
+    nonisolated(unsafe) var clear: () -> Void = {}
 
     func add(_ id: String, _ completion: @escaping PubAckCompletion) throws(NATSError) {
-        let added = completions.withLock { c -> Bool in
-            if c[id] != nil { return false }
-            c[id] = completion
+        let added = state.withLock { s -> Bool in
+            if s.completions[id] != nil { return false }
+            s.completions[id] = completion
             return true
         }
         if !added { throw NATSError(status: .invalidArgument, text: "message id \(id) is already being published") }
@@ -278,13 +306,35 @@ final class PendingPublishes: Sendable {
 
     @discardableResult
     func remove(_ id: String) -> PubAckCompletion? {
-        completions.withLock { $0.removeValue(forKey: id) }
+        state.withLock { s in
+            defer { clearIfIdle(&s) }
+            return s.completions.removeValue(forKey: id)
+        }
+    }
+
+    /// Drops the completions of `ids`: they will not run.
+    func abandon(_ ids: some Sequence<String>) {
+        state.withLock { s in
+            for id in ids where s.completions.removeValue(forKey: id) != nil { s.abandoned += 1 }
+            clearIfIdle(&s)
+        }
+    }
+
+    /// Once no completion is left, nats.c's pending entries are all
+    /// abandoned ones: cleared, under this lock, so that no new publish
+    /// (which adds its completion here before nats.c sees it) can be
+    /// among them.
+    private func clearIfIdle(_ s: inout State) {
+        if s.abandoned > 0 && s.completions.isEmpty {
+            clear()
+            s.abandoned = 0
+        }
     }
 
     func failAll(_ error: NATSError) {
-        let all = completions.withLock { c -> [PubAckCompletion] in
-            defer { c.removeAll() }
-            return Array(c.values)
+        let all = state.withLock { s -> [PubAckCompletion] in
+            defer { s.completions.removeAll(); s.abandoned = 0 }
+            return Array(s.completions.values)
         }
         for completion in all { completion(.failure(error)) }
     }

@@ -183,6 +183,40 @@ import Testing
         #expect(error.status == .timeout && error.isOutcomeUnknown)
     }
 
+    /// `.zero`: no timeout in nats.c; the caller gives up with `abandon`,
+    /// after which even a late answer does not complete it, and the id is
+    /// free again.
+    @Test func anAbandonedAsyncPublishNeverCompletes() throws {
+        let servers = try NATSServers()
+        let (connection, js) = try connect(servers)
+        _ = try js.addStream(StreamConfig(name: "S", subjects: ["s"]))
+        // A core subscriber that never answers: not "no responders".
+        let replies = Recorder<String>()
+        let silent = try connection.subscribe(subject: "silent") { m in if let r = m.reply { replies.append(r) } }
+        defer { silent.unsubscribe() }
+        try connection.flush(timeout: .seconds(2))
+        let acks = Recorder<Result<PubAck, NATSError>>()
+        var po = PublishOptions()
+        po.timeout = .zero
+        try [UInt8]([1]).withUnsafeBytes { b in
+            try js.publishAsync(subject: "silent", payload: b, msgId: "quiet", options: po) { acks.append($0) }
+        }
+        #expect(replies.wait(timeout: .seconds(2)) { !$0.isEmpty })
+        usleep(600_000)
+        #expect(acks.all.isEmpty)
+        js.abandon(["quiet"])
+        try connection.publish(subject: replies.all[0], payload: Array(#"{"stream":"S","seq":1}"#.utf8))
+        try connection.flush(timeout: .seconds(2))
+        usleep(100_000)
+        #expect(acks.all.isEmpty)
+        // The id is free, and publishing goes on.
+        try [UInt8]([2]).withUnsafeBytes { b in
+            try js.publishAsync(subject: "s", payload: b, msgId: "quiet", options: po) { acks.append($0) }
+        }
+        #expect(acks.wait { !$0.isEmpty })
+        #expect(acks.all.count == 1 && (try? acks.all[0].get().sequence) == 1)
+    }
+
     @Test func aDuplicateAsyncMessageIDIsRefusedLocally() throws {
         let servers = try NATSServers()
         let (_, js) = try connect(servers)
