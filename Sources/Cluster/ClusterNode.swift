@@ -251,7 +251,7 @@ public final class ClusterNode: Sendable {
                 throw ClusterError(error)
             }
             view.withLock { $0.applyLocalGroup(name: name, revision: marked, nil) }
-            if let writers = local.change({ $0.writers.removeValue(forKey: record.id) }) {
+            if let writers = local.update({ $0.writers.removeValue(forKey: record.id) }) {
                 writers.stop(failing: .notFound)
             }
             do {
@@ -355,7 +355,7 @@ public final class ClusterNode: Sendable {
     }
 
     func nextMessageId() -> String {
-        let counter = local.change { s -> UInt64 in
+        let counter = local.update { s -> UInt64 in
             s.counter += 1
             return s.counter
         }
@@ -435,7 +435,7 @@ public final class ClusterNode: Sendable {
     /// the others, beating again before it returned, took this node for
     /// dead (`aServerOfThreeDiesMidStream...`, 1 run in 5).
     func heartbeat() {
-        let (beat, connected) = local.change { s -> (UInt64, Bool) in
+        let (beat, connected) = local.update { s -> (UInt64, Bool) in
             s.beat += 1
             return (s.beat, s.connected)
         }
@@ -456,7 +456,7 @@ public final class ClusterNode: Sendable {
     }
 
     private func beaten(ok: Bool) {
-        let recovered = local.change { s -> Bool in
+        let recovered = local.update { s -> Bool in
             defer { s.beatFailing = !ok }
             return ok && s.beatFailing
         }
@@ -572,7 +572,7 @@ public final class ClusterNode: Sendable {
         }
         // Writes waiting for room in a group that is gone fail now rather
         // than retry into a deleted stream.
-        if let removed, let writers = local.change({ $0.writers.removeValue(forKey: removed) }) {
+        if let removed, let writers = local.update({ $0.writers.removeValue(forKey: removed) }) {
             writers.stop(failing: .notFound)
         }
     }

@@ -183,7 +183,7 @@ final class Delivery: Sendable {
     }
 
     private static func makeConsumer(_ node: ClusterNode, _ id: String, startingAt start: UInt64, backlog: Int) throws(ClusterError) -> (String, PullSubscription) {
-        let n = node.local.change { s -> UInt64 in
+        let n = node.local.update { s -> UInt64 in
             s.counter += 1
             return s.counter
         }

@@ -35,7 +35,7 @@ extension ClusterNode {
             completion(.failure(.tooLarge))
             return nil
         }
-        let writers = local.change { s -> Writers in
+        let writers = local.update { s -> Writers in
             if let w = s.writers[record.id] { return w }
             let w = Writers(node: self, id: record.id)
             s.writers[record.id] = w

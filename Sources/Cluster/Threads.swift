@@ -63,6 +63,13 @@ final class Monitor<Value>: @unchecked Sendable {
         return try body(&value)
     }
 
+    /// Runs `body` with the lock held and wakes nobody: for parts of the
+    /// value no waiter waits on (a broadcast with a waiter is a futex call
+    /// and, on a busy machine, a thread switch).
+    func update<R>(_ body: (inout Value) -> R) -> R {
+        change(waking: { s in (body(&s), false) })
+    }
+
     /// Runs `body` with the lock held, and wakes the waiters only if it
     /// says they have something to see: a wake-up is a thread switch.
     func change<R>(waking body: (inout Value) -> (R, wake: Bool)) -> R {
