@@ -46,28 +46,17 @@ import pytest
 
 import checker as ck
 import procs
+import stress
 import topicfilter
 from helpers import MAX_MESSAGE
-from test_stress import stop_daemon
-
-WSPAN = 64
+from stress import WSPAN, stop_daemon
 
 HALVES = (",".join(string.ascii_uppercase[:13]), ",".join(string.ascii_uppercase[13:]))
 
 
-def payload_start(mid: tuple, length: int) -> bytes:
-    """The first bytes of a message, enough for its topic (c/payload.h):
-    the length (< 2^24, so its fourth byte is a NUL) for a full message, the
-    number it encodes for a tiny one."""
-    wid, counter = mid
-    if length >= 16:
-        return length.to_bytes(4, "little") + wid.to_bytes(2, "little")
-    return (counter * WSPAN + wid).to_bytes(length, "little")
-
-
 @pytest.mark.timeout(300)
 def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory, rbin, scale, record, tmp_path):
-    seed = int(os.environ.get("RELIABILITY_SEED", "0")) or random.randrange(1, 1 << 30)
+    seed = stress.run_seed()
     rng = random.Random(seed)
     logs = tmp_path
     mnt = mount_factory()
@@ -150,29 +139,20 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
         procs.stop_all(workers)
 
     # --- the checker -------------------------------------------------------------------
-    problems: list[str] = []
-    accepted: dict = {}
-    attempts: dict = {}
-    own: dict = {}
-    for wid, w in writers.items():
-        wl = ck.parse_writer_log(w.log, wid)
-        if not wl.ended or wl.fatal:
-            problems.append(f"writer {wid} did not finish cleanly (fatal errno {wl.fatal})")
-        accepted.update(wl.accepted)
-        attempts.update({(wid, a.counter): a for a in wl.attempts.values()})
-        if w.info["member"] != "send":
-            own[w.info["member"]] = set(wl.accepted)
+    traffic, wlogs, problems, _ = stress.writer_side(writers)
+    accepted = traffic.accepted
     seqs = {}
+    logs_of = {}
     for name, r in readers.items():
         rl = ck.parse_reader_log(r.log, WSPAN)
+        logs_of[name] = [rl]
         problems += ck.check_reader_health(name, [rl])
-        problems += ck.check_received_were_accepted(name, rl.msgs, accepted, attempts)
+        problems += ck.check_received_were_accepted(name, rl.msgs, accepted, traffic.attempts)
         seqs[name] = [m for m, _ in rl.msgs]
         problems += ck.check_no_duplicates(name, seqs[name])
         problems += ck.check_writer_order(name, seqs[name])
 
     ref = seqs["anchor"]
-    pos = {m: i for i, m in enumerate(ref)}
     if set(ref) != set(accepted) or len(ref) != len(accepted):
         problems.append(f"anchor got {len(ref)} messages, {len(accepted)} were accepted")
     if st.group["sent"] != len(accepted) + 1:  # and the fill
@@ -180,39 +160,14 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
     if st.group["blocked_writers"] != 0:
         problems.append(f"blocked_writers={st.group['blocked_writers']} after every writer finished")
 
-    topics = {m: payload_start(m, accepted[m]) for m in ref}
-
-    def expected(name: str, patterns: str) -> list:
-        parsed = topicfilter.parse(patterns)
-        mine = set() if name in loopback else own.get(name, set())
-        return [m for m in ref if m not in mine and topicfilter.matches(parsed, topics[m])]
-
+    topics = traffic.starts
     matched = {}
     for name, (_, patterns, _) in permanent.items():
-        member_st = st.members[name]
-        got = seqs[name]
-        if member_st["delivered"] != len(got):
-            problems.append(f"{name}: status delivered={member_st['delivered']}, its reader got {len(got)}")
-        if name == "toggle":
-            either = topicfilter.parse(",".join(HALVES))
-            wrong = [m for m in got if not topicfilter.matches(either, topics.get(m, b""))]
-            if wrong:
-                problems.append(f"toggle got {len(wrong)} messages neither half matches, e.g. {wrong[:3]}")
-            problems += ck.check_follows(name, got, pos)
-            continue
-        want = expected(name, patterns)
-        matched[name] = len(want)
-        if name in dwf:
-            problems += ck.check_follows(name, got, pos)
-            if not set(got) <= set(want):
-                problems.append(f"{name} got messages its patterns do not match")
-            if member_st["dropped"] != len(want) - len(got):
-                problems.append(f"{name}: dropped={member_st['dropped']}, but it misses {len(want) - len(got)} "
-                                f"of the {len(want)} messages it matches")
-        else:
-            problems += ck.check_exact(name, got, want)
-            if member_st["dropped"] != 0:
-                problems.append(f"{name}: dropped={member_st['dropped']} without drop_when_full")
+        m = ck.Member(name, patterns, loopback=name in loopback, drops=name in dwf,
+                      either=",".join(HALVES) if name == "toggle" else None)
+        problems += ck.check_member(m, logs_of[name], ref, traffic, st.members.get(name))[0]
+        if m.either is None:
+            matched[name] = sum(1 for x in ref if traffic.addressed(m, x))
     stuck = st.members["stuck"]
     if (stuck["queued"], stuck["delivered"], stuck["dropped"], stuck["full"]) != (1, 1, 0, 1):
         problems.append(f"stuck: queued={stuck['queued']} delivered={stuck['delivered']} dropped={stuck['dropped']}, "
@@ -225,8 +180,7 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
     problems += p
     sizes = [accepted[m] for m in ref]
     record(
-        seed=seed, writers=len(writers), attempts=sum(len(ck.parse_writer_log(w.log, wid).attempts)
-                                                      for wid, w in writers.items()),
+        seed=seed, writers=len(writers), attempts=sum(len(wl.attempts) for wl in wlogs.values()),
         accepted=len(accepted), matched=matched, received={n: len(s) for n, s in seqs.items()},
         dropped=st.members["dropper"]["dropped"], toggle_flips=flips["n"],
         topicless=sum(1 for m in ref if topicfilter.topic_tokens(topics[m]) is None),
