@@ -163,6 +163,19 @@ def check_no_duplicates(name: str, ids) -> list[str]:
     return [f"{name}: {len(dup)} messages received more than once, e.g. {dup[:5]}"] if dup else []
 
 
+def check_received(name: str, logs: list, accepted: dict, attempts: dict) -> list[str]:
+    """What one member's readers (logs) got: each reader healthy (no corrupt
+    message, no read error, end of file reached), every message accepted and
+    of the length written, each writer's order kept by every reader, and no
+    message twice among them."""
+    out = check_reader_health(name, logs)
+    for k, r in enumerate(logs):
+        label = name if len(logs) == 1 else f"{name}[{k}]"
+        out += check_received_were_accepted(label, r.msgs, accepted, attempts)
+        out += check_writer_order(label, [m for m, _ in r.msgs])
+    return out + check_no_duplicates(name, [m for r in logs for m, _ in r.msgs])
+
+
 def check_writer_order(name: str, ids) -> list[str]:
     """Each writer's messages arrive in the order written (counters increase)."""
     last: dict = {}

@@ -242,3 +242,14 @@ def creds_of(wids: dict) -> dict:
     return {wid: (w.pid, w.info.get("uid", 0), w.info.get("uid", 0),
                   "" if "private_to" in w.info or w.info.get("member", "send") == "send" else w.info["member"])
             for wid, w in wids.items()}
+
+
+def conclude(mnt, record, figures: dict, problems: list[str], seed: int):
+    """The end of a stress run: its daemon stopped (stop_daemon), the
+    figures recorded with the problems counted, and the test failed on any."""
+    p, leaked = stop_daemon(mnt)
+    problems += p
+    figures["defect_leaked_member_objects"] = leaked
+    figures["problems"] = len(problems)
+    record(**figures)
+    assert not problems, f"{len(problems)} problems (seed {seed}):\n{show(problems)}"

@@ -40,7 +40,7 @@ import pytest
 import checker as ck
 import procs
 import stress
-from stress import WSPAN, parse_log, show, stop_daemon
+from stress import WSPAN, parse_log
 
 
 @pytest.mark.timeout(300)
@@ -164,11 +164,7 @@ def test_stress_peers_and_private_messages_checked(mount_factory, rbin, scale, r
     got = {}
     for name, r in readers.items():
         rl = parse_log(r, WSPAN)
-        problems += ck.check_reader_health(name, [rl])
-        problems += ck.check_received_were_accepted(name, rl.msgs, accepted, traffic.attempts)
-        ids = [m for m, _ in rl.msgs]
-        problems += ck.check_no_duplicates(name, ids)
-        problems += ck.check_writer_order(name, ids)
+        problems += ck.check_received(name, [rl], accepted, traffic.attempts)
         got[name] = rl
 
     # the group order, and what `sent` counts
@@ -212,9 +208,4 @@ def test_stress_peers_and_private_messages_checked(mount_factory, rbin, scale, r
         capacity_changes=tuned["n"], sigusr1_writers=usr1["writer"], sigusr1_readers=usr1["reader"],
         writers_s=round(t_writers, 2), total_s=round(t_total, 2),
     )
-    p, leaked = stop_daemon(mnt)
-    problems += p
-    figures["defect_leaked_member_objects"] = leaked
-    figures["problems"] = len(problems)
-    record(**figures)
-    assert not problems, f"{len(problems)} problems (seed {seed}):\n{show(problems)}"
+    stress.conclude(mnt, record, figures, problems, seed)

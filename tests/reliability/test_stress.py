@@ -46,7 +46,7 @@ import checker as ck
 import procs
 import stress
 from helpers import MAX_MESSAGE
-from stress import NOBODY, WSPAN, ck_end, is_asan, parse_log, show, start_reader, stop_daemon
+from stress import NOBODY, WSPAN, ck_end, is_asan, parse_log, start_reader
 
 
 @pytest.mark.timeout(420)
@@ -262,36 +262,18 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
         problems.append(f"a write of max_message + 1 returned {edge[2].ret} {ck.errname(edge[2].err)}, "
                         "expected EMSGSIZE")
 
-    got = {}
-    for name, rs in readers.items():
-        rl = [parse_log(r) for r in rs]
-        problems += ck.check_reader_health(name, rl)
-        got[name] = rl
-    lgot = {n: got.pop(n) for n in lpermanent}
-    for t in transients:
-        rl = ck.parse_reader_log(t["reader"].log, WSPAN)
-        problems += ck.check_reader_health(t["name"], [rl])
-        t["log"] = rl
-
     # everything received was accepted, intact; no duplicates; writer order
-    def ids_of(rl):
-        return [m for m, _ in rl.msgs]
-
+    got = {name: [parse_log(r) for r in rs] for name, rs in readers.items()}
+    lgot = {n: got.pop(n) for n in lpermanent}
     seqs = {}
     for name, rl in got.items():
-        for k, r in enumerate(rl):
-            problems += ck.check_received_were_accepted(f"{name}[{k}]", r.msgs, accepted, attempts)
-        seq = [m for r in rl for m in ids_of(r)]
-        problems += ck.check_no_duplicates(name, seq)
+        problems += ck.check_received(name, rl, accepted, attempts)
         if len(rl) == 1:
-            seqs[name] = seq
-        for k, r in enumerate(rl):
-            problems += ck.check_writer_order(f"{name}[{k}]", ids_of(r))
+            seqs[name] = [m for m, _ in rl[0].msgs]
     for t in transients:
-        problems += ck.check_received_were_accepted(t["name"], t["log"].msgs, accepted, attempts)
-        problems += ck.check_no_duplicates(t["name"], ids_of(t["log"]))
-        problems += ck.check_writer_order(t["name"], ids_of(t["log"]))
-        seqs[t["name"]] = ids_of(t["log"])
+        t["log"] = ck.parse_reader_log(t["reader"].log, WSPAN)
+        problems += ck.check_received(t["name"], [t["log"]], accepted, attempts)
+        seqs[t["name"]] = [m for m, _ in t["log"].msgs]
 
     # the anchor is the group order
     ref = seqs["anchor"]
@@ -337,13 +319,9 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
             problems.append(f"line writer {wid}: {len(wl.accepted)} lines delivered of {len(wl.attempts)}")
     lseqs = {}
     for name, rl in lgot.items():
-        for k, r in enumerate(rl):
-            problems += ck.check_received_were_accepted(f"{name}[{k}]", r.msgs, laccepted, lattempts)
-            problems += ck.check_writer_order(f"{name}[{k}]", [m for m, _ in r.msgs])
-        seq = [m for r in rl for m, _ in r.msgs]
-        problems += ck.check_no_duplicates(name, seq)
+        problems += ck.check_received(name, rl, laccepted, lattempts)
         if len(rl) == 1:
-            lseqs[name] = seq
+            lseqs[name] = [m for m, _ in rl[0].msgs]
     lref = lseqs["lanchor"]
     if set(lref) != set(laccepted) or len(lref) != len(laccepted):
         problems.append(f"lanchor: received {len(lref)} lines, {len(laccepted)} were written")
@@ -394,12 +372,7 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
         settings_changes=tuned["capacity"] + tuned["drop_when_full"], status_snapshots_checked=samples["n"],
         writers_s=round(t_writers, 2), total_s=round(t_total, 2), problems=len(problems),
     )
-    p, leaked = stop_daemon(mnt)
-    problems += p
-    figures["defect_leaked_member_objects"] = leaked
-    figures["problems"] = len(problems)
-    record(**figures)
-    assert not problems, f"{len(problems)} problems (seed {seed}):\n{show(problems)}"
+    stress.conclude(mnt, record, figures, problems, seed)
 
 
 @pytest.mark.timeout(60)
