@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import errno as E
+import functools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -203,21 +204,29 @@ def check_follows(name: str, ids, pos: dict) -> list[str]:
 
 def check_pairwise_order(seqs: dict) -> list[str]:
     """Every pair of members saw their common messages in the same order
-    (checked directly, without a reference)."""
+    (checked directly, without a reference): the common messages, in the
+    order of the shorter sequence, have increasing positions in the other."""
     out = []
     names = sorted(seqs)
     sets = {n: set(seqs[n]) for n in names}
+    positions: dict = {}
+
+    def pos(n):
+        if n not in positions:
+            positions[n] = {m: i for i, m in enumerate(seqs[n])}
+        return positions[n]
+
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            common = sets[a] & sets[b]
-            if not common:
+            x, y = (a, b) if len(seqs[a]) <= len(seqs[b]) else (b, a)
+            if sets[x].isdisjoint(sets[y]) or seqs[x] == seqs[y]:
                 continue
-            sa = [m for m in seqs[a] if m in common]
-            sb = [m for m in seqs[b] if m in common]
-            if sa != sb:
-                k = next(j for j in range(len(sa)) if sa[j] != sb[j])
-                out.append(f"{a} and {b} disagree on the order of their common messages at #{k}: "
-                           f"{sa[k]} vs {sb[k]}")
+            common = [m for m in seqs[x] if m in sets[y]]
+            py = pos(y)
+            k = next((j for j in range(1, len(common)) if py[common[j]] <= py[common[j - 1]]), None)
+            if k is not None:
+                out.append(f"{a} and {b} disagree on the order of their common messages: {x} has "
+                           f"{common[k - 1]} before {common[k]}, {y} after")
     return out
 
 
@@ -412,6 +421,17 @@ def payload_start(mid: MsgId, length: int, wspan: int) -> bytes:
     return (counter * wspan + wid).to_bytes(length, "little")
 
 
+def _topicfilter():
+    import topicfilter  # tests/lib: on the path of every suite that mounts mcastfs
+
+    return topicfilter
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(patterns: str) -> tuple:
+    return _topicfilter().parse(patterns)
+
+
 @dataclass
 class Member:
     """A member present from before the first message to after the last.
@@ -441,9 +461,7 @@ class Traffic:
         return mid[0] in self.private_to
 
     def matches(self, patterns: str, mid: MsgId) -> bool:
-        import topicfilter  # tests/lib: on the path of every suite that mounts mcastfs
-
-        return patterns == "" or topicfilter.matches(topicfilter.parse(patterns), self.starts[mid])
+        return patterns == "" or _topicfilter().matches(_parsed(patterns), self.starts[mid])
 
     def addressed(self, m: Member, mid: MsgId) -> bool:
         """The contract's recipients: a private message goes to its member

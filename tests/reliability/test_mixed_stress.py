@@ -90,7 +90,7 @@ def line_start(mid: tuple, length: int) -> bytes:
     return b"L%04x:%08x:%08x:" % (mid[0], mid[1], length)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, tmp_path, workdir_base):
     seed = stress.run_seed()
     rng = random.Random(seed)
