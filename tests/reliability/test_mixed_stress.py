@@ -463,6 +463,7 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
         deliveries_checked=sum(len(r.msgs) for rl in all_record + list(lgot.values()) for r in rl),
         record_view_deliveries=deliveries(all_record, False), framed_view_deliveries=deliveries(all_record, True),
         peer_deliveries=sum(len(seqs["peer:" + n]) for n in talkers),
+        partial_read_parts=sum((r.eof or {}).get("parts", 0) for rl in all_record for r in rl),
         framed_batches=sum(e.get("batches", 0) for wid, e in ends.items() if wids[wid].info["kind"] == "batch"),
         framed_short_writes_resent=sum(e.get("shorts", 0) for wid, e in ends.items()
                                        if wids[wid].info["kind"] == "batch"),
@@ -477,6 +478,7 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
         line_record_view_deliveries=deliveries(lgot.values(), False),
         line_framed_view_deliveries=deliveries(lgot.values(), True),
         line_peer_deliveries=len(lseqs["peer:lw0"]),
+        line_partial_read_parts=sum((r.eof or {}).get("parts", 0) for rl in lgot.values() for r in rl),
         line_writes=sum(e.get("writes", 0) for e in lends), line_short_writes=sum(e.get("shorts", 0) for e in lends),
         line_tails_flushed_by_fsync=sum(e.get("fsyncs", 0) for e in lends),
         line_tails_flushed_by_close=sum(e.get("closeflush", 0) for e in lends),
