@@ -177,6 +177,18 @@ def check_received(name: str, logs: list, accepted: dict, attempts: dict) -> lis
     return out + check_no_duplicates(name, [m for r in logs for m, _ in r.msgs])
 
 
+def check_max_message_edges(w: WriterLog, max_message: int) -> list[str]:
+    """A writer run with mcw -x: its attempt 1, exactly max_message bytes,
+    was accepted whole; its attempt 2, one byte more, failed with EMSGSIZE."""
+    out = []
+    one, two = w.attempts.get(1), w.attempts.get(2)
+    if one and one.ret != max_message:
+        out.append(f"a write of exactly max_message ({max_message}) returned {one.ret} {errname(one.err)}")
+    if two and not (two.ret == -1 and two.err == E.EMSGSIZE):
+        out.append(f"a write of max_message + 1 returned {two.ret} {errname(two.err)}, expected EMSGSIZE")
+    return out
+
+
 def check_writer_order(name: str, ids) -> list[str]:
     """Each writer's messages arrive in the order written (counters increase)."""
     last: dict = {}

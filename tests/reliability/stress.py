@@ -253,3 +253,58 @@ def conclude(mnt, record, figures: dict, problems: list[str], seed: int):
     figures["problems"] = len(problems)
     record(**figures)
     assert not problems, f"{len(problems)} problems (seed {seed}):\n{show(problems)}"
+
+
+def churn(stop: threading.Event, rng: random.Random, group, rbin, logs, max_live: int, transients: list,
+          live_readers: list, settings=({}, {}, {"capacity": 3}, {"queue_bytes": 2048}), patterns=("",),
+          framed_share: float = 0.0):
+    """Members join and leave until stop, at most max_live at once, each for
+    20 .. 400 ms with its own reader (record, or framed for framed_share of
+    them, in parts for 40%), settings and patterns drawn from those given
+    (patterns set once it is in). Each one's dict goes to `transients` with
+    its times: j0 .. j1 around its create, s0 .. s1 around its subscribe
+    command, l0 .. l1 around its rm (CLOCK_MONOTONIC ns), for
+    checker.check_transient."""
+    k = 0
+    live: list[dict] = []
+    while True:
+        now = time.monotonic()
+        if not stop.is_set() and len(live) < max_live and rng.random() < 0.5:
+            t = dict(name=f"t{k}", settings=rng.choice(settings), patterns=rng.choice(patterns),
+                     framed=rng.random() < framed_share)
+            k += 1
+            t["j0"] = time.monotonic_ns()
+            os.close(os.open(group.p(t["name"]), os.O_CREAT | os.O_EXCL | os.O_RDONLY, 0o644))
+            t["j1"] = time.monotonic_ns()
+            if t["settings"]:
+                group.configure(t["name"], **t["settings"])
+            if t["patterns"]:
+                t["s0"] = time.monotonic_ns()
+                group.ctl(f"member {t['name']} subscribe={t['patterns']}")
+                t["s1"] = time.monotonic_ns()
+            t["reader"] = start_reader(rbin, group.p, t["name"], str(logs / f"t-{t['name']}.log"),
+                                       rng.randrange(1 << 30), dict(framed=t["framed"], variable=rng.random() < 0.4))
+            live_readers.append(t["reader"])
+            t["until"] = now + rng.uniform(0.02, 0.4)
+            live.append(t)
+            transients.append(t)
+        for t in list(live):
+            if stop.is_set() or time.monotonic() >= t["until"]:
+                t["l0"] = time.monotonic_ns()
+                os.unlink(group.p(t["name"]))
+                t["l1"] = time.monotonic_ns()
+                live.remove(t)
+        if stop.is_set() and not live:
+            return
+        time.sleep(rng.uniform(0.005, 0.04))
+
+
+def flip_patterns(stop: threading.Event, group, member: str, lists, counts: dict, key: str = "subscribe",
+                  every: float = 0.005):
+    """A member's patterns switched between `lists` until stop, counted in counts[key]."""
+    k = 0
+    while not stop.is_set():
+        k += 1
+        group.ctl(f"member {member} subscribe={lists[k % len(lists)]}")
+        counts[key] = counts.get(key, 0) + 1
+        time.sleep(every)

@@ -54,6 +54,14 @@ def test_received_must_have_been_accepted(tmp_path):
     assert ck.check_received_were_accepted("m", [((9, 0), 2)], wl.accepted, attempts)    # never written
 
 
+def test_max_message_edges(tmp_path):
+    log = tmp_path / "w.log"
+    log.write_text("R 0 1 1 0 0 1 2\nR 1 100 100 0 0 3 4\nR 2 101 -1 90 0 5 6\n")   # 90: EMSGSIZE
+    assert ck.check_max_message_edges(ck.parse_writer_log(str(log), 0), 100) == []
+    log.write_text("R 0 1 1 0 0 1 2\nR 1 100 -1 90 0 3 4\nR 2 101 101 0 0 5 6\n")
+    assert len(ck.check_max_message_edges(ck.parse_writer_log(str(log), 0), 100)) == 2   # refused, then taken
+
+
 def one_message_through_mcr(rbin, tmp_path, data: bytes, bufsize: int = 4096) -> ck.ReaderLog:
     """mcr reads one message written whole into a FIFO, then end of file."""
     fifo = tmp_path / "fifo"

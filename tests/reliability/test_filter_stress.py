@@ -39,7 +39,6 @@ from __future__ import annotations
 import os
 import random
 import string
-import threading
 import time
 
 import pytest
@@ -89,29 +88,15 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
     workers: list[procs.Worker] = []
     readers: dict[str, procs.Worker] = {}
     flips = {"n": 0}
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def flip():
-        try:
-            k = 0
-            while not stop.is_set():
-                k += 1
-                g.ctl(f"member toggle subscribe={HALVES[k % 2]}")
-                flips["n"] += 1
-                time.sleep(0.005)
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            errors.append(e)
-
+    threads = stress.Threads()
     try:
         for name, (_, _, opts) in permanent.items():
             readers[name] = procs.reader(rbin, g.p(name), str(logs / f"r-{name}.log"), seed=rng.randrange(1 << 30), **opts)
             workers.append(readers[name])
         targets = [("send", "ws0"), ("send", "ws1"), ("wm0", "wm0"), ("wm1", "wm1")]
         writers = {}
-        flipper = threading.Thread(target=flip, daemon=True)
         t_start = time.monotonic()
-        flipper.start()
+        threads.start(stress.flip_patterns, threads.stop, g, "toggle", HALVES, flips, "n")
         for wid, (path_name, label) in enumerate(targets):
             w = procs.writer(
                 rbin, g.p(path_name), wid, str(logs / f"w-{label}.log"), wspan=WSPAN,
@@ -126,9 +111,7 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
             code = w.wait(scale.stress_time_limit_s + 60)
             assert code == 0, f"writer {w.info['label']} exited with {code}: {w.stderr()}"
         t_writers = time.monotonic() - t_start
-        stop.set()
-        flipper.join(30)
-        assert not errors, f"the flipping thread failed: {errors[0]!r}"
+        threads.finish()
         st = g.status()
         for name in permanent:
             os.unlink(g.p(name))
@@ -136,6 +119,7 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
             code = r.wait(60)
             assert code == 0, f"reader {name} exited with {code}: {r.stderr()}"
     finally:
+        threads.stop.set()
         procs.stop_all(workers)
 
     # --- the checker -------------------------------------------------------------------

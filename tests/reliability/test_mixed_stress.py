@@ -189,42 +189,6 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
         # --- members joining and leaving: some filtered (set once they are in), some read framed
         live_readers: list[procs.Worker] = []
 
-        def churn():
-            k = 0
-            live: list[dict] = []
-            crng = random.Random(rng.randrange(1 << 30))
-            while True:
-                now = time.monotonic()
-                if not stop.is_set() and len(live) < scale.churn_max_live and crng.random() < 0.5:
-                    t = dict(name=f"t{k}", settings=crng.choice([{}, {}, {"capacity": 3}, {"queue_bytes": 2048}]),
-                             patterns=crng.choice(["", "", "*", ">", LETTERS]), framed=crng.random() < 0.3)
-                    k += 1
-                    t["j0"] = time.monotonic_ns()
-                    os.close(os.open(g.p(t["name"]), os.O_CREAT | os.O_EXCL | os.O_RDONLY, 0o644))
-                    t["j1"] = time.monotonic_ns()
-                    if t["settings"]:
-                        g.configure(t["name"], **t["settings"])
-                    if t["patterns"]:
-                        t["s0"] = time.monotonic_ns()
-                        g.ctl(f"member {t['name']} subscribe={t['patterns']}")
-                        t["s1"] = time.monotonic_ns()
-                    t["reader"] = stress.start_reader(rbin, g.p, t["name"], str(logs / f"t-{t['name']}.log"),
-                                                      crng.randrange(1 << 30),
-                                                      dict(framed=t["framed"], variable=crng.random() < 0.4))
-                    live_readers.append(t["reader"])
-                    t["until"] = now + crng.uniform(0.02, 0.4)
-                    live.append(t)
-                    transients.append(t)
-                for t in list(live):
-                    if stop.is_set() or time.monotonic() >= t["until"]:
-                        t["l0"] = time.monotonic_ns()
-                        os.unlink(g.p(t["name"]))
-                        t["l1"] = time.monotonic_ns()
-                        live.remove(t)
-                if stop.is_set() and not live:
-                    return
-                time.sleep(crng.uniform(0.005, 0.04))
-
         # --- settings changing under load --------------------------------------------------
         tuned = {"capacity": 0, "drop_when_full": 0, "subscribe": 0}
 
@@ -244,14 +208,6 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
                     tuned["drop_when_full"] += 1
                     continue
                 tuned["capacity"] += 1
-
-        def flip_patterns():
-            k = 0
-            while not stop.is_set():
-                k += 1
-                g.ctl(f"member toggle subscribe={HALVES[k % 2]}")
-                tuned["subscribe"] += 1
-                time.sleep(0.01)
 
         # --- writers -----------------------------------------------------------------------
         wids: dict[int, procs.Worker] = {}
@@ -275,9 +231,10 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
         snapshot_problems: list[str] = []
         writers: list[procs.Worker] = []
         t_start = time.monotonic()
-        threads.start(churn)
+        threads.start(stress.churn, stop, random.Random(rng.randrange(1 << 30)), g, rbin, logs, scale.churn_max_live,
+                      transients, live_readers, patterns=("", "", "*", ">", LETTERS), framed_share=0.3)
         threads.start(tune)
-        threads.start(flip_patterns)
+        threads.start(stress.flip_patterns, stop, g, "toggle", HALVES, tuned, every=0.01)
         threads.start(stress.inject, stop, random.Random(rng.randrange(1 << 30)),
                       lambda: writers + [r for rs in readers.values() for r in rs] + list(live_readers), usr1, stops)
         threads.start(stress.sample, stop, g, samples, snapshot_problems, None, 0.03, plain=plain, bounded=bounded,
@@ -353,11 +310,7 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
     traffic, wlogs, p, fails = stress.writer_side(wids)
     problems += p
     accepted, attempts = traffic.accepted, traffic.attempts
-    edge = wlogs[0].attempts
-    if edge.get(1) and edge[1].ret != MAX_MESSAGE:
-        problems.append(f"a write of exactly max_message returned {edge[1].ret} {ck.errname(edge[1].err)}")
-    if edge.get(2) and not (edge[2].ret == -1 and edge[2].err == ck.E.EMSGSIZE):
-        problems.append(f"a write of max_message + 1 returned {edge[2].ret} {ck.errname(edge[2].err)}, not EMSGSIZE")
+    problems += ck.check_max_message_edges(wlogs[0], MAX_MESSAGE)
 
     got = {name: [stress.parse_log(r) for r in rs] for name, rs in readers.items()}
     lgot = {n: got.pop(n) for n in list(got) if n.removeprefix("peer:") in lmembers}

@@ -122,37 +122,6 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
         transients: list[dict] = []
         live_readers: list[procs.Worker] = []
 
-        def churn():
-            k = 0
-            live: list[dict] = []
-            crng = random.Random(rng.randrange(1 << 30))
-            while True:
-                now = time.monotonic()
-                if not stop.is_set() and len(live) < scale.churn_max_live and crng.random() < 0.5:
-                    name = f"t{k}"
-                    k += 1
-                    settings = crng.choice([{}, {}, {"capacity": 3}, {"queue_bytes": 2048}])
-                    t = dict(name=name, settings=settings, j0=time.monotonic_ns())
-                    os.close(os.open(g.p(name), os.O_CREAT | os.O_EXCL | os.O_RDONLY, 0o644))
-                    t["j1"] = time.monotonic_ns()
-                    if settings:
-                        g.configure(name, **settings)
-                    t["reader"] = procs.reader(rbin, g.p(name), str(logs / f"t-{name}.log"),
-                                               variable=crng.random() < 0.4, seed=crng.randrange(1 << 30))
-                    live_readers.append(t["reader"])
-                    t["until"] = now + crng.uniform(0.02, 0.4)
-                    live.append(t)
-                    transients.append(t)
-                for t in list(live):
-                    if stop.is_set() or time.monotonic() >= t["until"]:
-                        t["l0"] = time.monotonic_ns()
-                        os.unlink(g.p(t["name"]))
-                        t["l1"] = time.monotonic_ns()
-                        live.remove(t)
-                if stop.is_set() and not live:
-                    return
-                time.sleep(crng.uniform(0.005, 0.04))
-
         # --- SIGUSR1 at random: interrupted writes deliver nothing, interrupted reads consume nothing
         usr1 = {"writer": 0, "reader": 0}
         stops = {"writer": 0, "reader": 0}
@@ -183,7 +152,8 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
         targets = [("send", f"ws{i}") for i in range(scale.send_writers)] + [(m, m) for m in writer_members]
         n_main_writers = len(targets) + 2   # and the two framed writers
         t_start = time.monotonic()
-        threads.start(churn)
+        threads.start(stress.churn, stop, random.Random(rng.randrange(1 << 30)), g, rbin, logs, scale.churn_max_live,
+                      transients, live_readers)
         threads.start(stress.inject, stop, random.Random(rng.randrange(1 << 30)), pool, usr1, stops)
         threads.start(tune)
         threads.start(stress.sample, stop, g, samples, snapshot_problems, None, 0.02,
@@ -254,13 +224,7 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
     traffic, wlogs, p, fails = stress.writer_side(wids)
     problems += p
     accepted, attempts = traffic.accepted, traffic.attempts
-    edge = wlogs[0].attempts
-    if edge.get(1) and edge[1].ret != MAX_MESSAGE:
-        problems.append(f"a write of exactly max_message ({MAX_MESSAGE}) returned {edge[1].ret} "
-                        f"{ck.errname(edge[1].err)}")
-    if edge.get(2) and not (edge[2].ret == -1 and edge[2].err == ck.E.EMSGSIZE):
-        problems.append(f"a write of max_message + 1 returned {edge[2].ret} {ck.errname(edge[2].err)}, "
-                        "expected EMSGSIZE")
+    problems += ck.check_max_message_edges(wlogs[0], MAX_MESSAGE)
 
     # everything received was accepted, intact; no duplicates; writer order
     got = {name: [parse_log(r) for r in rs] for name, rs in readers.items()}
