@@ -120,7 +120,7 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
         "flip": ({"capacity": 4}, "", [dict(variable=True, delay_us=150)], None),   # capacity, drop_when_full
         "star": ({}, "*", [dict(variable=True)], None),
         "rest": ({"capacity": 16}, ">", [dict(framed=True, variable=True)], None),
-        # filtered, read in both views
+        # filtered, read in both views (its framed reader with 1 MiB buffers, as shared's)
         "letters": ({"capacity": 4}, LETTERS, [dict(variable=True), dict(framed=True)], None),
         # filtered (it matches few messages), and private messages written to it, which it gets all
         "digits": ({"capacity": 8}, ",".join(string.digits) + ",*.*", [dict(framed=True, variable=True)], None),
@@ -142,7 +142,8 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
                          either=",".join(HALVES) if n == "toggle" else None)
             for n, (s, p, _, _) in members.items()}
     talkers = [n for n, (s, _, _, _) in members.items() if s.get("send_to_peer")]
-    plain = [n for n in ("anchor", "fanchor", "parts", "tight", "bytes", "drop1", "shared", "flip")]
+    # every group message reaches them, and nothing else: one delivered + dropped in every snapshot
+    plain = ["anchor", "fanchor", "parts", "tight", "bytes", "drop1", "shared", "flip"]
     bounded = ["star", "rest", "letters", "toggle"]
 
     lmembers = {
@@ -181,13 +182,11 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
                 for k, o in enumerate(opts):
                     readers[name].append(stress.start_reader(rbin, grp.p, name, str(logs / f"r-{name}-{k}.log"),
                                                              rng.randrange(1 << 30), o))
+                    workers.append(readers[name][-1])
                 if peer is not None:
                     readers["peer:" + name] = [stress.start_reader(rbin, grp.p, name, str(logs / f"p-{name}.log"),
                                                                    rng.randrange(1 << 30), dict(peer, peer=True))]
-        workers += [r for rs in readers.values() for r in rs]
-
-        # --- members joining and leaving: some filtered (set once they are in), some read framed
-        live_readers: list[procs.Worker] = []
+                    workers += readers["peer:" + name]
 
         # --- settings changing under load --------------------------------------------------
         tuned = {"capacity": 0, "drop_when_full": 0, "subscribe": 0}
@@ -231,6 +230,8 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
         snapshot_problems: list[str] = []
         writers: list[procs.Worker] = []
         t_start = time.monotonic()
+        # members joining and leaving: some given a filter once they are in, some read framed
+        live_readers: list[procs.Worker] = []
         threads.start(stress.churn, stop, random.Random(rng.randrange(1 << 30)), g, rbin, logs, scale.churn_max_live,
                       transients, live_readers, patterns=("", "", "*", ">", LETTERS), framed_share=0.3)
         threads.start(tune)
@@ -257,6 +258,7 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
                 w = procs.writer(rbin, g.p(path), wid, log, seed=rng.randrange(1 << 30),
                                  pause_us=rng.choice([0, 0, 100, 300]), edges=(label == "ws0"), **mcw, **user, **info)
             wids[wid] = w
+            workers.append(w)
         # line writers: on send (one ends with a tail flushed by close), as the talker lw0, and
         # privately to lquiet
         for label, path, member, close_flush in (("ls0", "send", "send", False), ("ls1", "send", "send", True),
@@ -268,14 +270,13 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
                                            seed=rng.randrange(1 << 30), nonblock_pct=25,
                                            pause_us=rng.choice([0, 100]), fsync_pct=3, close_flush=close_flush,
                                            **info)
+            workers.append(lwids[wid])
         writers += list(wids.values()) + list(lwids.values())
-        workers += writers
         for w in writers:
             code = w.wait(scale.mixed_time_limit_s + 60)
             assert code == 0, f"writer {w.info['label']} exited with {code}: {w.stderr()}"
         t_writers = time.monotonic() - t_start
         threads.finish()
-        workers += [t["reader"] for t in transients]
 
         # A line flushed by close(2) enters the group once the daemon sees the release, which may
         # come after close returned: wait for every line; then for every queue to drain (the peers'
