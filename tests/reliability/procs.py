@@ -109,14 +109,18 @@ class Worker:
 
 def writer(rbin, path: str, wid: int, log: str, *, wspan: int, count: int = 0, deadline_ms: int = 0,
            seed: int = 1, maxmsg: int = 1044480, nonblock_pct: int = 0, large_pm: int = 3, medium_pct: int = 8,
-           pause_us: int = 0, edges: bool = False, log_begin: bool = False, alarm_s: int = 600, **info) -> Worker:
-    cmd = [rbin["mcw"], "-p", path, "-i", str(wid), "-l", log, "-W", str(wspan), "-n", str(count),
+           pause_us: int = 0, edges: bool = False, log_begin: bool = False, alarm_s: int = 600,
+           as_user: int | None = None, binary: str | None = None, **info) -> Worker:
+    """mcw; as_user runs it as that uid and gid (as framed_writer does)."""
+    cmd = [binary or rbin["mcw"], "-p", path, "-i", str(wid), "-l", log, "-W", str(wspan), "-n", str(count),
            "-T", str(deadline_ms), "-s", str(seed), "-m", str(maxmsg), "-b", str(nonblock_pct),
            "-L", str(large_pm), "-M", str(medium_pct), "-u", str(pause_us), "-A", str(alarm_s)]
     if edges:
         cmd.append("-x")
     if log_begin:
         cmd.append("-B")
+    if as_user is not None:
+        cmd = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", "--"] + cmd
     return Worker(cmd, "ready", "writer", log, wid=wid, path=path, **info)
 
 

@@ -24,6 +24,11 @@ class Scale:
     framed_records_per_writer: int   # records per framed batch writer (one on frames/send as uid 65534,
                                      # one a member on frames/fm0)
     line_messages_per_writer: int    # line messages per line writer (three, in a message=line group)
+    # everything in one run (part 1c, test_mixed_stress.py)
+    mixed_attempts_per_writer: int   # per record writer (mcw: on send, as members, private)
+    mixed_records_per_writer: int    # per framed batch writer (mcfw)
+    mixed_lines_per_writer: int      # per line writer (mclw, in the line group)
+    mixed_time_limit_s: float        # writers stop by themselves after this
     # signal faults (part 2a)
     fault_readers: int           # killable readers (one member each)
     fault_writers: int           # killable writers alive at once
@@ -46,6 +51,10 @@ SHORT = Scale(
     churn_max_live=2,
     framed_records_per_writer=8000,
     line_messages_per_writer=3000,
+    mixed_attempts_per_writer=1500,
+    mixed_records_per_writer=3000,
+    mixed_lines_per_writer=1500,
+    mixed_time_limit_s=18,
     fault_readers=3,
     fault_writers=3,
     faults=300,
@@ -65,6 +74,10 @@ LONG = Scale(
     churn_max_live=3,
     framed_records_per_writer=60000,
     line_messages_per_writer=20000,
+    mixed_attempts_per_writer=12000,
+    mixed_records_per_writer=25000,
+    mixed_lines_per_writer=12000,
+    mixed_time_limit_s=180,
     fault_readers=4,
     fault_writers=6,
     faults=2000,

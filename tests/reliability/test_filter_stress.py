@@ -39,35 +39,23 @@ from __future__ import annotations
 import os
 import random
 import string
-import threading
 import time
 
 import pytest
 
 import checker as ck
 import procs
+import stress
 import topicfilter
 from helpers import MAX_MESSAGE
-from test_stress import stop_daemon
-
-WSPAN = 64
+from stress import WSPAN
 
 HALVES = (",".join(string.ascii_uppercase[:13]), ",".join(string.ascii_uppercase[13:]))
 
 
-def payload_start(mid: tuple, length: int) -> bytes:
-    """The first bytes of a message, enough for its topic (c/payload.h):
-    the length (< 2^24, so its fourth byte is a NUL) for a full message, the
-    number it encodes for a tiny one."""
-    wid, counter = mid
-    if length >= 16:
-        return length.to_bytes(4, "little") + wid.to_bytes(2, "little")
-    return (counter * WSPAN + wid).to_bytes(length, "little")
-
-
 @pytest.mark.timeout(300)
 def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory, rbin, scale, record, tmp_path):
-    seed = int(os.environ.get("RELIABILITY_SEED", "0")) or random.randrange(1, 1 << 30)
+    seed = stress.run_seed()
     rng = random.Random(seed)
     logs = tmp_path
     mnt = mount_factory()
@@ -100,29 +88,15 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
     workers: list[procs.Worker] = []
     readers: dict[str, procs.Worker] = {}
     flips = {"n": 0}
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def flip():
-        try:
-            k = 0
-            while not stop.is_set():
-                k += 1
-                g.ctl(f"member toggle subscribe={HALVES[k % 2]}")
-                flips["n"] += 1
-                time.sleep(0.005)
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            errors.append(e)
-
+    threads = stress.Threads()
     try:
         for name, (_, _, opts) in permanent.items():
             readers[name] = procs.reader(rbin, g.p(name), str(logs / f"r-{name}.log"), seed=rng.randrange(1 << 30), **opts)
             workers.append(readers[name])
         targets = [("send", "ws0"), ("send", "ws1"), ("wm0", "wm0"), ("wm1", "wm1")]
         writers = {}
-        flipper = threading.Thread(target=flip, daemon=True)
         t_start = time.monotonic()
-        flipper.start()
+        threads.start(stress.flip_patterns, threads.stop, g, "toggle", HALVES, flips, "n")
         for wid, (path_name, label) in enumerate(targets):
             w = procs.writer(
                 rbin, g.p(path_name), wid, str(logs / f"w-{label}.log"), wspan=WSPAN,
@@ -137,9 +111,7 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
             code = w.wait(scale.stress_time_limit_s + 60)
             assert code == 0, f"writer {w.info['label']} exited with {code}: {w.stderr()}"
         t_writers = time.monotonic() - t_start
-        stop.set()
-        flipper.join(30)
-        assert not errors, f"the flipping thread failed: {errors[0]!r}"
+        threads.finish()
         st = g.status()
         for name in permanent:
             os.unlink(g.p(name))
@@ -147,32 +119,21 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
             code = r.wait(60)
             assert code == 0, f"reader {name} exited with {code}: {r.stderr()}"
     finally:
+        threads.stop.set()
         procs.stop_all(workers)
 
     # --- the checker -------------------------------------------------------------------
-    problems: list[str] = []
-    accepted: dict = {}
-    attempts: dict = {}
-    own: dict = {}
-    for wid, w in writers.items():
-        wl = ck.parse_writer_log(w.log, wid)
-        if not wl.ended or wl.fatal:
-            problems.append(f"writer {wid} did not finish cleanly (fatal errno {wl.fatal})")
-        accepted.update(wl.accepted)
-        attempts.update({(wid, a.counter): a for a in wl.attempts.values()})
-        if w.info["member"] != "send":
-            own[w.info["member"]] = set(wl.accepted)
+    traffic, wlogs, problems, _ = stress.writer_side(writers)
+    accepted = traffic.accepted
     seqs = {}
+    logs_of = {}
     for name, r in readers.items():
         rl = ck.parse_reader_log(r.log, WSPAN)
-        problems += ck.check_reader_health(name, [rl])
-        problems += ck.check_received_were_accepted(name, rl.msgs, accepted, attempts)
+        logs_of[name] = [rl]
+        problems += ck.check_received(name, [rl], accepted, traffic.attempts)
         seqs[name] = [m for m, _ in rl.msgs]
-        problems += ck.check_no_duplicates(name, seqs[name])
-        problems += ck.check_writer_order(name, seqs[name])
 
     ref = seqs["anchor"]
-    pos = {m: i for i, m in enumerate(ref)}
     if set(ref) != set(accepted) or len(ref) != len(accepted):
         problems.append(f"anchor got {len(ref)} messages, {len(accepted)} were accepted")
     if st.group["sent"] != len(accepted) + 1:  # and the fill
@@ -180,39 +141,14 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
     if st.group["blocked_writers"] != 0:
         problems.append(f"blocked_writers={st.group['blocked_writers']} after every writer finished")
 
-    topics = {m: payload_start(m, accepted[m]) for m in ref}
-
-    def expected(name: str, patterns: str) -> list:
-        parsed = topicfilter.parse(patterns)
-        mine = set() if name in loopback else own.get(name, set())
-        return [m for m in ref if m not in mine and topicfilter.matches(parsed, topics[m])]
-
+    topics = traffic.starts
     matched = {}
     for name, (_, patterns, _) in permanent.items():
-        member_st = st.members[name]
-        got = seqs[name]
-        if member_st["delivered"] != len(got):
-            problems.append(f"{name}: status delivered={member_st['delivered']}, its reader got {len(got)}")
-        if name == "toggle":
-            either = topicfilter.parse(",".join(HALVES))
-            wrong = [m for m in got if not topicfilter.matches(either, topics.get(m, b""))]
-            if wrong:
-                problems.append(f"toggle got {len(wrong)} messages neither half matches, e.g. {wrong[:3]}")
-            problems += ck.check_follows(name, got, pos)
-            continue
-        want = expected(name, patterns)
-        matched[name] = len(want)
-        if name in dwf:
-            problems += ck.check_follows(name, got, pos)
-            if not set(got) <= set(want):
-                problems.append(f"{name} got messages its patterns do not match")
-            if member_st["dropped"] != len(want) - len(got):
-                problems.append(f"{name}: dropped={member_st['dropped']}, but it misses {len(want) - len(got)} "
-                                f"of the {len(want)} messages it matches")
-        else:
-            problems += ck.check_exact(name, got, want)
-            if member_st["dropped"] != 0:
-                problems.append(f"{name}: dropped={member_st['dropped']} without drop_when_full")
+        m = ck.Member(name, patterns, loopback=name in loopback, drops=name in dwf,
+                      either=",".join(HALVES) if name == "toggle" else None)
+        problems += ck.check_member(m, logs_of[name], ref, traffic, st.members.get(name))[0]
+        if m.either is None:
+            matched[name] = sum(1 for x in ref if traffic.addressed(m, x))
     stuck = st.members["stuck"]
     if (stuck["queued"], stuck["delivered"], stuck["dropped"], stuck["full"]) != (1, 1, 0, 1):
         problems.append(f"stuck: queued={stuck['queued']} delivered={stuck['delivered']} dropped={stuck['dropped']}, "
@@ -220,18 +156,14 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
     problems += ck.check_pairwise_order(seqs)
 
     # Under the address sanitizer (scripts/test) a known leak of Member
-    # handles is tolerated, as in test_stress.py (see its stop_daemon).
-    p, leaked = stop_daemon(mnt)
-    problems += p
+    # handles is tolerated, as in test_stress.py (see stress.stop_daemon).
     sizes = [accepted[m] for m in ref]
-    record(
-        seed=seed, writers=len(writers), attempts=sum(len(ck.parse_writer_log(w.log, wid).attempts)
-                                                      for wid, w in writers.items()),
+    figures = dict(
+        seed=seed, writers=len(writers), attempts=sum(len(wl.attempts) for wl in wlogs.values()),
         accepted=len(accepted), matched=matched, received={n: len(s) for n, s in seqs.items()},
         dropped=st.members["dropper"]["dropped"], toggle_flips=flips["n"],
         topicless=sum(1 for m in ref if topicfilter.topic_tokens(topics[m]) is None),
         two_byte_topics=sum(1 for s in sizes if s >= 256), deliveries_checked=sum(len(s) for s in seqs.values()),
-        writers_s=round(t_writers, 2), problems=len(problems),
-        defect_leaked_member_objects=leaked,
+        writers_s=round(t_writers, 2),
     )
-    assert not problems, f"{len(problems)} problems (seed {seed}):\n" + "\n".join(problems[:25])
+    stress.conclude(mnt, record, figures, problems, seed)

@@ -34,168 +34,24 @@ The checker then proves from the writers' logs and the readers' logs:
 
 from __future__ import annotations
 
-import bisect
 import os
 import random
-import re
+import shutil
 import signal
-import subprocess
-import threading
 import time
-from collections import Counter
 
 import pytest
 
-import shutil
-
 import checker as ck
 import procs
+import stress
 from helpers import MAX_MESSAGE
-
-WSPAN = 64          # writer ids are < WSPAN (tiny messages encode counter * WSPAN + writer)
-LIMIT = 1.0
-
-
-# DEFECT: a member read through G/frames/ is never freed (see
-# test_a_member_read_through_frames_is_freed below); under the address
-# sanitizer the daemon then exits 1 with a leak report at SIGTERM.
-LEAKED_MEMBER_FRAME = "DeliveryCore6MemberC5group5state"
-
-
-def is_asan(binary: str) -> bool:
-    return subprocess.run(["grep", "-qa", "AddressSanitizer", binary], timeout=60).returncode == 0
-
-
-def stop_daemon(m) -> tuple[list[str], int]:
-    """SIGTERM the stress run's daemon: it must exit 0 and unmount, except for
-    leak reports made only of the known leaked Member objects (tolerated,
-    counted). Returns (problems, members leaked)."""
-    code = m.stop(signal.SIGTERM, timeout=30.0)
-    if code == 0:
-        return ([] if not m.mounted() else ["the daemon exited 0 but left the mount behind"]), 0
-    with open(m.stderr_path, errors="replace") as f:
-        text = f.read()
-    blocks = re.split(r"\n(?=(?:Direct|Indirect) leak of )", text)[1:]
-    if code == 1 and blocks and all(LEAKED_MEMBER_FRAME in b for b in blocks):
-        return [], sum(int(re.match(r"\w+ leak of \d+ byte\(s\) in (\d+)", b).group(1)) for b in blocks)
-    return [f"the daemon exited with {code} after SIGTERM: {text[-3000:]}"], 0
-
-
-def ck_end(path: str) -> dict:
-    """The counts on a writer log's END line."""
-    with open(path) as f:
-        ends = [line.split()[1:] for line in f if line.startswith("END ")]
-    return {k: int(v) for k, _, v in (kv.partition("=") for kv in (ends[-1] if ends else [])) if v.lstrip("-").isdigit()}
-
-
-def show(problems: list[str], limit: int = 25) -> str:
-    more = f"\n... and {len(problems) - limit} more" if len(problems) > limit else ""
-    return "\n".join(problems[:limit]) + more
-
-
-NOBODY = 65534
-
-
-def start_reader(rbin, path_of, name: str, log: str, seed: int, o: dict) -> procs.Worker:
-    """A record reader of G/NAME (mcr) or, with framed=True, a framed reader
-    of G/frames/NAME (mcfr)."""
-    o = dict(o)
-    if o.pop("framed", False):
-        o.pop("bufsize", None)
-        return procs.framed_reader(rbin, path_of("frames/" + name), log, seed=seed, **o)
-    return procs.reader(rbin, path_of(name), log, seed=seed, **o)
-
-
-def parse_log(r: procs.Worker, wspan: int):
-    return ck.parse_frame_log(r.log, wspan) if r.info.get("framed") else ck.parse_reader_log(r.log, wspan)
-
-
-def check_permanent(permanent, got, seqs, ref, own, loopback, dwf, st) -> tuple[list[str], int]:
-    """The rules for the members present throughout: exactly the group order
-    (less their own messages unless loopback=1), or, drop-when-full, the order
-    less what `dropped` counts; several readers of one member share it, once
-    each; `delivered` is what the readers received. Returns (problems, the
-    sum of `dropped`)."""
-    problems = []
-    pos = {m: i for i, m in enumerate(ref)}
-    dropped_total = 0
-    for name in permanent:
-        mine = own.get(name, set())
-        expected = ref if name in loopback else [m for m in ref if m not in mine]
-        member_st = st.members.get(name)
-        if member_st is None:
-            problems.append(f"{name} is missing from the status snapshot")
-            continue
-        if len(got[name]) > 1:
-            parts = [[m for m, _ in r.msgs] for r in got[name]]
-            for k, p in enumerate(parts):
-                problems += ck.check_follows(f"{name}[{k}]", p, pos)
-            union = [m for p in parts for m in p]
-            if set(union) != set(expected) or len(union) != len(expected):
-                problems.append(f"{name}: its {len(parts)} readers received {len(union)} messages "
-                                f"({len(set(union))} distinct), expected {len(expected)}")
-            received = len(union)
-        elif name in dwf:
-            seq = seqs[name]
-            problems += ck.check_follows(name, seq, pos)
-            missing = len(expected) - len(seq)
-            dropped_total += member_st["dropped"]
-            if member_st["dropped"] != missing:
-                problems.append(f"{name}: status dropped={member_st['dropped']}, but it misses {missing} "
-                                f"of the {len(expected)} messages it was a recipient of")
-            received = len(seq)
-        else:
-            problems += ck.check_exact(name, seqs[name], expected)
-            if member_st["dropped"] != 0:
-                problems.append(f"{name}: dropped={member_st['dropped']} without drop_when_full")
-            received = len(seqs[name])
-        if member_st["delivered"] != received:
-            problems.append(f"{name}: status delivered={member_st['delivered']}, its readers received {received}")
-        if name in loopback and mine and not mine <= set(seqs[name]):
-            problems.append(f"{name} (loopback=1) did not receive all of its own messages")
-        if name not in loopback and mine & set(seqs.get(name, [])):
-            problems.append(f"{name} (loopback=0) received its own messages")
-    return problems, dropped_total
-
-
-def check_framed(permanent, got, ref, st, creds, dwf, senders, tolerated=frozenset()) -> tuple[list[str], dict]:
-    """The framed readers' metadata: sequence numbers increase in every
-    reader, one per message whatever member it reached, in the group order,
-    within 1 .. sent; every frame carries its real writer's pid, uid, gid and
-    member name; a drop-when-full member's `dropped` fields are the gaps in
-    its sequence and add up to its status; EMSGSIZE only for a frame that
-    does not fit. Returns (problems, figures)."""
-    problems = []
-    framed = {}
-    seen: list = []
-    for name in permanent:
-        for k, r in enumerate(got[name]):
-            if isinstance(r, ck.FrameLog):
-                framed[f"{name}[{k}]"] = r
-                problems += ck.check_frames(f"{name}[{k}]", r.frames, creds, tolerated, seen)
-                if len(got[name]) == 1:
-                    problems += ck.check_emsgsize(name, r.emsgsize)
-    p, seq_of = ck.check_one_sequence({n: r.frames for n, r in framed.items()})
-    problems += p
-    in_ref = [seq_of[m] for m in ref if m in seq_of]
-    if in_ref != sorted(in_ref):
-        problems.append("sequence numbers do not follow the group order")
-    if seq_of and (min(seq_of.values()) < 1 or max(seq_of.values()) > st.group["sent"]):
-        problems.append(f"sequence numbers {min(seq_of.values())} .. {max(seq_of.values())} outside "
-                        f"1 .. sent={st.group['sent']}")
-    for name in permanent:
-        rs = got[name]
-        if len(rs) == 1 and isinstance(rs[0], ck.FrameLog) and name in dwf and name not in senders:
-            problems += ck.check_dropped(name, rs[0].frames, st.group["sent"], st.members[name]["dropped"])
-    frames = [f for r in framed.values() for f in r.frames]
-    return problems, dict(frames=len(frames), emsgsize=sum(len(r.emsgsize) for r in framed.values()),
-                          frame_dropped=sum(f.dropped for f in frames), users=sorted({f.uid for f in frames}),
-                          defect_flushed_tail_creds=len(seen))
+from stress import NOBODY, WSPAN, ck_end, is_asan, parse_log, start_reader
 
 
 @pytest.mark.timeout(420)
 def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale, record, tmp_path, workdir_base):
-    seed = int(os.environ.get("RELIABILITY_SEED", "0")) or random.randrange(1, 1 << 30)
+    seed = stress.run_seed()
     rng = random.Random(seed)
     logs = tmp_path
     # allow_other: one framed writer runs as another user
@@ -229,8 +85,6 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
     writer_members = [f"wm{i}" for i in range(scale.member_writers)]
     for i, name in enumerate(writer_members):
         permanent[name] = ({"loopback": 1} if i == 0 else {}, [dict(variable=bool(i % 2))])
-    dwf = {n for n, (s, _) in permanent.items() if s.get("drop_when_full")} | {"flip"}
-    loopback = {n for n, (s, _) in permanent.items() if s.get("loopback")}
     for name, (settings, _) in permanent.items():
         g.member(name, **settings)
     lpermanent = {
@@ -241,22 +95,20 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
         "lshared": ({"capacity": 8}, [dict(variable=True, text=True), dict(framed=True, text=True)]),
         "lw0": ({}, [dict(variable=True, text=True)]),
     }
-    ldwf = {n for n, (s, _) in lpermanent.items() if s.get("drop_when_full")}
     for name, (settings, _) in lpermanent.items():
         lg.member(name, **settings)
+    spec = {n: ck.Member(n, loopback=bool(s.get("loopback")), drops=bool(s.get("drop_when_full")) or n == "flip")
+            for n, (s, _) in permanent.items()}
+    lspec = {n: ck.Member(n, drops=bool(s.get("drop_when_full"))) for n, (s, _) in lpermanent.items()}
     # The framed writer on frames/send runs as another user: its frames must say so.
     os.chmod(g.p("send"), 0o222)
-    nobody_dir = os.path.join(workdir_base, f"stress-nobody-{seed}")
-    os.makedirs(nobody_dir, exist_ok=True)
-    nobody_bin = os.path.join(nobody_dir, "mcfw")
-    shutil.copy(rbin["mcfw"], nobody_bin)
-    os.chmod(nobody_bin, 0o755)
-    nobody_log = os.path.join(nobody_dir, "w-fs0.log")
-    open(nobody_log, "w").close()
-    os.chown(nobody_log, NOBODY, NOBODY)
+    nobody = stress.AsNobody(rbin, workdir_base, f"stress-{seed}", names=("mcfw",))
+    nobody_log = nobody.log("w-fs0.log")
 
     workers: list[procs.Worker] = []
     readers: dict[str, list[procs.Worker]] = {}
+    threads = stress.Threads()
+    stop = threads.stop
     try:
         for grp, perm in ((g, permanent), (lg, lpermanent)):
             for name, (_, opts) in perm.items():
@@ -267,74 +119,16 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
                     workers.append(w)
 
         # --- churn: members join and leave during the run ----------------------------
-        stop = threading.Event()
         transients: list[dict] = []
-        errors: list[BaseException] = []
         live_readers: list[procs.Worker] = []
-
-        def churn():
-            try:
-                k = 0
-                live: list[dict] = []
-                crng = random.Random(rng.randrange(1 << 30))
-                while True:
-                    now = time.monotonic()
-                    if not stop.is_set() and len(live) < scale.churn_max_live and crng.random() < 0.5:
-                        name = f"t{k}"
-                        k += 1
-                        settings = crng.choice([{}, {}, {"capacity": 3}, {"queue_bytes": 2048}])
-                        t = dict(name=name, settings=settings, j0=time.monotonic_ns())
-                        os.close(os.open(g.p(name), os.O_CREAT | os.O_EXCL | os.O_RDONLY, 0o644))
-                        t["j1"] = time.monotonic_ns()
-                        if settings:
-                            g.configure(name, **settings)
-                        t["reader"] = procs.reader(rbin, g.p(name), str(logs / f"t-{name}.log"),
-                                                   variable=crng.random() < 0.4, seed=crng.randrange(1 << 30))
-                        live_readers.append(t["reader"])
-                        t["until"] = now + crng.uniform(0.02, 0.4)
-                        live.append(t)
-                        transients.append(t)
-                    for t in list(live):
-                        if stop.is_set() or time.monotonic() >= t["until"]:
-                            t["l0"] = time.monotonic_ns()
-                            os.unlink(g.p(t["name"]))
-                            t["l1"] = time.monotonic_ns()
-                            live.remove(t)
-                    if stop.is_set() and not live:
-                        return
-                    time.sleep(crng.uniform(0.005, 0.04))
-            except BaseException as e:  # noqa: BLE001 - reported by the test
-                errors.append(e)
 
         # --- SIGUSR1 at random: interrupted writes deliver nothing, interrupted reads consume nothing
         usr1 = {"writer": 0, "reader": 0}
         stops = {"writer": 0, "reader": 0}
         writers: list[procs.Worker] = []
 
-        def inject():
-            try:
-                irng = random.Random(rng.randrange(1 << 30))
-                while not stop.is_set():
-                    time.sleep(irng.uniform(0.005, 0.03))
-                    pool = [w for w in writers if w.alive()] + \
-                           [r for rs in readers.values() for r in rs if r.alive()] + \
-                           [r for r in list(live_readers) if r.alive()]
-                    if not pool:
-                        continue
-                    victim = irng.choice(pool)
-                    try:
-                        if irng.random() < 0.8:
-                            os.kill(victim.pid, signal.SIGUSR1)
-                            usr1[victim.role] += 1
-                        else:  # a stop signal (Ctrl-Z) interrupts a blocked call too: EINTR once resumed
-                            os.kill(victim.pid, signal.SIGSTOP)
-                            time.sleep(irng.uniform(0.001, 0.02))
-                            os.kill(victim.pid, signal.SIGCONT)
-                            stops[victim.role] += 1
-                    except ProcessLookupError:
-                        pass
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
+        def pool():
+            return writers + [r for rs in readers.values() for r in rs] + list(live_readers)
 
         # --- settings change under load; status snapshots must be consistent ----------
         tuned = {"capacity": 0, "drop_when_full": 0}
@@ -343,49 +137,27 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
         not_senders = [n for n in permanent if n not in writer_members and n != "fm0"]
 
         def tune():
-            try:
-                trng = random.Random(rng.randrange(1 << 30))
-                while not stop.is_set():
-                    time.sleep(trng.uniform(0.01, 0.05))
-                    if trng.random() < 0.5:
-                        g.configure("tight", capacity=trng.randint(1, 8))
-                        tuned["capacity"] += 1
-                    else:
-                        g.configure("flip", capacity=trng.randint(1, 8), drop_when_full=trng.randint(0, 1))
-                        tuned["drop_when_full"] += 1
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
-
-        def sample():
-            try:
-                while not stop.is_set():
-                    time.sleep(0.02)
-                    st = g.status()
-                    samples["n"] += 1
-                    sent = st.group["sent"]
-                    if st.group["blocked_writers"] > n_main_writers:
-                        snapshot_problems.append(f"snapshot: blocked_writers={st.group['blocked_writers']} with "
-                                                 f"{n_main_writers} writers")
-                    for n in not_senders:
-                        m = st.members.get(n)
-                        if m is None:
-                            snapshot_problems.append(f"snapshot: {n} missing")
-                        elif m["delivered"] + m["dropped"] != sent:
-                            snapshot_problems.append(f"snapshot not consistent: {n} delivered={m['delivered']} + "
-                                                     f"dropped={m['dropped']} != sent={sent}")
-                        elif m["delivered"] < m["queued"]:
-                            snapshot_problems.append(f"snapshot: {n} queued={m['queued']} > delivered")
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
+            trng = random.Random(rng.randrange(1 << 30))
+            while not stop.is_set():
+                time.sleep(trng.uniform(0.01, 0.05))
+                if trng.random() < 0.5:
+                    g.configure("tight", capacity=trng.randint(1, 8))
+                    tuned["capacity"] += 1
+                else:
+                    g.configure("flip", capacity=trng.randint(1, 8), drop_when_full=trng.randint(0, 1))
+                    tuned["drop_when_full"] += 1
 
         # --- writers -------------------------------------------------------------------
         wids = {}
         targets = [("send", f"ws{i}") for i in range(scale.send_writers)] + [(m, m) for m in writer_members]
         n_main_writers = len(targets) + 2   # and the two framed writers
         t_start = time.monotonic()
-        threads = [threading.Thread(target=f, daemon=True) for f in (churn, inject, tune, sample)]
-        for t in threads:
-            t.start()
+        threads.start(stress.churn, stop, random.Random(rng.randrange(1 << 30)), g, rbin, logs, scale.churn_max_live,
+                      transients, live_readers)
+        threads.start(stress.inject, stop, random.Random(rng.randrange(1 << 30)), pool, usr1, stops)
+        threads.start(tune)
+        threads.start(stress.sample, stop, g, samples, snapshot_problems, None, 0.02,
+                      plain=not_senders, sent_less=0, senders=n_main_writers)
         for wid, (path_name, label) in enumerate(targets):
             w = procs.writer(
                 rbin, g.p(path_name), wid, str(logs / f"w-{label}.log"), wspan=WSPAN,
@@ -404,7 +176,7 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
                 rbin, g.p("frames/" + member), wid, log, wspan=WSPAN, count=scale.framed_records_per_writer,
                 deadline_ms=int(scale.stress_time_limit_s * 1000), seed=rng.randrange(1 << 30), maxmsg=MAX_MESSAGE,
                 nonblock_pct=25, large_pm=1, medium_pct=6, pause_us=rng.choice([0, 100, 300]),
-                max_batch=rng.choice([8, 32, 64]), as_user=user, binary=nobody_bin if user is not None else None,
+                max_batch=rng.choice([8, 32, 64]), as_user=user, binary=nobody.bin["mcfw"] if user is not None else None,
                 label=label, member=member, uid=user or 0)
             wids[wid] = w
             writers.append(w)
@@ -425,20 +197,15 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
             code = w.wait(scale.stress_time_limit_s + 60)
             assert code == 0, f"writer {w.info['label']} exited with {code}: {w.stderr()}"
         t_writers = time.monotonic() - t_start
-        stop.set()
-        for t in threads:
-            t.join(30)
-        assert not errors, f"churn or signal thread failed: {errors[0]!r}"
-        assert not any(t.is_alive() for t in threads), "churn or signal thread stuck"
+        threads.finish()
 
         # --- the snapshot, then every member leaves: readers drain and reach end of file.
         # A line flushed by close(2) enters the group once the daemon sees the release, which
         # may come after close returned: wait until the group has taken every line written.
-        shutil.copy(nobody_log, logs / "w-fs0.log")
-        lwlogs = {wid: ck.parse_writer_log(w.log, wid) for wid, w in lwids.items()}
-        laccepted = {m: n for wl in lwlogs.values() for m, n in wl.accepted.items()}
+        shutil.copy(nobody_log, logs / "w-fs0.log")   # kept with the other logs
+        ltraffic, lwlogs, lproblems, _ = stress.writer_side(lwids)
         deadline = time.monotonic() + 10
-        while lg.status().group["sent"] < len(laccepted) and time.monotonic() < deadline:
+        while lg.status().group["sent"] < len(ltraffic.accepted) and time.monotonic() < deadline:
             time.sleep(0.02)
         st = g.status()
         lst = lg.status()
@@ -446,70 +213,31 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
             os.unlink(g.p(name))
         for name in lpermanent:
             os.unlink(lg.p(name))
-        for rs in list(readers.values()) + [[t["reader"]] for t in transients]:
-            for r in rs:
-                code = r.wait(60)
-                assert code == 0, f"reader {r.info['path']} exited with {code} (None: still running): {r.stderr()}"
+        stress.wait_readers([r for rs in readers.values() for r in rs] + [t["reader"] for t in transients])
         t_total = time.monotonic() - t_start
     finally:
+        threads.stop.set()
         procs.stop_all(workers + [t["reader"] for t in transients if "reader" in t])
 
     # --- the checker -------------------------------------------------------------------
     problems: list[str] = list(dict.fromkeys(snapshot_problems))
-    wlogs = {wid: ck.parse_writer_log(w.log, wid) for wid, w in wids.items()}
-    accepted: dict = {}
-    attempts: dict = {}
-    own: dict = {}  # member -> set of its own messages
-    for wid, wl in wlogs.items():
-        if not wl.ended or wl.fatal:
-            problems.append(f"writer {wid} did not finish cleanly (fatal errno {wl.fatal})")
-        for a in wl.short():
-            problems.append(f"writer {wid}: short write {a.ret} of {a.length} (counter {a.counter})")
-        acc = wl.accepted
-        accepted.update(acc)
-        attempts.update({(wid, a.counter): a for a in wl.attempts.values()})
-        member = wids[wid].info["member"]
-        if member != "send":
-            own[member] = set(acc)
-    fails = dict(Counter(ck.errname(a.err) for wl in wlogs.values() for a in wl.failed()))
-    edge = wlogs[0].attempts
-    if edge.get(1) and edge[1].ret != MAX_MESSAGE:
-        problems.append(f"a write of exactly max_message ({MAX_MESSAGE}) returned {edge[1].ret} "
-                        f"{ck.errname(edge[1].err)}")
-    if edge.get(2) and not (edge[2].ret == -1 and edge[2].err == ck.E.EMSGSIZE):
-        problems.append(f"a write of max_message + 1 returned {edge[2].ret} {ck.errname(edge[2].err)}, "
-                        "expected EMSGSIZE")
-
-    got = {}
-    for name, rs in readers.items():
-        rl = [parse_log(r, WSPAN) for r in rs]
-        problems += ck.check_reader_health(name, rl)
-        got[name] = rl
-    lgot = {n: got.pop(n) for n in lpermanent}
-    for t in transients:
-        rl = ck.parse_reader_log(t["reader"].log, WSPAN)
-        problems += ck.check_reader_health(t["name"], [rl])
-        t["log"] = rl
+    traffic, wlogs, p, fails = stress.writer_side(wids)
+    problems += p
+    accepted, attempts = traffic.accepted, traffic.attempts
+    problems += ck.check_max_message_edges(wlogs[0], MAX_MESSAGE)
 
     # everything received was accepted, intact; no duplicates; writer order
-    def ids_of(rl):
-        return [m for m, _ in rl.msgs]
-
+    got = {name: [parse_log(r) for r in rs] for name, rs in readers.items()}
+    lgot = {n: got.pop(n) for n in lpermanent}
     seqs = {}
     for name, rl in got.items():
-        for k, r in enumerate(rl):
-            problems += ck.check_received_were_accepted(f"{name}[{k}]", r.msgs, accepted, attempts)
-        seq = [m for r in rl for m in ids_of(r)]
-        problems += ck.check_no_duplicates(name, seq)
+        problems += ck.check_received(name, rl, accepted, attempts)
         if len(rl) == 1:
-            seqs[name] = seq
-        for k, r in enumerate(rl):
-            problems += ck.check_writer_order(f"{name}[{k}]", ids_of(r))
+            seqs[name] = [m for m, _ in rl[0].msgs]
     for t in transients:
-        problems += ck.check_received_were_accepted(t["name"], t["log"].msgs, accepted, attempts)
-        problems += ck.check_no_duplicates(t["name"], ids_of(t["log"]))
-        problems += ck.check_writer_order(t["name"], ids_of(t["log"]))
-        seqs[t["name"]] = ids_of(t["log"])
+        t["log"] = ck.parse_reader_log(t["reader"].log, WSPAN)
+        problems += ck.check_received(t["name"], [t["log"]], accepted, attempts)
+        seqs[t["name"]] = [m for m, _ in t["log"].msgs]
 
     # the anchor is the group order
     ref = seqs["anchor"]
@@ -524,37 +252,21 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
     if st.group["blocked_writers"] != 0:
         problems.append(f"blocked_writers={st.group['blocked_writers']} after every writer finished")
 
-    p, dropped_total = check_permanent(permanent, got, seqs, ref, own, loopback, dwf, st)
-    problems += p
-    creds = {wid: (w.pid, w.info.get("uid", 0), w.info.get("uid", 0), "" if w.info["member"] == "send" else
-                   w.info["member"]) for wid, w in wids.items()}
-    p, framed_figures = check_framed(permanent, got, ref, st, creds, dwf, set(own))
+    dropped_total = 0
+    for name, m in spec.items():
+        problems += ck.check_member(m, got[name], ref, traffic, st.members.get(name))[0]
+        dropped_total += st.members[name]["dropped"] if m.drops and name in st.members else 0
+    p, framed_figures = ck.check_framed_view(got, ref, st.group["sent"], stress.creds_of(wids), traffic, spec,
+                                             st.members)
     problems += p
 
     # members that came and went: a contiguous run, consistent with when they were members
-    by_t0 = sorted((attempts[m].t0, attempts[m].t1, m) for m in ref if m in attempts)
-    t0s = [x[0] for x in by_t0]
+    timeline = ck.Timeline(ref, attempts)
     must_have = 0   # (transient member, message written entirely while it was a member) pairs checked
     for t in transients:
-        seq = seqs[t["name"]]
-        p, span = ck.check_contiguous(t["name"], seq, ref)
+        p, needed = ck.check_transient(t["name"], seqs[t["name"]], timeline, t)
         problems += p
-        lo, hi = span if span else (None, None)
-        # written entirely while it was a member: must be in its run
-        for t0, t1, m in by_t0[bisect.bisect_right(t0s, t["j1"]):bisect.bisect_left(t0s, t["l0"])]:
-            if t1 < t["l0"]:
-                must_have += 1
-            if t1 < t["l0"] and not (lo is not None and lo <= pos[m] <= hi):
-                problems.append(f"{t['name']}: {m} was written entirely while it was a member "
-                                f"(joined {t['j1']}, left {t['l0']}, write {t0}..{t1}) but never arrived")
-                break
-        # written entirely before it joined or after it left: must not be
-        if span:
-            for m in ref[lo:hi + 1]:
-                a = attempts[m]
-                if a.t1 < t["j0"] or a.t0 > t["l1"]:
-                    problems.append(f"{t['name']}: received {m}, written entirely outside its membership")
-                    break
+        must_have += needed
 
     # every pair of members: common messages in the same order (directly)
     problems += ck.check_pairwise_order(seqs)
@@ -564,40 +276,28 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
             problems += ck.check_follows(name, seq, pos)
 
     # --- the line group: every line once to every member, in one order ---------------
-    lattempts = {}
-    lown = {}
+    problems += lproblems
+    laccepted, lattempts = ltraffic.accepted, ltraffic.attempts
     for wid, wl in lwlogs.items():
-        if not wl.ended or wl.fatal:
-            problems.append(f"line writer {wid} did not finish cleanly (fatal {wl.fatal}; -1: a count that did "
-                            "not end a line)")
-        lattempts.update({(wid, a.counter): a for a in wl.attempts.values()})
-        if lwids[wid].info["member"] != "send":
-            lown[lwids[wid].info["member"]] = set(wl.accepted)
         if len(wl.accepted) != (max(wl.attempts) + 1 if wl.attempts else 0):
             problems.append(f"line writer {wid}: {len(wl.accepted)} lines delivered of {len(wl.attempts)}")
     lseqs = {}
     for name, rl in lgot.items():
-        for k, r in enumerate(rl):
-            problems += ck.check_received_were_accepted(f"{name}[{k}]", r.msgs, laccepted, lattempts)
-            problems += ck.check_writer_order(f"{name}[{k}]", [m for m, _ in r.msgs])
-        seq = [m for r in rl for m, _ in r.msgs]
-        problems += ck.check_no_duplicates(name, seq)
+        problems += ck.check_received(name, rl, laccepted, lattempts)
         if len(rl) == 1:
-            lseqs[name] = seq
+            lseqs[name] = [m for m, _ in rl[0].msgs]
     lref = lseqs["lanchor"]
     if set(lref) != set(laccepted) or len(lref) != len(laccepted):
         problems.append(f"lanchor: received {len(lref)} lines, {len(laccepted)} were written")
     if lst.group["sent"] != len(laccepted):
         problems.append(f"line group: sent={lst.group['sent']}, {len(laccepted)} lines were written")
-    p, ldropped = check_permanent(lpermanent, lgot, lseqs, lref, lown, set(), ldwf, lst)
-    problems += p
-    lcreds = {wid: (w.pid, 0, 0, "" if w.info["member"] == "send" else w.info["member"]) for wid, w in lwids.items()}
+    ldropped = 0
+    for name, m in lspec.items():
+        problems += ck.check_member(m, lgot[name], lref, ltraffic, lst.members.get(name))[0]
+        ldropped += lst.members[name]["dropped"] if m.drops and name in lst.members else 0
     # lines flushed by fsync or close (mclw's Z lines): tolerated as the known defect
-    flushed = set()
-    for wid, w in lwids.items():
-        with open(w.log) as f:
-            flushed |= {(wid, int(line.split()[1])) for line in f if line.startswith("Z ")}
-    p, lframed_figures = check_framed(lpermanent, lgot, lref, lst, lcreds, ldwf, set(lown), flushed)
+    p, lframed_figures = ck.check_framed_view(lgot, lref, lst.group["sent"], stress.creds_of(lwids), ltraffic,
+                                              lspec, lst.members, stress.flushed_tails(lwids))
     problems += p
     problems += ck.check_pairwise_order(lseqs)
 
@@ -636,12 +336,7 @@ def test_stress_many_writers_readers_members_checked(mount_factory, rbin, scale,
         settings_changes=tuned["capacity"] + tuned["drop_when_full"], status_snapshots_checked=samples["n"],
         writers_s=round(t_writers, 2), total_s=round(t_total, 2), problems=len(problems),
     )
-    p, leaked = stop_daemon(mnt)
-    problems += p
-    figures["defect_leaked_member_objects"] = leaked
-    figures["problems"] = len(problems)
-    record(**figures)
-    assert not problems, f"{len(problems)} problems (seed {seed}):\n{show(problems)}"
+    stress.conclude(mnt, record, figures, problems, seed)
 
 
 @pytest.mark.timeout(60)
