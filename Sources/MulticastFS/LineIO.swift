@@ -8,9 +8,16 @@ import SystemPackage
 // for close or fsync.
 
 /// The bytes after the last newline an open file wrote: the start of its
-/// next line message, and who wrote them (the writer of the latest bytes,
-/// whose credentials the message carries when fsync or close sends it).
+/// next line message, and who wrote them.
 final class PendingLine: Sendable {
+    /// `writer` is the write(2) that gave the latest bytes, as for a line a
+    /// write completes: an open file can be shared (fork, SCM_RIGHTS), and
+    /// so nobody's bytes go out under another user's credentials (what one
+    /// appends to another's waiting line is the appender's). It is kept here
+    /// because fsync or the last close sends the tail from requests that do
+    /// not say who wrote it: RELEASE carries no credentials at all
+    /// (docs/fuse-notes.md), and fsync's are the syncing process's, who may
+    /// have written nothing.
     struct Tail: Sendable {
         var bytes: [UInt8] = []
         var writer = Credentials()
@@ -65,7 +72,8 @@ extension MulticastFilesystem {
                     writer: Credentials, nonBlocking: Bool, reply: some WriteReply) {
         let carried = pending.take()
         let cut = LineCut(carried: carried.bytes, bytes)
-        let waiting = PendingLine.Tail(bytes: Array(cut.text[cut.tail]), writer: writer)
+        // A write of no bytes adds nothing to the tail, nor its writer.
+        let waiting = bytes.isEmpty ? carried : PendingLine.Tail(bytes: Array(cut.text[cut.tail]), writer: writer)
         // A line (or the tail it begins) longer than max_message: the write
         // that makes it so delivers nothing; what waited stays.
         guard cut.longest <= destination.group.settings.maxMessage else {

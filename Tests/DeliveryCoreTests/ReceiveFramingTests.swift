@@ -56,4 +56,37 @@ import Testing
         #expect(recordResult.values == [String(repeating: "A", count: 100)])
         #expect(try record.tryReceive(maxBytes: 10).map { String(decoding: $0.bytes, as: UTF8.self) } == "B")
     }
+
+    /// Only a first frame is refused: one that does not fit after others
+    /// just stays, and is refused when it comes first.
+    @Test func aFrameThatDoesNotFitAfterOthersStaysWithoutARefusal() throws {
+        let group = try Group(name: "g")
+        let reader = try group.join("r").makeReader()
+        try group.trySend(batch: [message("s1"), message(String(repeating: "x", count: 200)), message("s2")])  // 48, 240, 48
+        #expect(try reader.tryReceiveBatch(maxMessages: 10, maxBytes: 128, framing: framing).map(\.count) == [2])
+        #expect(throws: DeliveryError.doesNotFit(size: 240, limit: 128)) {
+            _ = try reader.tryReceiveBatch(maxMessages: 10, maxBytes: 128, framing: framing)
+        }
+        #expect(try reader.tryReceiveBatch(maxMessages: 10, maxBytes: 240 + 48, framing: framing).map(\.count) == [200, 2])
+    }
+
+    /// Two framed receives parked on one member, the smaller first: it fails,
+    /// the larger gets the message, and the next follows it.
+    @Test func aSmallParkedFramedReceiveLeavesTheMessageToALargerOne() throws {
+        let group = try Group(name: "g")
+        let member = try group.join("r")
+        let small = member.makeReader(), big = member.makeReader()
+        let smallResult = Box<Result<Received, DeliveryError>>(), bigResult = Box<[Int]>()
+        small.receiveBatch(maxMessages: 10, maxBytes: 64, framing: framing, .blocking) { smallResult.append($0) }
+        big.receiveBatch(maxMessages: 10, maxBytes: 1 << 20, framing: framing, .blocking) {
+            bigResult.append(try! $0.get().map(\.count))
+        }
+        try group.trySend(batch: [message(String(repeating: "A", count: 100)), message("B")])
+        guard case .failure(.doesNotFit(144, 64))? = smallResult.values.first else {
+            Issue.record("the small framed receive got \(smallResult.values)")
+            return
+        }
+        #expect(bigResult.values == [[100]])
+        #expect(try small.tryReceiveBatch(maxMessages: 10, maxBytes: 64, framing: framing).map(\.count) == [1])
+    }
 }

@@ -100,6 +100,53 @@ import Testing
         #expect(receive(kernel, reader) == ["a\nb\n"])
     }
 
+    private struct Written: Equatable {
+        var payload: String
+        var pid: Int
+        var uid: Int
+        var gid: Int
+    }
+
+    /// Every frame of one framed read, with its writer.
+    private func frames(_ kernel: KernelDriver, _ framed: UInt64) -> [Written] {
+        guard case .data(let bytes) = kernel.read(framed, nonBlocking: true).outcome else { return [] }
+        func u32(_ at: Int) -> Int { bytes[at..<at + 4].reversed().reduce(0) { $0 << 8 | Int($1) } }
+        var got: [Written] = [], offset = 0
+        while offset < bytes.count {
+            let size = u32(offset), header = u32(offset + 4) & 0xffff
+            let payload = String(decoding: bytes[(offset + header)..<(offset + header + size)], as: UTF8.self)
+            got.append(Written(payload: payload, pid: u32(offset + 24), uid: u32(offset + 28), gid: u32(offset + 32)))
+            offset += (header + size + 7) & ~7
+        }
+        return got
+    }
+
+    /// docs/contract.md, "Line messages": a message carries the credentials
+    /// of the write that gave its last bytes; fsync and the last close send
+    /// a tail as its writer's, not the caller's (RELEASE has none).
+    @Test func aLineIsTheWriteOfItsLastBytes() throws {
+        var (kernel, _, send) = try lineGroup()
+        let framed = try kernel.open("/g/frames/r", O_RDONLY)
+        let alice = Credentials(pid: 11, uid: 1001, gid: 2001), bob = Credentials(pid: 22, uid: 1002, gid: 2002)
+        func write(_ text: String, as writer: Credentials) {
+            kernel.writer = writer
+            #expect(kernel.write(send, text).outcome == .written(text.utf8.count))
+        }
+        write("x", as: alice)
+        write("y\n", as: bob)
+        write("tail", as: alice)
+        write("", as: bob)  // adds nothing, so is not its writer either
+        kernel.fs.flush(handle: send)
+        write("p", as: alice)
+        write("q", as: bob)
+        kernel.fs.release(handle: send)
+        #expect(frames(kernel, framed) == [
+            Written(payload: "xy\n", pid: 22, uid: 1002, gid: 2002),
+            Written(payload: "tail", pid: 11, uid: 1001, gid: 2001),
+            Written(payload: "pq", pid: 22, uid: 1002, gid: 2002),
+        ])
+    }
+
     @Test func cuttingIsByNewlineOnly() {
         let bytes = Array("x\n\ny".utf8)
         let cut = bytes.withUnsafeBytes { LineCut(carried: Array("w".utf8), $0) }

@@ -258,13 +258,13 @@ class ModelError(Exception):
 @dataclass(eq=False)
 class Queued:
     """A message in a queue, with what a frame shows of it. creds is (pid,
-    uid, gid), or None for a line tail flushed by fsync or close (the known
-    defect: the mount gives (0, 0, 0) there; the model test accepts either)."""
+    uid, gid) of the write that gave its last bytes (a line tail's too, sent
+    by fsync or close)."""
 
     data: bytes
     sequence: int
     sender: str
-    creds: tuple | None
+    creds: tuple
     dropped: int = 0
     private: bool = False   # sent through G/peers/NAME: frames show flags bit 0
 
@@ -361,7 +361,7 @@ class Group:
     sent: int = 0
     closed: bool = False
     # Line tails flushed by fsync or close while a recipient was full: they wait
-    # as blocked writes (data, sender, private), oldest first: in the group's
+    # as blocked writes (data, sender, private, creds), oldest first: in the group's
     # line, or (private) in the line of the member they are for.
     parked: deque = field(default_factory=deque)
 
@@ -375,7 +375,7 @@ class Group:
             "sent": self.sent,
             # only flushed tails wait (the model test never blocks); private
             # ones wait in their member's line, not the group's
-            "blocked_writers": sum(1 for _, _, private in self.parked if not private),
+            "blocked_writers": sum(1 for _, _, private, _ in self.parked if not private),
             "message": self.message,
             "send_to_peer": int(self.send_to_peer),
         }
@@ -395,7 +395,7 @@ class Group:
         return recipients
 
     def group_waits(self) -> bool:
-        return any(not private for _, _, private in self.parked)
+        return any(not private for _, _, private, _ in self.parked)
 
     @staticmethod
     def peer_holds_back(sender: Member | None) -> bool:
@@ -465,7 +465,7 @@ class Group:
         refusals = self.private_refusals(size, member)
         if refusals:
             raise ModelError(*refusals)
-        if member.holds_back or any(private and m is member for _, m, private in self.parked):
+        if member.holds_back or any(private and m is member for _, m, private, _ in self.parked):
             raise ModelError(errno.EAGAIN)
 
     def send_private(self, data: bytes, member: Member, creds: tuple | None = None) -> None:
@@ -487,17 +487,18 @@ class Group:
         member.delivered += 1
         _event("private delivery")
 
-    def flush(self, tail: bytes, sender: Member | None, private: bool = False) -> None:
-        """A line tail sent by fsync or the last close: it waits in line as a
-        blocked write; settle() delivers it when it can. A private tail
-        (`sender` is then the member it is for) waits in that member's line."""
+    def flush(self, tail: bytes, sender: Member | None, creds: tuple, private: bool = False) -> None:
+        """A line tail sent by fsync or the last close, as its writer's
+        (`creds`): it waits in line as a blocked write; settle() delivers it
+        when it can. A private tail (`sender` is then the member it is for)
+        waits in that member's line."""
         if len(tail) > self.max_message:
             # Its size is checked as it is sent, against max_message now (it
             # may have been lowered since the tail was written): refused,
             # unseen. Once it waits, a lower max_message no longer refuses it.
             _event("line tail refused (max_message lowered before the flush)")
             return
-        self.parked.append((tail, sender, private))
+        self.parked.append((tail, sender, private, creds))
         _event("line tail flushed" + (" (private)" if private else ""))
         self.settle()
 
@@ -515,7 +516,7 @@ class Group:
             group_head_seen = False
             waiting_for: set = set()  # members with an older private tail still waiting
             for item in list(self.parked):
-                tail, who, private = item
+                tail, who, private, creds = item
                 if private:
                     if who in waiting_for:
                         continue
@@ -526,7 +527,7 @@ class Group:
                         waiting_for.add(who)
                         continue
                     else:
-                        self.deliver_private(tail, who, None)
+                        self.deliver_private(tail, who, creds)
                         _event("line tail delivered (private)")
                 else:
                     if group_head_seen:
@@ -536,7 +537,7 @@ class Group:
                         if any(m.holds_back for m in recipients) or self.peer_holds_back(who):
                             group_head_seen = True
                             continue
-                        self.deliver(tail, who, recipients, None)
+                        self.deliver(tail, who, recipients, creds)
                         _event("line tail delivered")
                     else:
                         _event("line tail refused")
@@ -568,6 +569,7 @@ class Handle:
     remainder: bytes | None = None
     framed: bool = False        # opened in G/frames/
     pending: bytes = b""        # a line that waits for its newline (message=line)
+    pending_creds: tuple = ()   # the write that gave its last bytes
     peer: bool = False          # G/peers/NAME: reads the peer queue, writes private messages
 
     def write(self, data: bytes) -> int:
@@ -633,7 +635,7 @@ class Handle:
         if max([b - a for a, b in lines] + [len(tail)]) > g.max_message:
             raise ModelError(errno.EMSGSIZE)
         if not lines:
-            self.pending = tail
+            self.keep(tail, data)
             _event("line tail kept")
             return len(data)
         refusals = self.refusals()
@@ -648,14 +650,22 @@ class Handle:
                 _event("short line write")
                 self.pending = b""  # the rest is not kept
                 return lines[k - 1][1] - len(carried)
-        self.pending = tail
+        self.keep(tail, data)
         _event(f"line write of {min(len(lines), 3)}{'+' if len(lines) > 3 else ''} lines")
         return len(data)
 
+    def keep(self, tail: bytes, data: bytes) -> None:
+        """The tail waits, with the writer of its last bytes: this write's, if
+        it wrote any."""
+        self.pending = tail
+        if data:
+            self.pending_creds = writer_creds()
+
     def flush(self) -> None:
-        """fsync, or the last close: a waiting tail goes as a message of its own."""
+        """fsync, or the last close: a waiting tail goes as a message of its
+        own, as its writer's, whoever syncs or closes."""
         if self.pending:
-            self.group.flush(self.pending, self.member, private=self.peer)
+            self.group.flush(self.pending, self.member, self.pending_creds, private=self.peer)
             self.pending = b""
 
     def readiness(self) -> tuple[bool, bool]:

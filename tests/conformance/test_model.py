@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 )
 
 from helpers import parse_status
-from .model import EVENTS, RESERVED, Filesystem, Handle, ModelError, ctl_verdict, decode_frames, writer_creds
+from .model import EVENTS, RESERVED, Filesystem, Handle, ModelError, ctl_verdict, decode_frames
 
 from .conftest import HERE
 
@@ -436,15 +436,9 @@ class McastMachine(RuleBasedStateMachine):
         if len(frames) != len(expected):
             return False
         for q, f in zip(expected, frames):
-            creds = (f.pid, f.uid, f.gid)
-            # a flushed line tail: the writer's, or (0, 0, 0), the known defect
-            # (tests/conformance/test_framed_defects.py)
-            want = {writer_creds(), (0, 0, 0)} if q.creds is None else {q.creds}
-            if (f.payload, f.name, f.sequence, f.dropped, f.flags) != (q.data, q.sender.encode(), q.sequence,
-                                                                       q.dropped, int(q.private)) or creds not in want:
+            if (f.payload, f.name, f.sequence, f.dropped, f.flags, (f.pid, f.uid, f.gid)) != (
+                    q.data, q.sender.encode(), q.sequence, q.dropped, int(q.private), q.creds):
                 return False
-            if q.creds is None and creds == (0, 0, 0):
-                count("frame", "flushed tail with (0, 0, 0) credentials (DEFECT, tolerated)")
         return True
 
     @rule(group=st.sampled_from(GROUPS), mode=st.sampled_from(["line", "line", "write"]))

@@ -229,6 +229,83 @@ def test_a_read_takes_the_frames_that_fit_and_leaves_the_rest(group):
     assert [bytes(f.payload) for f in mcastfs.parse_frames(rest)] == [b"%02d" % i for i in range(3, 10)]
 
 
+def test_a_frame_that_does_not_fit_after_others_stays_and_only_a_first_one_is_emsgsize(group):
+    """A read takes the whole frames that fit; the one that does not fit after
+    them stays queued without an error, and fails a read only when it comes
+    first."""
+    group.member("r")
+    group.send(b"s1")                            # 48 bytes framed
+    group.send(b"x" * 200)                       # 240
+    group.send(b"s2")                            # 48
+    fd = os.open(group.p("frames/r"), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert [bytes(f.payload) for f in mcastfs.parse_frames(os.read(fd, 128))] == [b"s1"]
+        expect_errno(errno.EMSGSIZE, os.read, fd, 128)
+        expect_errno(errno.EMSGSIZE, os.read, fd, 239)
+        rest = os.read(fd, 240 + 48)
+    finally:
+        os.close(fd)
+    assert [bytes(f.payload) for f in mcastfs.parse_frames(rest)] == [b"x" * 200, b"s2"]
+
+
+def waiting_read(path: str, size: int, reads: int = 1) -> Call:
+    """`reads` blocking read(2)s of `size` bytes on `path`, the first waiting
+    in the daemon when this returns; the result is what each read returned."""
+    fd = os.open(path, os.O_RDONLY)
+
+    def read_and_close():
+        try:
+            return [os.read(fd, size) for _ in range(reads)]
+        finally:
+            os.close(fd)
+
+    call = Call(read_and_close)
+    call.wait_blocked(path=path)
+    time.sleep(0.05)  # the request reached the daemon, which parked it: reads wait in the order begun
+    return call
+
+
+def send_batch(group, *messages: bytes):
+    fd = os.open(group.p("frames/send"), os.O_WRONLY)
+    try:
+        assert os.write(fd, batch(*messages)) == len(batch(*messages))
+    finally:
+        os.close(fd)
+
+
+def test_an_emsgsize_read_consumes_nothing_while_a_record_reader_of_the_member_waits(group):
+    """"Reading frames": a frame that does not fit fails the read with
+    EMSGSIZE and consumes nothing; "Ordering": messages written one after
+    another reach every recipient in the order written. A framed reader with a
+    64-byte buffer waits, then a record reader of the same member; A (a
+    240-byte frame) and B arrive in one batch. (The daemon once took A for
+    the framed read, found it too large and put it back, while B went to the
+    record reader: B before A.)"""
+    group.member("m")
+    framed = waiting_read(group.p("frames/m"), 64)
+    record = waiting_read(group.p("m"), 4096, reads=2)
+    a, b = b"A" * 200, b"B" * 10
+    send_batch(group, a, b)
+    assert framed.errno() == errno.EMSGSIZE
+    assert record.result() == [a, b]
+
+
+def test_two_framed_readers_of_a_member_the_small_one_takes_nothing_from_the_big_one(group):
+    """As above with a second framed reader, of 1 MiB, instead of the record
+    reader: it gets A first, and B after it."""
+    group.member("m")
+    small = waiting_read(group.p("frames/m"), 64)
+    big = waiting_read(group.p("frames/m"), 1 << 20)
+    a, b = b"A" * 200, b"B" * 10
+    send_batch(group, a, b)
+    assert small.errno() == errno.EMSGSIZE
+    (first,) = big.result()
+    got = [bytes(f.payload) for f in mcastfs.parse_frames(first)]
+    if got == [a]:                               # B may have come in the same read, or be queued
+        got += [bytes(f.payload) for f in frames_of(group, "m")]
+    assert got == [a, b]
+
+
 def test_record_and_framed_opens_share_one_queue(group):
     group.member("r")
     for i in range(4):

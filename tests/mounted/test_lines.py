@@ -6,12 +6,21 @@ file's next write, close or fsync, so runtimes that split or merge writes
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from helpers import expect_errno, sh
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
+import mcastfs  # noqa: E402
+
+NOBODY = 65534
 
 
 @pytest.fixture
@@ -116,3 +125,94 @@ def test_the_framed_view_is_not_cut(lines):
     finally:
         os.close(fd)
     assert lines.take("r") == [b"a\nb\n"]
+
+
+# --- whose a line is ---------------------------------------------------------
+
+
+def frames_until(group, name: str, count: int, timeout: float = 5.0) -> list:
+    """`count` frames of member `name`, waiting for them (the last close's tail
+    comes with the release, after close(2) returned)."""
+    fd = os.open(group.p(f"frames/{name}"), os.O_RDONLY | os.O_NONBLOCK)
+    frames = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(frames) < count and time.monotonic() < deadline:
+            try:
+                frames += [(bytes(f.payload), f.pid, f.uid, f.gid) for f in mcastfs.read_frames(fd)]
+            except BlockingIOError:
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
+    return frames
+
+
+def test_a_tail_sent_by_fsync_or_close_carries_its_writers_credentials(mount_factory):
+    """"The framed view": every message carries the writer's credentials as
+    the kernel gave them; "Line messages": the bytes after the last newline
+    are sent at fsync or the last close. uid 65534 writes a whole line, a tail
+    it fsyncs and a tail it closes: all three frames say its uid, gid and pid.
+    (The tail once went out with pid, uid and gid 0: FUSE's RELEASE carries
+    no credentials.)"""
+    m = mount_factory(options="allow_other")
+    g = m.group("tails", 0o777)
+    g.set(message="line")
+    g.member("r")
+    os.chmod(g.p("send"), 0o222)
+    code = ("import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY); os.write(fd, b'whole\\ntail-fsync'); "
+            "os.fsync(fd); os.write(fd, b'tail-close'); os.close(fd); print(os.getpid())")
+    res = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
+                          sys.executable, "-I", "-c", code, g.p("send")],
+                         capture_output=True, text=True, timeout=20, cwd="/")
+    assert res.returncode == 0, res.stderr
+    pid = int(res.stdout)
+    assert frames_until(g, "r", 3) == [(p, pid, NOBODY, NOBODY) for p in (b"whole\n", b"tail-fsync", b"tail-close")]
+
+
+# One open file, written by children of other users; the parent (root) only
+# fsyncs and closes it. Prints each child's pid.
+SHARED_WRITERS = r"""
+import json, os, sys
+
+fd = os.open(sys.argv[1], os.O_WRONLY)
+
+def child_writes(uid, data):
+    pid = os.fork()
+    if pid == 0:
+        os.setgroups([]); os.setgid(uid); os.setuid(uid)
+        os.write(fd, data)
+        os._exit(0)  # closes its copy: a FLUSH, not the last close
+    assert os.waitpid(pid, 0)[1] == 0
+    return pid
+
+pids = {}
+pids["a1"] = child_writes(65534, b"by-a,fsynced-by-root")
+os.fsync(fd)
+pids["a2"] = child_writes(65534, b"x")
+pids["b2"] = child_writes(65533, b"y\n")
+pids["a3"] = child_writes(65534, b"by-a,")
+pids["b3"] = child_writes(65533, b"then-b,closed-by-root")
+os.close(fd)
+print(json.dumps(pids))
+"""
+
+
+def test_a_line_is_the_last_writers_not_the_fsyncing_or_closing_processs(mount_factory):
+    """docs/contract.md, "Line messages": a message carries the credentials of
+    the write(2) that gave its last bytes, whoever sends it by fsync or close.
+    One open file, shared with children: user A (65534) writes a tail that
+    root fsyncs; A writes "x" and user B (65533) "y\n"; A then B write a
+    tail that root closes."""
+    m = mount_factory(options="allow_other")
+    g = m.group("shared", 0o777)
+    g.set(message="line")
+    g.member("r")
+    res = subprocess.run([sys.executable, "-I", "-c", SHARED_WRITERS, g.p("send")],
+                         capture_output=True, text=True, timeout=20, cwd="/")
+    assert res.returncode == 0, res.stderr
+    pids = json.loads(res.stdout)
+    assert frames_until(g, "r", 3) == [
+        (b"by-a,fsynced-by-root", pids["a1"], NOBODY, NOBODY),
+        (b"xy\n", pids["b2"], NOBODY - 1, NOBODY - 1),
+        (b"by-a,then-b,closed-by-root", pids["b3"], NOBODY - 1, NOBODY - 1),
+    ]
