@@ -1085,3 +1085,54 @@ def test_metrics_does_not_show_another_user_what_its_modes_hide(shared, nobody_r
     shown = [line for line in res.stdout.splitlines() if "hidden-from-others" in line or "secret-member" in line]
     if shown:
         raise OpenHole(f"uid {NOBODY} reads {len(shown)} lines of the 0700 group in .metrics, e.g. {shown[0]}")
+
+
+# --- background requests: async direct I/O --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nobody_aiowrite(cbin, workdir_base) -> str:
+    dest = os.path.join(workdir_base, "aiowrite")
+    subprocess.run(["cp", cbin["aiowrite"], dest], check=True)
+    os.chmod(dest, 0o755)
+    return dest
+
+
+@pytest.mark.timeout(90)
+def test_async_direct_writes_held_back_do_not_stop_other_users_closes(mount_factory, nobody_aiowrite):
+    """Asynchronous direct-I/O writes (io_submit on an O_DIRECT open) held
+    back by a full member, 16 of them from uid 65534: had the kernel sent
+    them as background requests (FUSE_CAP_ASYNC_DIO), they would take its
+    max_background slots (12) for as long as they wait, and every release
+    on the mount (also background requests) would queue behind them, so
+    that nobody's close reached the daemon: a line tail of another user's,
+    in another group, would never be sent. mcastfs turns that capability
+    off: the writes are ordinary requests, and closes go on."""
+    m = mount_factory(options="allow_other")
+    held = make_group(m.path, "aio-held", 0o777)
+    held.member("hog", mode=0o644)
+    fill_hog(held)
+    other = m.group("aio-other")
+    other.set(message="line")
+    other.member("r")
+    aio = subprocess.Popen(as_nobody_cmd(nobody_aiowrite, held.p("send"), "16", "4096"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        wait_for(lambda: held.status().group["blocked_writers"] >= 12, timeout=20, what="12 blocked aio writes")
+        time.sleep(0.3)
+        blocked = held.status().group["blocked_writers"]
+        fd = os.open(other.p("send"), os.O_WRONLY)
+        os.write(fd, b"a tail sent at close")
+        os.close(fd)
+        got = []
+        deadline = time.monotonic() + 3
+        while not got and time.monotonic() < deadline:
+            got = other.take("r")
+            time.sleep(0.05)
+    finally:
+        os.unlink(held.p("hog"))  # releases the writes, whichever kind they are
+        out, err = aio.communicate(timeout=30)
+    print(f"\n16 aio writes held back: {blocked} reached the daemon; another user's close "
+          f"{'went through' if got else 'did not reach the daemon within 3 s'}")
+    assert got == [b"a tail sent at close"]
+    assert blocked == 16, "every write reaches the daemon, none waits in the kernel's background queue"
+    assert out.count("done 4096") == 16, out + err
