@@ -16,6 +16,20 @@ public final class Bridge: FilesystemOperations {
 
     public init(fs: MulticastFilesystem) { self.fs = fs }
 
+    /// FUSE_INIT, on a loop thread. Asynchronous direct I/O is turned off,
+    /// so that every write is an ordinary request. With it (libfuse's
+    /// default, FUSE_CAP_ASYNC_DIO) the kernel sends a write made with
+    /// io_submit on an O_DIRECT open as a background request, and one held
+    /// back by a full member keeps one of the connection's max_background
+    /// slots (12) for as long as it waits: twelve of them, from any user,
+    /// and every release on the mount, a background request too, queues
+    /// behind them, so that no close reaches mcastfs (no line tail is sent,
+    /// no open file freed) until they end. Without it those writes wait as
+    /// write(2) does, interruptibly. docs/security.md has the measurement.
+    public func initialize(_ connection: inout ConnectionSettings) {
+        connection.want.remove(.asyncDirectIO)
+    }
+
     // MARK: Names and attributes
 
     public func lookup(_ context: RequestContext, parent: UInt64, name: String, reply: ReplyEntry) {
