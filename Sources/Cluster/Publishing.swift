@@ -349,7 +349,10 @@ final class Write: Sendable {
             s.outstanding = s.results.count
             return (s.stored, s.ids, s.attempt)
         }
-        guard let (first, ids, attempt) = plan else { return }
+        // Cancelled (EINTR) after `Writers.round` gave it the turn and
+        // before this: the turn goes on, or every later blocking write of
+        // the group on this node would queue behind it for ever.
+        guard let (first, ids, attempt) = plan else { return writers.done(self) }
         for i in first..<messages.count {
             var options = PublishOptions()
             if probe {
@@ -497,7 +500,13 @@ final class Write: Sendable {
             s.phase = .done
             return true
         }
-        if cancelled { _ = writers.unpark(self) }
+        if cancelled {
+            // Parked, or just given the turn by a round (it is no longer
+            // parked then, and `attempt` has not yet run): either way its
+            // place is given up.
+            _ = writers.unpark(self)
+            writers.done(self)
+        }
         return cancelled
     }
 
