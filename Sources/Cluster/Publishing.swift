@@ -224,13 +224,19 @@ final class Writers: Sendable {
     /// Retries the oldest parked write if `ready` picks it and no other is
     /// retrying.
     private func round(_ ready: (Write) -> Bool) {
-        let write = state.withLock { s -> Write? in
+        takeTurn(ready)?.attempt(retrying: true)
+    }
+
+    /// The first half of a round: the oldest parked write `ready` picks
+    /// leaves the queue and has the turn. (Apart for the test of a write
+    /// cancelled between the two halves.)
+    func takeTurn(_ ready: (Write) -> Bool) -> Write? {
+        state.withLock { s -> Write? in
             guard s.turn == nil, let i = s.parked.firstIndex(where: { !$0.isUnsettled }), ready(s.parked[i]) else { return nil }
             let write = s.parked.remove(at: i)
             s.turn = write
             return write
         }
-        write?.attempt(retrying: true)
     }
 
     /// A room notice: the writes published before it retry.
