@@ -23,8 +23,10 @@ client can make the daemon hold.
 4. What a client can make the daemon hold, with VmRSS figures printed
    (`-s`): an endless line, ctl commands of megabytes, a million patterns,
    a member never read, thousands of opens of frames/ files, names at
-   NAME_MAX, random bytes on every writable file. The holes found are
-   `xfail(strict=True)` with their figures; docs/security.md lists them.
+   NAME_MAX, random bytes on every writable file; blocked writes, line
+   tails and open snapshots charged to their user's user_bytes, and what
+   .metrics and status show another user. The hole still open is
+   `xfail(strict=True)` with its figure; docs/security.md lists it.
 
 Run as root (FUSE mounts, setpriv, unshare), like the rest of tests/mounted.
 """
@@ -672,8 +674,8 @@ def test_an_endless_line_is_cut_off_at_max_message(mount_factory):
     """A writer that never writes a newline on a line group: the tail waits
     in its open file until it would pass max_message, then every write is
     EMSGSIZE and the tail stays as it was; a newline sends it. What it costs
-    is bounded by max_message per open file (see the xfail below for many
-    open files), and each write copies the tail (time per 1-byte write
+    is bounded by max_message per open file (and by user_bytes over many
+    open files, see below), and each write copies the tail (time per 1-byte write
     printed)."""
     m = mount_factory()
     g = m.group("endless")
@@ -959,7 +961,7 @@ print(counts)
     print(f"\nrandom writes as uid {NOBODY} (seed {seed}): {res.stdout.strip()} (ok or errno: count)")
 
 
-# --- holes: what a user can make the daemon hold, charged to nobody -----------------------------
+# --- what a user can make the daemon hold for it: charged to its user_bytes ---------------------
 
 
 def fill_hog(g: Group):
