@@ -59,6 +59,31 @@ public final class Account: Sendable {
     /// The bytes queued now in the members that charge it.
     public var queuedBytes: Int { bytes.load(ordering: .relaxed) }
 
+    /// Bytes a front end holds for the account's user outside every queue:
+    /// blocked writes' messages, line tails. They count against the limit
+    /// only when the front end asks whether it may hold more (`mayHold`),
+    /// never in a room check: a member is full by what is queued in it, so
+    /// that a write held back elsewhere cannot make its writer's own members
+    /// full and so wait for itself. Not on any send's path.
+    private let outside = Atomic<Int>(0)
+
+    /// What the front end holds now (`hold`).
+    public var heldBytes: Int { outside.load(ordering: .relaxed) }
+
+    /// Queued and held together are below the limit: the front end may hold
+    /// one more thing for the user, whatever its size (the limit can be
+    /// passed by less than one write per thread deciding at that moment).
+    public var mayHold: Bool {
+        bytes.load(ordering: .relaxed) + outside.load(ordering: .relaxed) < limit
+    }
+
+    /// `count` more bytes held for the user (after `mayHold`, or bytes that
+    /// were held already and change hands).
+    public func hold(_ count: Int) { outside.wrappingAdd(count, ordering: .relaxed) }
+
+    /// `count` held bytes were sent, failed or dropped.
+    public func unhold(_ count: Int) { outside.wrappingSubtract(count, ordering: .relaxed) }
+
     /// At or over the limit: the account's members are full. On the room
     /// checks' path: one relaxed load while below the limit.
     @inline(__always)

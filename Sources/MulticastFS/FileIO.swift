@@ -57,9 +57,17 @@ extension MulticastFilesystem {
     /// then when the signal came first). Arming every request before its
     /// first try would cost the fast path, where most writes and many reads
     /// end, more than the second lock hold costs the slow one.
-    static func wait(_ reply: some WaitingReply, _ park: () -> Waiting?) {
-        guard reply.willWait() else { return }
-        if let waiting = park() { reply.cancelOnInterrupt { waiting.cancel() } }
+    /// `dropped` runs if the wait ends without its completion: interrupted
+    /// before it parked, or cancelled while parked.
+    static func wait(_ reply: some WaitingReply, dropped: @escaping @Sendable () -> Void = {}, _ park: () -> Waiting?) {
+        guard reply.willWait() else { return dropped() }
+        if let waiting = park() {
+            reply.cancelOnInterrupt {
+                guard waiting.cancel() else { return false }
+                dropped()
+                return true
+            }
+        }
     }
 
     private static func hand(_ chunk: MessageChunk?, of reader: Reader, to reply: some ReadReply) {
@@ -156,8 +164,10 @@ extension MulticastFilesystem {
             // A relayed group (a cluster's) answers every send later, when
             // its stream has stored it, O_NONBLOCK or not.
             let count = bytes.count
-            Self.wait(reply) {
+            guard let held = hold(count, for: writer, in: destination.group) else { return reply.fail(.diskQuotaExceeded) }
+            Self.wait(reply, dropped: held.release) {
                 destination.send(message, nonBlocking ? .nonBlocking : .blocking) { result in
+                    held.release()
                     switch result {
                     case .success: reply.reply(written: count)
                     case .failure(let error): reply.fail(Errno(error))
@@ -167,6 +177,20 @@ extension MulticastFilesystem {
         } catch {
             reply.fail(Errno(error))
         }
+    }
+
+    /// A write about to wait for room holds its messages in the daemon:
+    /// they count against the writer's user_bytes until sent, failed or
+    /// interrupted (docs/contract.md, "Limits per user"). nil: the writer is
+    /// at or over its limit, and the write is refused (EDQUOT) rather than
+    /// held. A relayed group's sends wait for their stream's acknowledgement,
+    /// not for room, and are not charged.
+    func hold(_ count: Int, for writer: Credentials, in group: Group) -> HeldBytes? {
+        guard !group.isRelayed else { return HeldBytes(nil, 0) }
+        let account = users.account(for: writer.uid)
+        guard account.mayHold else { return nil }
+        account.hold(count)
+        return HeldBytes(account, count)
     }
 
     /// Readiness of an open file. A member file is readable when a message
@@ -187,4 +211,19 @@ extension MulticastFilesystem {
             return Readiness(readable: true, writable: true)
         }
     }
+}
+
+/// Bytes held for a writer (`hold`), released once.
+struct HeldBytes: Sendable {
+    let account: Account?
+    let count: Int
+
+    init(_ account: Account?, _ count: Int) {
+        self.account = account
+        self.count = count
+    }
+
+    /// Called exactly once: by the completion, or when the wait ended
+    /// without it.
+    func release() { account?.unhold(count) }
 }

@@ -73,8 +73,12 @@ extension MulticastFilesystem {
         do throws(DeliveryError) {
             reply.reply(written: written(try group.trySend(batch: messages, as: sender).delivered))
         } catch .wouldBlock where !nonBlocking || group.isRelayed {
-            Self.wait(reply) {
+            guard let held = hold(records.reduce(0) { $0 + $1.count }, for: writer, in: group) else {
+                return reply.fail(.diskQuotaExceeded)
+            }
+            Self.wait(reply, dropped: held.release) {
                 group.send(batch: messages, as: sender, nonBlocking ? .nonBlocking : .blocking) { result in
+                    held.release()
                     switch result {
                     case .success(let receipt): reply.reply(written: written(receipt.delivered))
                     case .failure(let error): reply.fail(Errno(error))

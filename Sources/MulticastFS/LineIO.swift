@@ -21,6 +21,12 @@ final class PendingLine: Sendable {
     struct Tail: Sendable {
         var bytes: [UInt8] = []
         var writer = Credentials()
+        /// The writer's account, charged `bytes.count` while they wait here
+        /// or on their way out (docs/contract.md, "Limits per user"); nil
+        /// while nothing is charged.
+        var account: Account? = nil
+
+        func release() { account?.unhold(bytes.count) }
     }
 
     private let tail = AdaptiveMutex(Tail())
@@ -73,14 +79,35 @@ extension MulticastFilesystem {
         let carried = pending.take()
         let cut = LineCut(carried: carried.bytes, bytes)
         // A write of no bytes adds nothing to the tail, nor its writer.
-        let waiting = bytes.isEmpty ? carried : PendingLine.Tail(bytes: Array(cut.text[cut.tail]), writer: writer)
+        var tail = bytes.isEmpty ? carried : PendingLine.Tail(bytes: Array(cut.text[cut.tail]), writer: writer)
         // A line (or the tail it begins) longer than max_message: the write
         // that makes it so delivers nothing; what waited stays.
         guard cut.longest <= destination.group.settings.maxMessage else {
             pending.keep(carried)
             return reply.fail(.messageTooLong)
         }
+        // The tail left is the writer's to pay for: a write that would hold
+        // more of it while its writer is at or over user_bytes delivers
+        // nothing (EDQUOT). The same writer's account, where it paid already.
+        if !bytes.isEmpty, !tail.bytes.isEmpty {
+            let account = (carried.writer.uid == writer.uid ? carried.account : nil) ?? users.account(for: writer.uid)
+            let paid = account === carried.account ? carried.bytes.count : 0
+            if tail.bytes.count > paid, !account.mayHold {
+                pending.keep(carried)
+                return reply.fail(.diskQuotaExceeded)
+            }
+            tail.account = account
+        }
+        let waiting = tail
+        // What waited is now a line, or part of the new tail: its charge
+        // passes to the new tail (charged before it is released, so that the
+        // account never looks emptier than it is).
+        let replace = { @Sendable in
+            waiting.account?.hold(waiting.bytes.count)
+            carried.release()
+        }
         guard !cut.lines.isEmpty else {
+            replace()
             pending.keep(waiting)
             return reply.reply(written: bytes.count)
         }
@@ -93,14 +120,18 @@ extension MulticastFilesystem {
             guard reply.willWait() else { return pending.keep(carried) }
         }
         let total = bytes.count
-        let send = LineSend(destination: destination, messages: messages, nonBlocking: nonBlocking) { delivered in
+        let users = users, uid = writer.uid
+        let account: (@Sendable () -> Account)? = destination.group.isRelayed ? nil : { @Sendable in users.account(for: uid) }
+        let send = LineSend(destination: destination, messages: messages, nonBlocking: nonBlocking, account: account) { delivered in
             // All delivered: the tail waits. None: as if never written, what
             // waited stays. Some: a short count; the caller sends the rest
             // again, so nothing of it is kept.
             if delivered == messages.count {
+                replace()
                 pending.keep(waiting)
                 reply.reply(written: total)
             } else if delivered > 0 {
+                carried.release()
                 reply.reply(written: cut.written(byLines: delivered))
             } else {
                 pending.keep(carried)
@@ -122,7 +153,8 @@ extension MulticastFilesystem {
     func flushLine(_ pending: PendingLine, to destination: Destination) {
         let tail = pending.take()
         guard !tail.bytes.isEmpty else { return }
-        destination.send(Message(tail.bytes, credentials: tail.writer), .blocking) { _ in }
+        // Still held, now as a blocked write: charged until it is sent or fails.
+        destination.send(Message(tail.bytes, credentials: tail.writer), .blocking) { _ in tail.release() }
     }
 }
 
@@ -135,22 +167,30 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
         var waiting: Waiting?
         var interrupted = false
         var finished = false
+        /// Bytes of the parked lines charged to `account` while they wait.
+        var held = 0
     }
 
     private let destination: Destination
     private let messages: [Message]
     private let nonBlocking: Bool
+    /// The writer's account, charged the lines that wait for room (looked
+    /// up only then); nil for a relayed group (its sends wait for the
+    /// stream, not for room).
+    private let account: (@Sendable () -> Account)?
+    private let charged = AdaptiveMutex<Account?>(nil)
     /// Answers with `delivered` lines sent; false: it sent none, and the
     /// write ends as interrupted or would-block (answered by the caller).
     private let done: @Sendable (_ delivered: Int) -> Bool
     private let failed: @Sendable (Errno) -> Void
     private let state = AdaptiveMutex(State())
 
-    init(destination: Destination, messages: [Message], nonBlocking: Bool,
+    init(destination: Destination, messages: [Message], nonBlocking: Bool, account: (@Sendable () -> Account)?,
          done: @escaping @Sendable (Int) -> Bool, failed: @escaping @Sendable (Errno) -> Void) {
         self.destination = destination
         self.messages = messages
         self.nonBlocking = nonBlocking
+        self.account = account
         self.done = done
         self.failed = failed
     }
@@ -167,7 +207,16 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
                 let receipt = try destination.trySend(batch: rest)
                 state.withLock { $0.delivered += receipt.delivered }
             } catch .wouldBlock where !nonBlocking || destination.group.isRelayed {
-                // A relayed group answers later, O_NONBLOCK or not.
+                // A relayed group answers later, O_NONBLOCK or not. Lines
+                // that wait are the writer's to pay for (EDQUOT at its limit).
+                if let lookUp = account {
+                    let account = lookUp()
+                    guard account.mayHold else { return fail(.diskQuotaExceeded) }
+                    let bytes = rest.reduce(0) { $0 + $1.count }
+                    account.hold(bytes)
+                    charged.withLock { $0 = account }
+                    state.withLock { $0.held = bytes }
+                }
                 let waiting = destination.send(batch: rest, nonBlocking ? .nonBlocking : .blocking) { [self] result in
                     parkedSendEnded(result)
                 }
@@ -176,7 +225,10 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
                     state.waiting = waiting
                     return state.interrupted
                 }
-                if cancelNow && waiting.cancel() { finish(interrupted: true) }
+                if cancelNow && waiting.cancel() {
+                    releaseHeld()
+                    finish(interrupted: true)
+                }
                 return
             } catch .wouldBlock {
                 return finish(interrupted: false)
@@ -187,6 +239,7 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
     }
 
     private func parkedSendEnded(_ result: Result<BatchReceipt, DeliveryError>) {
+        releaseHeld()
         switch result {
         case .success(let receipt):
             state.withLock { state in
@@ -206,9 +259,18 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
             state.interrupted = true
             return state.waiting
         }
-        if let waiting, waiting.cancel() { finish(interrupted: true) }
+        if let waiting, waiting.cancel() {
+            releaseHeld()
+            finish(interrupted: true)
+        }
         // The write always answers itself: with a count, or EINTR below.
         return false
+    }
+
+    /// The parked lines are sent, failed or cancelled: no longer held.
+    private func releaseHeld() {
+        let bytes = state.withLock { state in defer { state.held = 0 }; return state.held }
+        if bytes != 0 { charged.withLock { $0 }?.unhold(bytes) }
     }
 
     private func finish(interrupted: Bool) {

@@ -412,25 +412,33 @@ public final class MulticastFilesystem: Sendable {
     // MARK: - Open files
 
     /// Opens a file. `send` and `ctl` are write-only and `status` read-only,
-    /// whatever the caller's privileges (EACCES otherwise).
-    public func open(_ ino: InodeNumber, flags: OpenFlags) throws(Errno) -> OpenedFile {
+    /// whatever the caller's privileges (EACCES otherwise). `opener`: who
+    /// opens, which decides what a `status` or `.metrics` snapshot shows and
+    /// whose user_bytes it is charged to while open (docs/contract.md,
+    /// "Metrics"); nil for the filesystem's own callers, who see everything
+    /// and are charged nothing.
+    public func open(_ ino: InodeNumber, flags: OpenFlags, opener: Opener? = nil) throws(Errno) -> OpenedFile {
         let (node, view) = try withNamespace { (namespace) throws(Errno) in
             let target = try namespace.target(ino)
             guard target.node.linked else { throw .noSuchFileOrDirectory }
             return target
         }
-        return try open(node, in: view, flags: flags)
+        return try open(node, in: view, flags: flags, opener: opener)
     }
 
-    private func open(_ node: Node, in view: View = .record, flags: OpenFlags) throws(Errno) -> OpenedFile {
+    private func open(_ node: Node, in view: View = .record, flags: OpenFlags, opener: Opener? = nil) throws(Errno) -> OpenedFile {
         let access = flags
         let content: OpenFile.Content
+        // Only for a snapshot: a stream's open reads no /proc and takes no lock.
+        let visibility = { (groups: Bool) in opener.map { Visibility($0, mountedBy: self.mounter, groups: groups) } }
+        let usage = { (visibility: Visibility?) in visibility?.users(self.users.usage) ?? self.users.usage }
         switch node.content {
         case .root, .group, .frames, .peers:
             throw .isDirectory
         case .metrics:
             guard !access.writes else { throw .permissionDenied }
-            content = .status(Array(MetricsFormat.render(groupSnapshots(), users: users.usage).utf8))
+            let visible = visibility(true)
+            content = .status(Array(MetricsFormat.render(groupSnapshots(visibleTo: visible), users: usage(visible)).utf8))
         case .send(let directory):
             guard !access.reads else { throw .permissionDenied }
             content = .send(directory.group)
@@ -440,10 +448,11 @@ public final class MulticastFilesystem: Sendable {
         case .status(let directory):
             guard !access.writes else { throw .permissionDenied }
             let snapshot = directory.group.snapshot()
+            let visible = visibility(false)
             let text = if let catalog {
-                StatusFormat.render(snapshot, node: catalog.node, remote: catalog.remoteMembers(of: snapshot.name), users: users.usage)
+                StatusFormat.render(snapshot, node: catalog.node, remote: catalog.remoteMembers(of: snapshot.name), users: usage(visible))
             } else {
-                StatusFormat.render(snapshot, users: users.usage)
+                StatusFormat.render(snapshot, users: usage(visible))
             }
             content = .status(Array(text.utf8))
         case .member(_, let member):
@@ -453,7 +462,19 @@ public final class MulticastFilesystem: Sendable {
             guard member.isPresent else { throw .noSuchFileOrDirectory }
             content = .peer(member, reader: access.reads ? member.makePeerReader() : nil, writable: access.writes)
         }
-        let file = OpenFile(content: content, view: view, watchID: nextWatchID.add(1, ordering: .relaxed).newValue)
+        // A snapshot is held for as long as the file is open: the opener's
+        // to pay for, like a blocked write (docs/contract.md, "Limits per
+        // user"). Refused once what is held for the opener outside its
+        // queues reaches user_bytes; queued bytes do not refuse it, so that
+        // a user whose members are full can still read why.
+        var held: HeldBytes? = nil
+        if case .status(let bytes) = content, let opener {
+            let account = users.account(for: opener.uid)
+            guard account.heldBytes < account.limit else { throw .diskQuotaExceeded }
+            account.hold(bytes.count)
+            held = HeldBytes(account, bytes.count)
+        }
+        let file = OpenFile(content: content, view: view, watchID: nextWatchID.add(1, ordering: .relaxed).newValue, held: held)
         let isStream = if case .status = content { false } else { true }
         return OpenedFile(handle: keep(file), isStream: isStream)
     }
@@ -500,11 +521,14 @@ public final class MulticastFilesystem: Sendable {
     /// consistent in itself, as its `status`; they are taken one after
     /// another, outside the namespace lock, so that no group's lock is ever
     /// taken under it.
-    private func groupSnapshots() -> [GroupSnapshot] {
+    /// With `visibility`, only the groups whose directory the opener may
+    /// search, as the kernel would let it reach their `status`.
+    private func groupSnapshots(visibleTo visibility: Visibility? = nil) -> [GroupSnapshot] {
         let groups = namespace.withLock { namespace in
             namespace.groupOrder.compactMap { name -> Group? in
-                if case .group(let directory)? = namespace.groups[name]?.content { return directory.group }
-                return nil
+                guard let node = namespace.groups[name], case .group(let directory) = node.content else { return nil }
+                if let visibility, !visibility.maySearch(node.attributes) { return nil }
+                return directory.group
             }
         }
         return groups.map { $0.snapshot() }
@@ -540,6 +564,7 @@ public final class MulticastFilesystem: Sendable {
         case .send(let group): group.cancelWatch(id: file.watchID, reader: nil)
         case .control, .status, .directory: break
         }
+        file.held?.release()
         openFiles.remove(file)
     }
 
@@ -561,6 +586,9 @@ public final class MulticastFilesystem: Sendable {
     public var counts: (groups: Int, inodes: Int) {
         namespace.withLock { ($0.groups.count, $0.nodes.count) }
     }
+
+    /// The mounting user, who owns `.metrics` (its owner never changes).
+    private var mounter: UInt32 { namespace.withLock { $0.metrics.attributes.uid.rawValue } }
 
     /// Files open now (opened and not yet released).
     public var openFileCount: Int { openFiles.count }

@@ -32,11 +32,14 @@ final class OpenFile: Sendable {
     /// What waits for this file's next line message, for a file that sends
     /// in the record view (used when its group has `message=line`).
     let pendingLine: PendingLine?
+    /// A snapshot's bytes, charged to its opener until release.
+    let held: HeldBytes?
 
-    init(content: Content, view: View, watchID: UInt64) {
+    init(content: Content, view: View, watchID: UInt64, held: HeldBytes? = nil) {
         self.content = content
         self.view = view
         self.watchID = watchID
+        self.held = held
         pendingLine = switch (content, view) {
         case (.send, .record), (.member(_, _, writable: true), .record), (.peer(_, _, writable: true), .record): PendingLine()
         default: nil

@@ -10,7 +10,8 @@ public struct UserLimits: Sendable, Equatable {
     public var groups: Int
     /// Members a user may own, across all groups.
     public var members: Int
-    /// Bytes queued in the members a user owns (and their peer queues).
+    /// Bytes queued in the members a user owns (and their peer queues), and
+    /// held for the user's blocked writes and line tails.
     public var bytes: Int
 
     public init(groups: Int = 1024, members: Int = 16384, bytes: Int = 1 << 30) {
@@ -77,6 +78,18 @@ final class UserTable: Sendable {
         entries.withLock { table in table.charged[ObjectIdentifier(object)] = (uid.rawValue, kind == .group) }
     }
 
+    /// `uid`'s account, for what the filesystem holds for it outside every
+    /// queue (a blocked write's messages, a line tail): charged to the
+    /// writer, whoever owns the files written.
+    func account(for uid: UInt32) -> Account {
+        entries.withLock { table in
+            if let entry = table.users[uid] { return entry.account }
+            let entry = Entry(account: Account(limit: limits.bytes))
+            table.users[uid] = entry
+            return entry.account
+        }
+    }
+
     func untake(_ kind: Kind, for uid: UserID) {
         entries.withLock { table in
             if kind == .group { table.users[uid.rawValue]?.groups -= 1 } else { table.users[uid.rawValue]?.members -= 1 }
@@ -106,7 +119,7 @@ final class UserTable: Sendable {
             table.users.keys.sorted().compactMap { uid in
                 let entry = table.users[uid]!
                 let bytes = entry.account.queuedBytes
-                guard entry.groups != 0 || entry.members != 0 || bytes != 0 else { return nil }
+                guard entry.groups != 0 || entry.members != 0 || bytes != 0 || entry.account.heldBytes != 0 else { return nil }
                 return UserUsage(uid: uid, groups: entry.groups, members: entry.members, queuedBytes: bytes)
             }
         }

@@ -103,7 +103,8 @@ public final class Bridge: FilesystemOperations {
     // MARK: Open files
 
     public func open(_ context: RequestContext, ino: UInt64, flags: OpenFlags, reply: ReplyOpen) {
-        answer(reply) { () throws(Errno) in reply.opened(openParameters(try fs.open(ino, flags: flags))) }
+        let opener = Opener(uid: context.uid, gid: context.gid, pid: UInt32(bitPattern: context.pid))
+        answer(reply) { () throws(Errno) in reply.opened(openParameters(try fs.open(ino, flags: flags, opener: opener))) }
     }
 
     public func create(_ context: RequestContext, parent: UInt64, name: String, mode: FileMode, flags: OpenFlags, reply: ReplyCreate) {

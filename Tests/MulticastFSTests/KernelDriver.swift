@@ -14,8 +14,9 @@ struct KernelDriver {
     /// Who writes: what the kernel would say of the writing thread.
     var writer = Credentials(pid: 4242, uid: 1000, gid: 1000)
 
-    init(defaults: GroupSettings = GroupSettings()) throws {
-        fs = try MulticastFilesystem(owner: Caller(uid: UserID(rawValue: 1000), gid: GroupID(rawValue: 1000)), defaults: defaults)
+    init(defaults: GroupSettings = GroupSettings(), limits: UserLimits = UserLimits()) throws {
+        fs = try MulticastFilesystem(owner: Caller(uid: UserID(rawValue: 1000), gid: GroupID(rawValue: 1000)), defaults: defaults,
+                                     limits: limits)
     }
 
     /// The inode of a path like "/g/alice".

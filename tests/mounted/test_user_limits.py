@@ -85,8 +85,13 @@ def test_member_creation_past_user_members_is_edquot(mount_factory, as_nobody):
 
 
 def test_user_bytes_holds_a_writer_in_another_group_until_a_read_anywhere(mount_factory):
-    m = mount_factory(options="user_bytes=100")
+    """quiet's owner (root) is at user_bytes through hog, in another group: a
+    send to g2 waits for room at quiet until a read anywhere takes root below
+    it. The writer held is another user; root itself, at its limit, is not
+    held but refused (EDQUOT: a waiting write is charged to its writer)."""
+    m = mount_factory(options="allow_other,user_bytes=100")
     g1, g2 = mkgroup(m.path, "g1"), mkgroup(m.path, "g2")
+    os.chmod(g2.path, 0o777)
     g1.member("hog")
     g2.member("quiet")
     assert g1.send(b"x" * 100) == 100
@@ -94,12 +99,20 @@ def test_user_bytes_holds_a_writer_in_another_group_until_a_read_anywhere(mount_
     with pytest.raises(BlockingIOError):
         g2.send(b"y")
     assert read_status(g2.path).member("quiet")["full"] == 1
-    blocked = Call(lambda: g2.send(b"late", nonblock=False), name="blocked send")
-    blocked.wait_blocked()
-    assert read_status(g2.path).group["blocked_writers"] == 1
-    # A read in g1 takes root below the limit: the write in g2 goes.
-    assert g1.take_one("hog") == b"x" * 100
-    assert blocked.result(timeout=5) == 4
+    with pytest.raises(OSError) as refused:
+        g2.send(b"late", nonblock=False)
+    assert refused.value.errno == errno.EDQUOT
+    writer = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/usr/bin/python3", "-c",
+         "import os, sys; print(os.write(os.open(sys.argv[1], os.O_WRONLY), b'late'))", g2.p("send")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        wait_for(lambda: read_status(g2.path).group["blocked_writers"] == 1, timeout=10, what="a blocked writer")
+        # A read in g1 takes root below the limit: the write in g2 goes.
+        assert g1.take_one("hog") == b"x" * 100
+    finally:
+        out, err = writer.communicate(timeout=10)
+    assert out.strip() == "4", err
     assert g2.take_one("quiet") == b"late"
 
 
