@@ -165,9 +165,15 @@ public final class Group: Sendable {
     }
 
     /// Releases every waiter with `.shutDown`, and refuses new sends and waits.
-    /// For a front end that is going away.
+    /// For a front end that is going away. Its members' accounts let go of
+    /// it (nothing will wait for their room again): members still in it at
+    /// the end hold their accounts, which would otherwise hold the group, a
+    /// cycle that outlives the front end (LeakSanitizer's report at exit).
     public func shutDown() {
-        locked { state, actions in state.shutDown(actions: &actions) }
+        locked { state, actions in
+            state.shutDown(actions: &actions)
+            for member in state.members { member.account?.unregister(self) }
+        }
     }
 
     // MARK: Sending

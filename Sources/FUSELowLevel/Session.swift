@@ -207,8 +207,13 @@ public final class FUSESession: @unchecked Sendable {
             return true
         }
         guard startKicker else { return }
-        let started = spawnDetachedThread { [self] in
-            while kickLoopThread() { usleep(5_000) }
+        // The kicker holds the state, not the session: it notices the loop's
+        // end up to 5 ms late, and the last release of a session (and of the
+        // filesystem behind it) must stay with the thread that destroys it,
+        // not race the process's exit from a thread nobody waits for.
+        let state = self.state, logger = core.logger
+        let started = spawnDetachedThread {
+            while Self.kickLoopThread(state, logger) { usleep(5_000) }
         }
         if !started {
             state.withLock { $0.kicking = false }
@@ -218,7 +223,7 @@ public final class FUSESession: @unchecked Sendable {
     }
 
     /// Sends the wake signal to the loop thread if it is in the loop.
-    private func kickLoopThread() -> Bool {
+    private static func kickLoopThread(_ state: AdaptiveMutex<State>, _ logger: Logger) -> Bool {
         state.withLock { s -> Bool in
             // Under the lock: `run` clears loopThread under it after the loop
             // returns, so the thread still exists when we signal it.
@@ -228,7 +233,7 @@ public final class FUSESession: @unchecked Sendable {
             }
             let rc = pthread_kill(thread, wakeSignal)
             if rc != 0 {
-                core.logger.error("cannot signal the FUSE loop's thread", metadata: ["errno": "\(Errno(rawValue: rc))"])
+                logger.error("cannot signal the FUSE loop's thread", metadata: ["errno": "\(Errno(rawValue: rc))"])
                 s.kicking = false
                 return false
             }

@@ -5,7 +5,8 @@ import SystemPackage
 // Line messages (docs/contract.md, "Line messages"): with `message=line`, a
 // record-view write is cut after every newline, each line one message; the
 // bytes after the last newline wait in the open file for its next write, or
-// for close or fsync.
+// for fsync (which waits until they are sent) or the last close (which
+// does not).
 
 /// The bytes after the last newline an open file wrote: the start of its
 /// next line message, and who wrote them.
@@ -146,10 +147,39 @@ extension MulticastFilesystem {
         send.advance()
     }
 
-    /// Sends what waits in `pending` as a message of its own (close, fsync).
-    /// It does not hold the closer: if a recipient is full, it waits in line
-    /// like any blocked write (the group's, or a private message's member's),
-    /// answering nobody.
+    /// fsync(2): sends what waits in `pending` as a message of its own, and
+    /// answers once it is in, for fsync means what was written is out. It
+    /// waits as a blocking write of the tail would (O_NONBLOCK or not: fsync
+    /// has no EAGAIN), fails as that write would (EINTR on a signal,
+    /// EMSGSIZE if max_message fell below it, EPIPE, ENOTCONN), and then, as
+    /// after a write that delivered nothing, the tail still waits. Nothing
+    /// else of the file's can change the tail meanwhile: the kernel holds
+    /// the inode's lock over fsync, as over a write (docs/fuse-notes.md §1).
+    func syncLine(_ pending: PendingLine, to destination: Destination, reply: some SyncReply) {
+        let tail = pending.take()
+        guard !tail.bytes.isEmpty else { return reply.synced() }
+        guard reply.willWait() else { return pending.keep(tail) }
+        let line = Message(tail.bytes, credentials: tail.writer)
+        let send = LineSend(destination: destination, messages: [line], nonBlocking: false) { delivered in
+            guard delivered == 1 else {
+                pending.keep(tail)
+                return false
+            }
+            reply.synced()
+            return true
+        } failed: { error in
+            pending.keep(tail)
+            reply.fail(error)
+        }
+        reply.cancelOnInterrupt { send.interrupt() }
+        send.advance()
+    }
+
+    /// The last close (release): sends what waits in `pending` as a message
+    /// of its own. It holds nobody, for RELEASE is answered at once (the
+    /// closer may be gone, and close(2) must not block): if a recipient is
+    /// full, it waits in line like any blocked write (the group's, or a
+    /// private message's member's), answering nobody.
     func flushLine(_ pending: PendingLine, to destination: Destination) {
         let tail = pending.take()
         guard !tail.bytes.isEmpty else { return }

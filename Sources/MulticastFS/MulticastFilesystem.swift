@@ -541,23 +541,19 @@ public final class MulticastFilesystem: Sendable {
         return entries.dropFirst(max(0, offset))
     }
 
-    /// fsync(2), and the last close (release): a line that waits for its
-    /// newline is sent as a message of its own.
-    public func flush(handle: UInt64) {
+    /// fsync(2): a line that waits for its newline is sent as a message of
+    /// its own, and `reply` answers once it is in (LineIO.swift, syncLine).
+    public func sync(handle: UInt64, reply: some SyncReply) {
         let file = OpenFile.of(handle)
-        guard let pending = file.pendingLine else { return }
-        switch file.content {
-        case .send(let group): flushLine(pending, to: .group(group, as: nil))
-        case .member(let member, _, _): flushLine(pending, to: .group(member.group, as: member))
-        case .peer(let member, _, _): flushLine(pending, to: .privately(member))
-        case .control, .status, .directory: break
-        }
+        guard let pending = file.pendingLine, let destination = file.lineDestination else { return reply.synced() }
+        syncLine(pending, to: destination, reply: reply)
     }
 
-    /// The last close of an open file (or directory).
+    /// The last close of an open file (or directory). A line that waits for
+    /// its newline is sent as a message of its own, holding nobody.
     public func release(handle: UInt64) {
-        flush(handle: handle)
         let file = OpenFile.of(handle)
+        if let pending = file.pendingLine, let destination = file.lineDestination { flushLine(pending, to: destination) }
         switch file.content {
         case .member(let member, let reader, _), .peer(let member, let reader, _):
             member.group.cancelWatch(id: file.watchID, reader: reader)

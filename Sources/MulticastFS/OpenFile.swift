@@ -48,6 +48,16 @@ final class OpenFile: Sendable {
 
     var handle: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())) }
 
+    /// Where the waiting line of a file that sends goes (fsync, release).
+    var lineDestination: Destination? {
+        switch content {
+        case .send(let group): .group(group, as: nil)
+        case .member(let member, _, _): .group(member.group, as: member)
+        case .peer(let member, _, _): .privately(member)
+        case .control, .status, .directory: nil
+        }
+    }
+
     /// The open file behind a handle, which must be live (between open and
     /// release, while the table of open files holds it).
     static func of(_ handle: UInt64) -> OpenFile {

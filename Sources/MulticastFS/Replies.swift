@@ -25,3 +25,9 @@ public protocol ReadReply: WaitingReply {
 public protocol WriteReply: WaitingReply {
     func reply(written: Int)
 }
+
+/// fsync(2)'s reply, which waits while a line tail it sends does.
+public protocol SyncReply: WaitingReply {
+    /// Everything written is out.
+    func synced()
+}

@@ -138,8 +138,7 @@ public final class Bridge: FilesystemOperations {
     }
 
     public func fsync(_ context: RequestContext, ino: UInt64, fh: UInt64, dataOnly: Bool, reply: ReplyEmpty) {
-        fs.flush(handle: fh)
-        reply.ok()
+        fs.sync(handle: fh, reply: KernelSync(reply: reply))
     }
 
     public func release(_ context: RequestContext, ino: UInt64, fh: UInt64, flags: OpenFlags, reply: ReplyEmpty) {

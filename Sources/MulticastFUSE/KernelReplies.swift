@@ -22,3 +22,12 @@ struct KernelWrite: WriteReply {
     func willWait() -> Bool { reply.armInterrupt() }
     func cancelOnInterrupt(_ cancel: @escaping @Sendable () -> Bool) { reply.onInterrupt(cancel) }
 }
+
+/// An fsync reply: stored while its line tail waits, interruptible by a signal.
+struct KernelSync: SyncReply {
+    let reply: ReplyEmpty
+    func synced() { reply.ok() }
+    func fail(_ error: Errno) { reply.error(error) }
+    func willWait() -> Bool { reply.armInterrupt() }
+    func cancelOnInterrupt(_ cancel: @escaping @Sendable () -> Bool) { reply.onInterrupt(cancel) }
+}

@@ -106,6 +106,28 @@ private func bytes(_ count: Int, _ fill: UInt8 = 0x61) -> Message { Message([UIn
         #expect(account.queuedBytes == 0)
     }
 
+    /// Members that never leave hold their account, which holds their group:
+    /// shutting the group down breaks that cycle, so the group can go.
+    @Test func aShutDownGroupIsLetGoByItsMembersAccounts() throws {
+        let account = Account(limit: 100)
+        weak var freed: Group?
+        do {
+            let group = try Group(name: "g")
+            freed = group
+            var a: Member? = try group.join("a", account: account)
+            _ = try group.join("b", account: account)
+            #expect(account.registeredGroups == 1)
+            group.shutDown()
+            #expect(account.registeredGroups == 0)
+            a!.leave()  // after the shutdown: nothing left to unregister
+            #expect(account.registeredGroups == 0)
+            a = nil
+        }
+        // A Bool: a failed #expect on the group itself would reflect its fields (a noncopyable mutex).
+        let groupIsGone = freed == nil
+        #expect(groupIsGone)
+    }
+
     @Test func whatAMemberThatLeftStillHoldsIsChargedUntilItIsGone() throws {
         let account = Account(limit: 5)
         let g1 = try Group(name: "g1"), g2 = try Group(name: "g2")

@@ -94,6 +94,12 @@ struct KernelDriver {
         return reply
     }
 
+    func fsync(_ handle: UInt64) -> RecordedReply {
+        let reply = RecordedReply()
+        fs.sync(handle: handle, reply: reply)
+        return reply
+    }
+
     /// Reads a whole file that does not wait (status).
     func readAll(_ path: String) throws -> String {
         let handle = try open(path, O_RDONLY)
@@ -114,10 +120,11 @@ extension FileAttributes {
 
 /// A reply as the kernel would see it: answered once, maybe later, and
 /// interruptible like a signalled process.
-final class RecordedReply: ReadReply, WriteReply {
+final class RecordedReply: ReadReply, WriteReply, SyncReply {
     enum Outcome: Equatable {
         case data([UInt8])
         case written(Int)
+        case synced
         case error(Int32)
     }
 
@@ -152,6 +159,7 @@ final class RecordedReply: ReadReply, WriteReply {
     }
 
     func reply(written: Int) { answer(.written(written)) }
+    func synced() { answer(.synced) }
     func fail(_ error: Errno) { answer(.error(error.rawValue)) }
 
     func willWait() -> Bool {

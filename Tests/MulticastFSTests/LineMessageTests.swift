@@ -38,12 +38,64 @@ import Testing
         let (kernel, reader, send) = try lineGroup()
         _ = kernel.write(send, "no newline")
         #expect(receive(kernel, reader).isEmpty)
-        kernel.fs.flush(handle: send)
+        #expect(kernel.fsync(send).outcome == .synced)
         #expect(receive(kernel, reader) == ["no newline"])
-        kernel.fs.flush(handle: send)  // nothing waits now
+        #expect(kernel.fsync(send).outcome == .synced)  // nothing waits now
         _ = kernel.write(send, "at release")
         kernel.fs.release(handle: send)
         #expect(receive(kernel, reader) == ["at release"])
+    }
+
+    /// fsync answers once the tail is in: behind a full member it waits, as
+    /// a blocking write does, and counts as a blocked writer meanwhile.
+    @Test func fsyncWaitsUntilTheTailIsSent() throws {
+        let (kernel, reader, send) = try lineGroup(capacity: 1)
+        #expect(kernel.write(send, "a\ntail").outcome == .written(6))
+        let sync = kernel.fsync(send)
+        #expect(sync.outcome == nil && sync.waited)
+        #expect(try kernel.readAll("/g/status").contains("blocked_writers=1"))
+        #expect(kernel.read(reader).text == "a\n")
+        #expect(sync.outcome == .synced)
+        #expect(receive(kernel, reader) == ["tail"])
+        #expect(try kernel.readAll("/g/status").contains("blocked_writers=0"))
+    }
+
+    /// Interrupted, fsync fails with EINTR and sends nothing; the tail still
+    /// waits, for the next fsync, write or close.
+    @Test func anInterruptedFsyncSendsNothingAndTheTailWaits() throws {
+        let (kernel, reader, send) = try lineGroup(capacity: 1)
+        _ = kernel.write(send, "a\ntail")
+        let sync = kernel.fsync(send)
+        sync.interrupt()
+        #expect(sync.outcome == .error(EINTR))
+        #expect(try kernel.readAll("/g/status").contains("blocked_writers=0"))
+        #expect(receive(kernel, reader) == ["a\n"])
+        #expect(receive(kernel, reader).isEmpty)
+        #expect(kernel.write(send, "s\n").outcome == .written(2))
+        #expect(receive(kernel, reader) == ["tails\n"])
+    }
+
+    /// fsync fails as a write of the tail would: here EMSGSIZE, once
+    /// max_message fell below it; the tail still waits.
+    @Test func fsyncFailsAsAWriteOfTheTailWould() throws {
+        let (kernel, reader, send) = try lineGroup()
+        let ctl = try kernel.open("/g/ctl", O_WRONLY)
+        _ = kernel.write(send, "abcdef")
+        _ = kernel.write(ctl, "set max_message=5")
+        #expect(kernel.fsync(send).outcome == .error(EMSGSIZE))
+        #expect(receive(kernel, reader).isEmpty)
+        _ = kernel.write(ctl, "set max_message=6")
+        #expect(kernel.fsync(send).outcome == .synced)
+        #expect(receive(kernel, reader) == ["abcdef"])
+    }
+
+    /// The last close never waits: its tail goes out once there is room.
+    @Test func releaseDoesNotWaitForTheTail() throws {
+        let (kernel, reader, send) = try lineGroup(capacity: 1)
+        _ = kernel.write(send, "a\ntail")
+        kernel.fs.release(handle: send)
+        #expect(try kernel.readAll("/g/status").contains("blocked_writers=1"))
+        #expect(receive(kernel, reader) == ["a\n", "tail"])
     }
 
     @Test func aLineLongerThanMaxMessageFailsTheWholeWrite() throws {
@@ -136,7 +188,7 @@ import Testing
         write("y\n", as: bob)
         write("tail", as: alice)
         write("", as: bob)  // adds nothing, so is not its writer either
-        kernel.fs.flush(handle: send)
+        #expect(kernel.fsync(send).outcome == .synced)
         write("p", as: alice)
         write("q", as: bob)
         kernel.fs.release(handle: send)

@@ -360,7 +360,7 @@ class Group:
     members: dict = field(default_factory=dict)  # name -> Member, in join order
     sent: int = 0
     closed: bool = False
-    # Line tails flushed by fsync or close while a recipient was full: they wait
+    # Line tails flushed by the last close while a recipient was full: they wait
     # as blocked writes (data, sender, private, creds), oldest first: in the group's
     # line, or (private) in the line of the member they are for.
     parked: deque = field(default_factory=deque)
@@ -488,7 +488,7 @@ class Group:
         _event("private delivery")
 
     def flush(self, tail: bytes, sender: Member | None, creds: tuple, private: bool = False) -> None:
-        """A line tail sent by fsync or the last close, as its writer's
+        """A line tail sent by the last close, as its writer's
         (`creds`): it waits in line as a blocked write; settle() delivers it
         when it can. A private tail (`sender` is then the member it is for)
         waits in that member's line."""
@@ -661,9 +661,23 @@ class Handle:
         if data:
             self.pending_creds = writer_creds()
 
+    def sync(self) -> None:
+        """fsync: a waiting tail goes as a message of its own, as its
+        writer's, and fsync returns once it is in. It fails as a write of the
+        tail would, EAGAIN meaning that it would wait (the model test then
+        interrupts it: EINTR); then nothing is sent and the tail still waits."""
+        if not self.pending:
+            return
+        if self.peer:
+            self.group.send_private(self.pending, self.member, self.pending_creds)
+        else:
+            self.group.send(self.pending, self.member, self.pending_creds)
+        _event("line tail sent by fsync" + (" (private)" if self.peer else ""))
+        self.pending = b""
+
     def flush(self) -> None:
-        """fsync, or the last close: a waiting tail goes as a message of its
-        own, as its writer's, whoever syncs or closes."""
+        """The last close: a waiting tail goes as a message of its own, as
+        its writer's, whoever closes, without holding the closer."""
         if self.pending:
             self.group.flush(self.pending, self.member, self.pending_creds, private=self.peer)
             self.pending = b""

@@ -1,6 +1,6 @@
 """Line messages (docs/contract.md, "Line messages"): with `set message=line`
 every line of a record-view write is a message, a partial line waits for the
-file's next write, close or fsync, so runtimes that split or merge writes
+file's next write, close or fsync (which returns once it is sent), so runtimes that split or merge writes
 (shell printf, tee, buffered streams) send one message per line."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import expect_errno, sh
+from helpers import Call, expect_errno, read_line, sh, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
 import mcastfs  # noqa: E402
@@ -60,6 +60,96 @@ def test_fsync_sends_the_waiting_tail(lines):
     finally:
         os.close(fd)
     assert lines.take("r") == []
+
+
+def full_behind(lines) -> None:
+    """r full (capacity 1) with one line, so that the next line waits."""
+    lines.configure("r", capacity=1)
+    lines.send(b"x\n")
+
+
+def test_fsync_behind_a_full_member_returns_once_the_tail_is_in(lines):
+    """fsync means what was written is out: behind a full member it waits as a
+    blocking write does (one blocked writer, nothing sent), and returns once
+    the tail is queued, where a reader finds it at once."""
+    full_behind(lines)
+    fd = os.open(lines.p("send"), os.O_WRONLY)
+    try:
+        assert os.write(fd, b"tail") == 4
+        sent = lines.status().group["sent"]
+        sync = Call(os.fsync, fd)
+        wait_for(lambda: lines.status().group["blocked_writers"] == 1, what="fsync to wait")
+        assert not sync.wait(0.3), "fsync returned while its tail could not be sent"
+        assert lines.status().group["sent"] == sent
+        assert lines.take_one("r") == b"x\n"
+        sync.result()
+        assert lines.take("r") == [b"tail"]
+        st = lines.status()
+        assert (st.group["sent"], st.group["blocked_writers"]) == (sent + 1, 0)
+    finally:
+        os.close(fd)
+    assert lines.take("r") == []
+
+
+FSYNC_INTERRUPTED = r"""
+import os, signal, sys, time
+class Interrupted(Exception):
+    pass
+def handler(signum, frame):
+    raise Interrupted()
+signal.signal(signal.SIGALRM, handler)
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.write(fd, b"tail")
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+t0 = time.monotonic()
+try:
+    os.fsync(fd)
+    print("returned", flush=True)
+except Interrupted:
+    print("interrupted", round((time.monotonic() - t0 - 0.3) * 1000, 1), flush=True)
+signal.setitimer(signal.ITIMER_REAL, 0)
+sys.stdin.readline()  # the test drained r: the next line finds room
+os.write(fd, b"s\n")
+print("written", flush=True)
+"""
+
+
+def test_an_interrupted_fsync_is_eintr_and_sends_nothing(lines):
+    """A signal ends a waiting fsync with EINTR (a handler that raises: PEP 475
+    retries fsync otherwise) and nothing is sent; the tail still waits in the
+    open file, and begins its next line."""
+    full_behind(lines)
+    sent = lines.status().group["sent"]
+    proc = subprocess.Popen([sys.executable, "-I", "-c", FSYNC_INTERRUPTED, lines.p("send")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        word, *late = read_line(proc.stdout, timeout=10).split()
+        assert word == "interrupted"
+        print(f"fsync interrupted {late[0]} ms after SIGALRM")
+        st = lines.status()
+        assert (st.group["sent"], st.group["blocked_writers"]) == (sent, 0)
+        assert lines.take("r") == [b"x\n"]
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert read_line(proc.stdout, timeout=10).strip() == "written"
+        assert lines.take("r") == [b"tails\n"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_close_does_not_wait_for_the_tail(lines):
+    """The last close sends the tail holding nobody: close(2) returns at once
+    behind a full member, and the tail follows when there is room."""
+    full_behind(lines)
+    fd = os.open(lines.p("send"), os.O_WRONLY)
+    os.write(fd, b"tail")
+    t0 = time.monotonic()
+    os.close(fd)
+    assert time.monotonic() - t0 < 1.0
+    wait_for(lambda: lines.status().group["blocked_writers"] == 1, what="the released tail to wait")
+    assert lines.take_one("r") == b"x\n"
+    wait_for(lambda: lines.take("r") == [b"tail"], what="the tail")
 
 
 def test_a_member_sends_its_lines_as_itself(lines):

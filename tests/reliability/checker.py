@@ -330,18 +330,11 @@ def parse_frame_log(path: str, wspan: int) -> FrameLog:
     return r
 
 
-# DEFECT (tests/conformance/test_frame_metadata.py): a line tail flushed by
-# fsync(2) or close(2) carries pid, uid and gid 0 instead of its writer's.
-# The stress test passes the ids of such messages as `tolerated`.
-FLUSHED_TAIL_CREDS = (0, 0, 0)
-
-
-def check_frames(name: str, frames, creds: dict, tolerated=frozenset(), seen: list | None = None) -> list[str]:
+def check_frames(name: str, frames, creds: dict) -> list[str]:
     """Sequence numbers strictly increase in what one reader reads, and every
     frame carries its writer's credentials: creds maps a writer id to (pid,
-    uid, gid, sending member name or ""). A message in `tolerated` may carry
-    FLUSHED_TAIL_CREDS instead (the known defect); each one that does is
-    appended to `seen`."""
+    uid, gid, sending member name or ""). A line tail flushed by fsync(2) or
+    close(2) is no exception: it carries the writer of its last bytes."""
     out = []
     prev = None
     for f in frames:
@@ -355,10 +348,6 @@ def check_frames(name: str, frames, creds: dict, tolerated=frozenset(), seen: li
         if want is None:
             out.append(f"{name}: frame of {f.mid} from an unknown writer")
             break
-        if f.mid in tolerated and got == (*FLUSHED_TAIL_CREDS, want[3]):
-            if seen is not None:
-                seen.append(f.mid)
-            continue
         if got != want:
             out.append(f"{name}: frame of {f.mid} has pid/uid/gid/sender {got}, its writer is {want}")
             break
@@ -728,13 +717,12 @@ def check_snapshot(st, prev=None, *, plain=(), bounded=(), senders=0, sent_less=
 
 
 def check_framed_view(readers: dict, ref: list, sent: int, creds: dict, traffic: Traffic, members: dict,
-                      statuses: dict, tolerated=frozenset(), before=()) -> tuple[list[str], dict]:
+                      statuses: dict, before=()) -> tuple[list[str], dict]:
     """Every framed reader of a group (readers: name -> its readers' logs;
     the FrameLogs are judged): sequence numbers strictly increase in each, a
     message has one number whatever member it reached, the group messages'
     numbers follow the group order (ref), all within 1 .. sent; every frame
-    carries its real writer's pid, uid, gid and member name (creds; the
-    known defect's FLUSHED_TAIL_CREDS for the ids in `tolerated`) and the
+    carries its real writer's pid, uid, gid and member name (creds) and the
     private flag exactly when private; EMSGSIZE only for a frame that does
     not fit (a member with one reader); a dropping member (members: name ->
     Member) read by one framed reader: each frame's `dropped` is the number
@@ -742,13 +730,12 @@ def check_framed_view(readers: dict, ref: list, sent: int, creds: dict, traffic:
     they add up to its status. Returns (problems, figures)."""
     problems = []
     framed = {}
-    seen: list = []
     for name, rl in readers.items():
         for k, r in enumerate(rl):
             if isinstance(r, FrameLog):
                 label = name if len(rl) == 1 else f"{name}[{k}]"
                 framed[label] = r
-                problems += check_frames(label, r.frames, creds, tolerated, seen)
+                problems += check_frames(label, r.frames, creds)
                 problems += check_private_flags(label, r.frames, traffic)
                 if len(rl) == 1:
                     problems += check_emsgsize(label, r.emsgsize)
@@ -769,5 +756,4 @@ def check_framed_view(readers: dict, ref: list, sent: int, creds: dict, traffic:
     frames = [f for r in framed.values() for f in r.frames]
     return problems, dict(frames=len(frames), emsgsize=sum(len(r.emsgsize) for r in framed.values()),
                           frame_dropped=sum(f.dropped for f in frames), users=sorted({f.uid for f in frames}),
-                          private_frames=sum(1 for f in frames if f.private), dropping_members_gaps=gaps_checked,
-                          defect_flushed_tail_creds=len(seen))
+                          private_frames=sum(1 for f in frames if f.private), dropping_members_gaps=gaps_checked)

@@ -155,8 +155,6 @@ def test_filtered_members_get_exactly_their_messages_in_one_order(mount_factory,
                         "expected its one message and nothing since")
     problems += ck.check_pairwise_order(seqs)
 
-    # Under the address sanitizer (scripts/test) a known leak of Member
-    # handles is tolerated, as in test_stress.py (see stress.stop_daemon).
     sizes = [accepted[m] for m in ref]
     figures = dict(
         seed=seed, writers=len(writers), attempts=sum(len(wl.attempts) for wl in wlogs.values()),
