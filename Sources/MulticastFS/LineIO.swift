@@ -160,11 +160,14 @@ extension MulticastFilesystem {
         guard !tail.bytes.isEmpty else { return reply.synced() }
         guard reply.willWait() else { return pending.keep(tail) }
         let line = Message(tail.bytes, credentials: tail.writer)
-        let send = LineSend(destination: destination, messages: [line], nonBlocking: false) { delivered in
+        // The tail stays charged to its writer while it waits (as a tail),
+        // so the send charges nothing more; sent, the charge goes.
+        let send = LineSend(destination: destination, messages: [line], nonBlocking: false, account: nil) { delivered in
             guard delivered == 1 else {
                 pending.keep(tail)
                 return false
             }
+            tail.release()
             reply.synced()
             return true
         } failed: { error in
