@@ -31,10 +31,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
+import string
 import sys
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,7 +50,11 @@ if str(RELIABILITY) not in sys.path:
 import checker as ck  # noqa: E402
 import mcastfs_pytest  # noqa: E402
 import procs  # noqa: E402
+import stress  # noqa: E402
+import topicfilter  # noqa: E402
 from helpers import MAX_MESSAGE, Group  # noqa: E402
+from scale import current_scale  # noqa: E402
+from stress import NOBODY, ck_end  # noqa: E402
 from test_cluster_mount import appears, node_mount  # noqa: E402
 
 rbin = mcastfs_pytest.c_helpers("rbin", RELIABILITY / "c")
@@ -274,3 +282,628 @@ def test_writers_and_members_on_three_nodes_one_order_exactly_once(nats_server, 
         total_s=round(time.monotonic() - t_begin, 2), problems=len(problems),
     )
     assert not problems, f"{len(problems)} problems (seed {seed}):\n" + show(problems)
+
+
+# --- everything in one run, across three nodes ----------------------------------------
+#
+# tests/reliability/test_mixed_stress.py's run, on three nodes: every kind of writer and
+# member of that run on every node, judged by the same checker (checker.py's one model of
+# recipients), with what the cluster promises in place of what one machine does
+# (docs/contract.md, "Groups across hosts"; docs/cluster.md, "What is promised"):
+#
+# - one order: the group order is the stream's (anchor's, on n1); every member on any
+#   node gets its messages in it, every pair of readers on any nodes agrees, a frame's
+#   sequence is the stream sequence, the same on every node;
+# - exactly once, atomic per node: every member present throughout, on any node, gets
+#   exactly the messages addressed to it (filters, loopback, its private ones) less, if it
+#   drops, exactly its `dropped`; the snapshot rules of one instant hold among the members
+#   of one node (checker.check_snapshot, local=);
+# - a member that joins receives from the stream sequence at its join; its node delivers
+#   after the write returned, so a member that leaves may not have had what was written
+#   while it was there (checker.check_transient, relayed=True);
+# - flow control is the stream's (cluster_backlog): small here, so that a full member on
+#   one node holds writers on every node;
+# - peers are per node: each talker's peer reader, and the private writers of a member,
+#   are on the member's node;
+# - `ctl member` on any node changes the member on its node: the settings threads pick a
+#   node at random;
+# - status: another node's members show the counters of their node's last heartbeat,
+#   judged only over time during the run, and equal to their own node's once every queue
+#   is still and a few beats have passed.
+
+NODES = ("n1", "n2", "n3")
+BACKLOG = 64
+BIG = dict(bufsize=2 << 20)
+HALVES = (",".join(string.ascii_uppercase[:13]), ",".join(string.ascii_uppercase[13:]))
+LETTERS = ",".join(string.ascii_uppercase)
+LOWER = ",".join(string.ascii_lowercase[:16])
+
+# DEFECT (test_a_blocking_write_queued_behind_a_parked_one_is_interrupted_by_a_signal and
+# test_a_signal_as_a_parked_write_gets_its_turn_leaves_no_writer_waiting_for_ever, below):
+# Sources/Cluster/Publishing.swift's Write.cancel() and Writers.round(): a blocking write that
+# waits for room behind a parked one cannot be interrupted until it has had its turn; and a
+# parked write cancelled by a signal just as round() handed it the turn keeps the turn for
+# ever, so every later blocking write of that group on that node waits for ever (seen in 2 of
+# 16 runs of the test above). Until they are fixed, signals go to the readers and to writers
+# that only write with O_NONBLOCK (a write in flight must still wait for its PubAck whatever
+# the signal); the other writers, blocking or not at random, are left alone.
+SIGNAL_BLOCKING_WRITERS = False
+
+# DEFECT (test_a_line_tail_flushed_by_fsync_keeps_its_place_before_the_writers_next_lines,
+# below): in a clustered line group a tail flushed by fsync(2) is published on its own, the
+# fsync returning at once, and a write that follows is not ordered behind it: when the
+# stream is full the tail waits for room while the writer's next lines are stored (seen
+# in every run of this test with fsync tails: "writer 12's message 97 arrived after its
+# message 103", 97 a tail). Until it is fixed the line writers flush no tail by fsync
+# here; a tail flushed by close is their last message, with nothing after it to overtake it.
+FSYNC_TAILS_PCT = 0
+
+
+@dataclass(frozen=True)
+class ClusterScale:
+    attempts: int        # per record writer (mcw)
+    records: int         # per batch writer (mcfw)
+    lines: int           # per line writer (mclw)
+    time_limit_s: float  # writers stop by themselves after this
+    churn_max_live: int  # members that come and go at once, per node
+
+
+CLUSTER_SCALES = {"short": ClusterScale(500, 1500, 500, 20, 1), "long": ClusterScale(5000, 15000, 5000, 150, 2)}
+
+
+def cut_stored_before_join(got: list, tl: ck.Timeline, times: dict, want=None) -> tuple[list, list]:
+    """DEFECT (test_a_member_receives_nothing_stored_before_it_joined): a member receives
+    what its node delivers while its create is under way, messages stored before its join
+    (Sources/DeliveryCore/Relay.swift, Member.receiveOnly(after:): "what its node delivered
+    to it in between ... stays queued"), where docs/cluster.md promises that messages stored
+    before are not delivered to it. They come first, in the group order: every message up
+    to the last one written entirely before the create began (`j0`) was stored before the
+    join; after it, a run begun before the create returned (`j1`), then a gap of messages
+    stored before the join that it did not get (all begun before `j1`, or refused by its
+    filter, want(x) false), may be too. Returns (the rest, for check_transient, the cut)."""
+    pos, att = tl.pos, tl.attempts
+    k = max((i + 1 for i, x in enumerate(got) if x in att and att[x].t1 < times["j0"]), default=0)
+    e = k
+    while e < len(got) and got[e] in pos and att[got[e]].t0 < times["j1"] and \
+            (e == 0 or pos[got[e]] == pos[got[e - 1]] + 1):
+        e += 1
+    if 0 < e < len(got) and got[e] in pos and pos[got[e]] > pos[got[e - 1]] + 1 and \
+            all(att[x].t0 < times["j1"] or (want is not None and not want(x))
+                for x in tl.ref[pos[got[e - 1]] + 1:pos[got[e]]]):
+        k = e
+    return got[k:], got[:k]
+
+
+def cluster_scale() -> ClusterScale:
+    return CLUSTER_SCALES[current_scale().name]
+
+
+def line_start(mid: tuple, length: int) -> bytes:
+    """The head of a line message (c/payload.h): a line's topic is the whole line."""
+    return b"L%04x:%08x:%08x:" % (mid[0], mid[1], length)
+
+
+def mount_node(mount_factory, nats, name: str, first: int, extra: str, timeout: int):
+    """A node whose connection goes to server `first` of the cluster first (nats.c tries
+    them in the order given)."""
+    urls = nats.urls[first:] + nats.urls[:first]
+    return mount_factory(options=f"cluster={'+'.join(urls)},node={name},cluster_timeout={timeout},{extra}")
+
+
+def wait_for_all(predicate, timeout: float, every: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
+COUNTERS = ("queued", "queued_bytes", "full", "delivered", "dropped")
+
+
+class OwnMembers:
+    """A node's own members: those named, and those that come and go on it (by prefix)."""
+
+    def __init__(self, names, prefix: str):
+        self.names = set(names)
+        self.prefix = prefix
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names or name.startswith(self.prefix)
+
+
+class NodeStatus:
+    """A node's status of a group as its snapshots are judged: its own members, those that
+    come and go included, and the other nodes' permanent ones. (Another node's member that
+    has just left may still be listed here, with zeros once its node's heartbeat no longer
+    carries it.)"""
+
+    def __init__(self, group: Group, permanent, own_prefix: str):
+        self.group = group
+        self.permanent = set(permanent)
+        self.own_prefix = own_prefix
+
+    def status(self):
+        st = self.group.status()
+        st.members = {n: m for n, m in st.members.items() if n in self.permanent or n.startswith(self.own_prefix)}
+        return st
+
+
+def remote_counters_agree(statuses: dict, owner: dict) -> list[str]:
+    """Every node's status shows each member of another node with the counters its own
+    node shows (a still group, a few heartbeats on), and its peer queue as 0."""
+    out = []
+    for node, st in statuses.items():
+        for name, m in st.members.items():
+            home = owner.get(name)
+            if home is None or home == node or name not in statuses[home].members:
+                continue
+            mine = statuses[home].members[name]
+            if any(m[k] != mine[k] for k in COUNTERS) or m["peer_queued"] != 0 or m["peer_full"] != 0:
+                out.append(f"{node}'s status shows {name} (of {home}) with "
+                           f"{ {k: m[k] for k in COUNTERS + ('peer_queued', 'peer_full')} }, its node with "
+                           f"{ {k: mine[k] for k in COUNTERS} }")
+    return out
+
+
+def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_base, test: str,
+                                servers: int, extra: str = "", timeout: int = 2):
+    seed = stress.run_seed()
+    rng = random.Random(seed)
+    sc = cluster_scale()
+    logs = tmp_path
+    deadline_ms = int(sc.time_limit_s * 1000)
+    t_begin = time.monotonic()
+    nodes = {name: mount_node(mount_factory, nats, name, i % servers, f"allow_other,cluster_backlog={BACKLOG}{extra}",
+                              timeout)
+             for i, name in enumerate(NODES)}
+    for grp in ("mixed", "lines"):
+        os.mkdir(os.path.join(nodes["n1"].path, grp))
+        for m in nodes.values():
+            assert appears(os.path.join(m.path, grp), timeout=3), f"{grp} did not reach {m.path}"
+    g = {n: Group(m.path, "mixed") for n, m in nodes.items()}
+    lg = {n: Group(m.path, "lines") for n, m in nodes.items()}
+    lg["n1"].set(message="line")
+    assert wait_for_all(lambda: all(x.status().group["message"] == "line" for x in lg.values()), 5), \
+        "message=line did not reach every node"
+
+    # Full before anyone else joins (nobody else has its message), then matching nothing: it
+    # must hold nobody back. Its message is the stream's number 1.
+    g["n1"].member("stuck", capacity=1)
+    g["n1"].send(b"fill")
+    assert wait_for_all(lambda: g["n1"].status().members["stuck"]["queued"] == 1, 5)
+    g["n1"].ctl("member stuck subscribe=never.matches.this")
+
+    # name -> (node, settings, subscribe=, [member readers], peer reader or None)
+    members = {
+        "anchor": ("n1", {}, "", [BIG], None),
+        "parts": ("n1", {}, "", [dict(variable=True)], None),
+        "drop1": ("n1", {"capacity": 2, "drop_when_full": 1}, "", [dict(BIG, delay_us=300)], None),
+        "star": ("n1", {}, "*", [dict(variable=True)], None),
+        "wm0": ("n1", {"loopback": 1}, "*", [dict(variable=True)], None),
+        # talker, records, filtered; its capacity (and its peer's) 1 .. 4 under load
+        "pt0": ("n1", {"send_to_peer": 1, "capacity": 2}, "*", [dict(variable=True)], dict(variable=True)),
+        "fanchor": ("n2", {}, "", [dict(framed=True, variable=True)], None),
+        "tight": ("n2", {"capacity": 4}, "", [BIG], None),                        # capacity 1 .. 8 under load
+        # a framed reader beside record readers: 1 MiB buffers only (the EMSGSIZE defect)
+        "shared": ("n2", {"capacity": 8}, "", [BIG, dict(variable=True), dict(framed=True)], None),
+        "rest": ("n2", {"capacity": 16}, ">", [dict(framed=True, variable=True)], None),
+        # drop-when-full, filtered, read framed slowly; private messages from uid 65534 on n2
+        "fdrop": ("n2", {"capacity": 3, "drop_when_full": 1}, LOWER, [dict(framed=True, delay_us=300)], None),
+        # talker, batches; its peer read slowly, so that its full peer queue holds n2's delivery
+        "pt1": ("n2", {"send_to_peer": 1}, "", [dict(framed=True)], dict(BIG, delay_us=400)),
+        "bytes": ("n3", {"queue_bytes": 65536}, "", [dict(variable=True)], None),
+        "flip": ("n3", {"capacity": 4}, "", [dict(variable=True, delay_us=150)], None),  # capacity, drop_when_full
+        "letters": ("n3", {"capacity": 4}, LETTERS, [dict(variable=True), dict(framed=True)], None),
+        # filtered (it matches few messages), and private messages written to it on n3
+        "digits": ("n3", {"capacity": 8}, ",".join(string.digits) + ",*.*", [dict(framed=True, variable=True)], None),
+        "toggle": ("n3", {"capacity": 4}, HALVES[0], [dict(variable=True)], None),  # flipped from n1
+        "wm1": ("n3", {"capacity": 16}, ">", [BIG], None),
+        "fm0": ("n3", {}, "", [dict(framed=True, variable=True)], None),
+    }
+    lmembers = {
+        "lanchor": ("n1", {}, "", [dict(BIG, text=True)], None),
+        "lstar": ("n1", {"capacity": 4}, "*", [dict(BIG, text=True)], None),
+        # matches no line: gets only the private lines written to it on n1
+        "lquiet": ("n1", {"capacity": 4}, "none", [dict(framed=True, variable=True, text=True)], None),
+        "lframed": ("n2", {}, "", [dict(framed=True, variable=True, text=True)], None),
+        "ldrop": ("n2", {"capacity": 2, "drop_when_full": 1}, "", [dict(framed=True, text=True, delay_us=300)], None),
+        "lparts": ("n3", {}, "", [dict(variable=True, text=True)], None),            # capacity 1 .. 8 under load
+        "lshared": ("n3", {"capacity": 8}, "", [dict(variable=True, text=True), dict(framed=True, text=True)], None),
+        "lw0": ("n3", {"send_to_peer": 1}, "", [dict(variable=True, text=True)], dict(variable=True, text=True)),
+    }
+    owner = {"stuck": "n1"} | {n: v[0] for n, v in members.items()}
+    lowner = {n: v[0] for n, v in lmembers.items()}
+    for grp, mem in ((g, members), (lg, lmembers)):
+        for name, (node, settings, patterns, _, _) in mem.items():
+            grp[node].member(name, **settings)
+            if patterns:
+                grp[node].ctl(f"member {name} subscribe={patterns}")
+
+    def settled(grp, mem) -> bool:
+        # Every node lists every member with its settings: the records are in the cluster.
+        for node in NODES:
+            st = grp[node].status()
+            for name, (home, settings, patterns, _, _) in mem.items():
+                m = st.members.get(name)
+                if m is None or m.get("node") != home or str(m["subscribe"]) != patterns or \
+                        any(m[k] != v for k, v in settings.items()):
+                    return False
+        return True
+
+    assert wait_for_all(lambda: settled(g, members) and settled(lg, lmembers), 10), \
+        "the members did not reach every node with their settings"
+
+    spec = {n: ck.Member(n, p, loopback=bool(s.get("loopback")), drops=bool(s.get("drop_when_full")) or n == "flip",
+                         either=",".join(HALVES) if n == "toggle" else None)
+            for n, (_, s, p, _, _) in members.items()}
+    lspec = {n: ck.Member(n, p, drops=bool(s.get("drop_when_full"))) for n, (_, s, p, _, _) in lmembers.items()}
+    talkers = [n for n, v in members.items() if v[1].get("send_to_peer")]
+    ltalkers = [n for n, v in lmembers.items() if v[1].get("send_to_peer")]
+    # per node: every group message reaches them and nothing else (one delivered + dropped in
+    # every snapshot of their node), or at most that
+    plain = {"n1": ["anchor", "parts", "drop1"], "n2": ["fanchor", "tight", "shared"], "n3": ["bytes", "flip"]}
+    bounded = {"n1": ["star"], "n2": ["rest"], "n3": ["letters", "toggle"]}
+    lplain = {"n1": ["lanchor"], "n2": ["lframed", "ldrop"], "n3": ["lparts", "lshared"]}
+    lbounded = {"n1": ["lstar"], "n2": [], "n3": []}
+
+    # uid 65534 writes on n3's frames/send and privately to fdrop on n2
+    os.chmod(g["n3"].p("send"), 0o222)
+    os.chmod(g["n2"].p("peers"), 0o711)
+    os.chmod(g["n2"].p("peers/fdrop"), 0o622)
+    nobody = stress.AsNobody(rbin, workdir_base, f"cluster-{seed}")
+
+    workers: list[procs.Worker] = []
+    readers: dict[str, list[procs.Worker]] = {}
+    transients: list[dict] = []
+    threads = stress.Threads()
+    stop = threads.stop
+    try:
+        for grp, mem in ((g, members), (lg, lmembers)):
+            for name, (node, _, _, opts, peer) in mem.items():
+                readers[name] = []
+                for k, o in enumerate(opts):
+                    readers[name].append(stress.start_reader(rbin, grp[node].p, name, str(logs / f"r-{name}-{k}.log"),
+                                                             rng.randrange(1 << 30), dict(o, node=node)))
+                    workers.append(readers[name][-1])
+                if peer is not None:
+                    readers["peer:" + name] = [stress.start_reader(rbin, grp[node].p, name, str(logs / f"p-{name}.log"),
+                                                                   rng.randrange(1 << 30),
+                                                                   dict(peer, peer=True, node=node))]
+                    workers += readers["peer:" + name]
+
+        # --- settings changing under load, through ctl on any node ----------------------------
+        tuned = {"capacity": 0, "drop_when_full": 0, "subscribe": 0, "on_another_node": 0}
+
+        def tune():
+            trng = random.Random(rng.randrange(1 << 30))
+            while not stop.is_set():
+                time.sleep(trng.uniform(0.01, 0.04))
+                via = trng.choice(NODES)
+                r = trng.random()
+                if r < 0.25:
+                    who, grp = "tight", g
+                    grp[via].configure(who, capacity=trng.randint(1, 8))
+                elif r < 0.5:
+                    who, grp = "pt0", g
+                    grp[via].configure(who, capacity=trng.randint(1, 4))
+                elif r < 0.75:
+                    who, grp = "lparts", lg
+                    grp[via].configure(who, capacity=trng.randint(1, 8))
+                else:
+                    who = "flip"
+                    g[via].configure(who, capacity=trng.randint(1, 8), drop_when_full=trng.randint(0, 1))
+                    tuned["drop_when_full"] += 1
+                tuned["capacity"] += 1
+                tuned["on_another_node"] += via != (owner.get(who) or lowner.get(who))
+
+        # --- writers ---------------------------------------------------------------------------
+        wids: dict[int, procs.Worker] = {}
+        lwids: dict[int, procs.Worker] = {}
+        mcw = dict(wspan=WSPAN, count=sc.attempts, deadline_ms=deadline_ms, maxmsg=MAX_MESSAGE, large_pm=2,
+                   medium_pct=8)
+        mcfw = dict(wspan=WSPAN, count=sc.records, deadline_ms=deadline_ms, maxmsg=MAX_MESSAGE, large_pm=1,
+                    medium_pct=6)
+        # (label, kind, node, file, member it sends as or writes to privately, as uid 65534, signalled)
+        plan = [("ws0", "record", "n1", "send", "send", False, False),
+                ("ws1", "record", "n2", "send", "send", False, False),
+                ("ws2", "record", "n3", "send", "send", False, True),
+                ("wm0", "record", "n1", "wm0", "wm0", False, False),
+                ("wm1", "record", "n3", "wm1", "wm1", False, False),
+                ("fs0", "batch", "n3", "frames/send", "send", True, True),
+                ("fm0", "batch", "n3", "frames/fm0", "fm0", False, False),
+                ("pt0", "record", "n1", "pt0", "pt0", False, False),
+                ("pt1", "batch", "n2", "frames/pt1", "pt1", False, False),
+                ("pv-pt1", "private", "n2", "peers/pt1", "pt1", False, False),
+                ("pv-digits", "private", "n3", "peers/digits", "digits", False, True),
+                ("pv-fdrop", "private", "n2", "peers/fdrop", "fdrop", True, False)]
+        usr1 = {"writer": 0, "reader": 0}
+        stops = {"writer": 0, "reader": 0}
+        samples: dict = {}
+        snapshot_problems: list[str] = []
+        writers: list[procs.Worker] = []
+        signalled: list[procs.Worker] = []
+        live_readers: list[procs.Worker] = []
+        t_start = time.monotonic()
+        for node in NODES:
+            # members joining and leaving on every node: some given a filter once they are in,
+            # some read framed
+            threads.start(stress.churn, stop, random.Random(rng.randrange(1 << 30)), g[node], rbin, logs,
+                          sc.churn_max_live, transients, live_readers, patterns=("", "", "*", ">", LETTERS),
+                          framed_share=0.3, prefix=f"t{node[1:]}-")
+        threads.start(tune)
+        threads.start(stress.flip_patterns, stop, g["n1"], "toggle", HALVES, tuned, every=0.02)
+        threads.start(stress.inject, stop, random.Random(rng.randrange(1 << 30)),
+                      lambda: signalled + [r for rs in readers.values() for r in rs] + list(live_readers), usr1, stops)
+        for node in NODES:
+            here = [p for p in plan if p[2] == node]
+            samples[node] = {}
+            threads.start(stress.sample, stop, NodeStatus(g[node], owner, f"t{node[1:]}-"), samples[node],
+                          snapshot_problems, None, 0.06,
+                          plain=plain[node], bounded=bounded[node], senders=len(here),
+                          talkers=[n for n in talkers if owner[n] == node],
+                          local=OwnMembers([n for n in owner if owner[n] == node], f"t{node[1:]}-"))
+            samples["l" + node] = {}
+            threads.start(stress.sample, stop, lg[node], samples["l" + node], snapshot_problems, None, 0.06,
+                          plain=lplain[node], bounded=lbounded[node], senders=2 * 2,
+                          talkers=[n for n in ltalkers if lowner[n] == node],
+                          local=[n for n in lowner if lowner[n] == node])
+        for wid, (label, kind, node, path, member, as_nobody, sig) in enumerate(plan):
+            info = dict(label=label, kind=kind, node=node,
+                        **({"private_to": member} if kind == "private" else {"member": member}))
+            log = nobody.log(f"w-{label}.log") if as_nobody else str(logs / f"w-{label}.log")
+            user = dict(as_user=NOBODY, uid=NOBODY, binary=nobody.bin["mcfw" if kind == "batch" else "mcw"]) \
+                if as_nobody else {}
+            nonblock = 100 if sig and not SIGNAL_BLOCKING_WRITERS else 25
+            if kind == "batch":
+                w = procs.framed_writer(rbin, g[node].p(path), wid, log, seed=rng.randrange(1 << 30),
+                                        pause_us=rng.choice([0, 100, 300]), max_batch=rng.choice([8, 32, 64]),
+                                        nonblock_pct=nonblock, **mcfw, **user, **info)
+            else:
+                w = procs.writer(rbin, g[node].p(path), wid, log, seed=rng.randrange(1 << 30),
+                                 pause_us=rng.choice([0, 0, 100, 300]), edges=(label == "ws0"),
+                                 nonblock_pct=nonblock, **mcw, **user, **info)
+            wids[wid] = w
+            workers.append(w)
+            if sig or SIGNAL_BLOCKING_WRITERS:
+                signalled.append(w)
+        # line writers: on n1's send (signalled: O_NONBLOCK only), on n2's (its last line's tail
+        # flushed by close), as the talker lw0 on n3, and privately to lquiet on n1
+        for label, node, path, member, close_flush, sig in (("ls0", "n1", "send", "send", False, True),
+                                                             ("ls1", "n2", "send", "send", True, False),
+                                                             ("lw0", "n3", "lw0", "lw0", True, False),
+                                                             ("lp", "n1", "peers/lquiet", None, False, False)):
+            wid = len(wids) + len(lwids)
+            info = dict(label=label, node=node, **({"member": member} if member else {"private_to": "lquiet"}))
+            lwids[wid] = procs.line_writer(rbin, lg[node].p(path), wid, str(logs / f"w-{label}.log"),
+                                           count=sc.lines, deadline_ms=deadline_ms, seed=rng.randrange(1 << 30),
+                                           nonblock_pct=100 if sig and not SIGNAL_BLOCKING_WRITERS else 25,
+                                           pause_us=rng.choice([0, 100]), fsync_pct=FSYNC_TAILS_PCT, close_flush=close_flush,
+                                           **info)
+            workers.append(lwids[wid])
+            if sig or SIGNAL_BLOCKING_WRITERS:
+                signalled.append(lwids[wid])
+        writers += list(wids.values()) + list(lwids.values())
+        for w in writers:
+            code = w.wait(sc.time_limit_s + 60)
+            assert code == 0, f"writer {w.info['label']} on {w.info['node']} exited with {code}: {w.stderr()}"
+        t_writers = time.monotonic() - t_start
+        threads.finish()
+
+        # Every node delivers what the streams hold (a line flushed by close enters its group
+        # once the daemon sees the release, after close returned), and every queue drains, the
+        # peers' included; then the last snapshots, the other nodes' counters a few beats on,
+        # and every member goes: readers reach end of file.
+        for w in wids.values():
+            if w.info.get("uid") == NOBODY:
+                shutil.copy(w.log, logs)   # kept with the other logs
+        traffic, wlogs, wproblems, fails = stress.writer_side(wids)
+        ltraffic, lwlogs, lproblems, lfails = stress.writer_side(lwids)
+        # The streams' messages each node delivers (status `sent` of a clustered node: those its
+        # consumer delivered, the fill on n1 only): waited for, not judged.
+        want_sent = {n: len(traffic.accepted) + (n == "n1") for n in NODES}
+
+        def drained() -> bool:
+            for node in NODES:
+                for grp, want, own in ((g, want_sent[node], owner), (lg, len(ltraffic.accepted), lowner)):
+                    st = grp[node].status()
+                    if st.group["sent"] < want or any(
+                            (m["queued"] or m["peer_queued"]) and n != "stuck"
+                            for n, m in st.members.items() if own.get(n) == node):
+                        return False
+            return True
+
+        drained_in_time = wait_for_all(drained, 30)
+        t_drained = time.monotonic() - t_start
+        statuses = {n: g[n].status() for n in NODES}
+        lstatuses = {n: lg[n].status() for n in NODES}
+        # Heartbeats every cluster_timeout / 5: the counters of two or three beats on.
+        remote_ok = wait_for_all(lambda: not remote_counters_agree({n: g[n].status() for n in NODES}, owner) and
+                                 not remote_counters_agree({n: lg[n].status() for n in NODES}, lowner), 3 * timeout)
+        remote_problems = [] if remote_ok else (
+            remote_counters_agree({n: g[n].status() for n in NODES}, owner) +
+            remote_counters_agree({n: lg[n].status() for n in NODES}, lowner))
+        for name, node in owner.items():
+            os.unlink(g[node].p(name))
+        for name, node in lowner.items():
+            os.unlink(lg[node].p(name))
+        stress.wait_readers([r for rs in readers.values() for r in rs] + [t["reader"] for t in transients])
+        t_total = time.monotonic() - t_start
+    finally:
+        stop.set()
+        procs.stop_all(workers + [t["reader"] for t in transients if "reader" in t])
+
+    st_of = {n: statuses[owner[n]].members.get(n) for n in owner}      # each member on its own node
+    lst_of = {n: lstatuses[lowner[n]].members.get(n) for n in lowner}
+
+    # --- the checker: the record group -------------------------------------------------------
+    problems: list[str] = list(dict.fromkeys(snapshot_problems)) + wproblems + remote_problems
+    if not drained_in_time:
+        problems.append(f"not every node delivered the streams and drained its queues within 30 s: "
+                        f"sent {[statuses[n].group['sent'] for n in NODES]}, want {want_sent}, "
+                        f"lines {[lstatuses[n].group['sent'] for n in NODES]}, want {len(ltraffic.accepted)}")
+    accepted, attempts = traffic.accepted, traffic.attempts
+    problems += ck.check_max_message_edges(wlogs[0], MAX_MESSAGE)
+
+    got = {name: [stress.parse_log(r) for r in rs] for name, rs in readers.items()}
+    lgot = {n: got.pop(n) for n in list(got) if n.removeprefix("peer:") in lmembers}
+    seqs = {}
+    for name, rl in got.items():
+        problems += ck.check_received(name, rl, accepted, attempts)
+        for k, r in enumerate(rl):
+            seqs[name if len(rl) == 1 else f"{name}[{k}]"] = [m for m, _ in r.msgs]
+    for t in transients:
+        t["log"] = stress.parse_log(t["reader"])
+        problems += ck.check_received(t["name"], [t["log"]], accepted, attempts)
+        seqs[t["name"]] = [m for m, _ in t["log"].msgs]
+
+    ref = seqs["anchor"]
+    group_accepted = [m for m in accepted if not traffic.private(m)]
+    if set(ref) != set(group_accepted) or len(ref) != len(group_accepted):
+        problems.append(f"anchor got {len(ref)} messages, {len(group_accepted)} group messages were accepted")
+    for node, st in list(statuses.items()) + list(lstatuses.items()):
+        if st.group["blocked_writers"] != 0:
+            problems.append(f"{node}: blocked_writers={st.group['blocked_writers']} after every writer finished")
+
+    dropped = {}
+    for name, m in spec.items():
+        p, missed = ck.check_member(m, got[name], ref, traffic, st_of[name])
+        problems += [f"{p} (on {owner[name]})" for p in p]
+        if m.drops:
+            dropped[name] = missed
+    stuck = st_of["stuck"]
+    if (stuck["queued"], stuck["delivered"], stuck["dropped"], stuck["full"]) != (1, 1, 0, 1):
+        problems.append(f"stuck: queued={stuck['queued']} delivered={stuck['delivered']} dropped={stuck['dropped']}, "
+                        "expected its one message and nothing since")
+    for name in talkers:
+        problems += ck.check_peer(name, seqs["peer:" + name], ref, {w for w, n in traffic.sender.items() if n == name})
+    for name, m in st_of.items():
+        if m["peer_queued"] != 0:
+            problems.append(f"{name}: peer_queued={m['peer_queued']} once its reader drained it")
+
+    # Frames: the stream's sequence, 1 (the fill) .. the last accepted.
+    last_sequence = len(accepted) + 1
+    framed_readers = dict(got) | {t["name"]: [t["log"]] for t in transients}
+    p, framed = ck.check_framed_view(framed_readers, ref, last_sequence, stress.creds_of(wids), traffic, spec, st_of,
+                                     before={1})
+    problems += p
+
+    timeline = ck.Timeline(ref, attempts)
+    must_have = 0
+    stored_before_join = Counter()
+    for t in transients:
+        want = (lambda x, pat=t["patterns"]: traffic.matches(pat, x)) if t["patterns"] else None
+        rest, cut = cut_stored_before_join(seqs[t["name"]], timeline, t, want)
+        if cut:
+            stored_before_join["members"] += 1
+            stored_before_join["messages"] += len(cut)
+        p, needed = ck.check_transient(t["name"], rest, timeline, t, want, relayed=True)
+        problems += p
+        must_have += needed
+    problems += ck.check_pairwise_order(seqs)
+
+    # --- the checker: the line group ------------------------------------------------------------
+    problems += lproblems
+    ltraffic.starts = {m: line_start(m, n) for m, n in ltraffic.accepted.items()}
+    for wid, wl in lwlogs.items():
+        if len(wl.accepted) != (max(wl.attempts) + 1 if wl.attempts else 0):
+            problems.append(f"line writer {wid}: {len(wl.accepted)} lines delivered of {len(wl.attempts)}")
+    lseqs = {}
+    for name, rl in lgot.items():
+        problems += ck.check_received(name, rl, ltraffic.accepted, ltraffic.attempts)
+        for k, r in enumerate(rl):
+            lseqs[name if len(rl) == 1 else f"{name}[{k}]"] = [m for m, _ in r.msgs]
+    lref = lseqs["lanchor"]
+    lgroup = [m for m in ltraffic.accepted if not ltraffic.private(m)]
+    if set(lref) != set(lgroup) or len(lref) != len(lgroup):
+        problems.append(f"lanchor got {len(lref)} lines, {len(lgroup)} group lines were written")
+    for name, m in lspec.items():
+        p, missed = ck.check_member(m, lgot[name], lref, ltraffic, lst_of[name])
+        problems += [f"{p} (on {lowner[name]})" for p in p]
+        if m.drops:
+            dropped[name] = missed
+    for name in ltalkers:
+        problems += ck.check_peer(name, lseqs["peer:" + name], lref,
+                                  {w for w, n in ltraffic.sender.items() if n == name})
+    # lines flushed by fsync or close (mclw's Z lines): tolerated as the known defect
+    p, lframed = ck.check_framed_view(lgot, lref, len(ltraffic.accepted), stress.creds_of(lwids), ltraffic, lspec,
+                                      lst_of, stress.flushed_tails(lwids))
+    problems += p
+    problems += ck.check_pairwise_order(lseqs)
+
+    # --- figures -----------------------------------------------------------------------------------
+    def deliveries(readers_of, framed_view: bool) -> int:
+        return sum(len(r.msgs) for rl in readers_of for r in rl if isinstance(r, ck.FrameLog) == framed_view)
+
+    all_record = list(got.values()) + [[t["log"]] for t in transients]
+    node_of_reader = {name: rs[0].info["node"] for name, rs in readers.items()}
+    by_node = {n: sum(len(r.msgs) for name, rl in list(got.items()) + list(lgot.items())
+                      if node_of_reader[name] == n for r in rl) +
+               sum(len(t["log"].msgs) for t in transients if t["name"][1] == n[1]) for n in NODES}
+    ends = {wid: ck_end(w.log) for wid, w in wids.items()}
+    lends = [ck_end(w.log) for w in lwids.values()]
+    sizes = [accepted[m] for m in ref]
+    filtered = {n: m.patterns or m.either for n, m in spec.items() if m.patterns or m.either}
+    figures = dict(
+        seed=seed, scale=current_scale().name, nodes=len(NODES), servers=servers, cluster_backlog=BACKLOG,
+        signal_blocking_writers=SIGNAL_BLOCKING_WRITERS,
+        writers={n: sum(1 for w in writers if w.info["node"] == n) for n in NODES},
+        members={n: sum(1 for v in list(owner.values()) + list(lowner.values()) if v == n) for n in NODES},
+        transient_members={n: sum(1 for t in transients if t["name"][1] == n[1]) for n in NODES},
+        transient_filtered=sum(1 for t in transients if t["patterns"]),
+        transient_framed=sum(1 for t in transients if t["framed"]),
+        transient_empty=sum(1 for t in transients if not t["log"].msgs), transient_must_have_checked=must_have,
+        attempts=len(attempts), accepted=len(accepted), failed=fails,
+        private_accepted=len(accepted) - len(group_accepted),
+        large_msgs=sum(1 for s in sizes if s > 65536), max_size=max(sizes, default=0), bytes_accepted=sum(sizes),
+        deliveries_checked=sum(len(r.msgs) for rl in all_record + list(lgot.values()) for r in rl),
+        deliveries_by_node=by_node,
+        record_view_deliveries=deliveries(all_record, False), framed_view_deliveries=deliveries(all_record, True),
+        peer_deliveries=sum(len(seqs["peer:" + n]) for n in talkers),
+        partial_read_parts=sum((r.eof or {}).get("parts", 0) for rl in all_record for r in rl),
+        framed_batches=sum(e.get("batches", 0) for wid, e in ends.items() if wids[wid].info["kind"] == "batch"),
+        framed_short_writes_resent=sum(e.get("shorts", 0) for wid, e in ends.items()
+                                       if wids[wid].info["kind"] == "batch"),
+        frames_checked=framed["frames"], private_frames_checked=framed["private_frames"],
+        frame_emsgsize_reads=framed["emsgsize"], frame_dropped_checked=framed["frame_dropped"],
+        frame_uids=framed["users"], dropped=dropped,
+        filtered_members=len(filtered), patterns=sum(len(topicfilter.parse(p)) for p in filtered.values()),
+        matched={n: sum(1 for x in ref if traffic.addressed(spec[n], x)) for n in filtered if not spec[n].either},
+        talkers=len(talkers) + len(ltalkers),
+        lines=len(ltraffic.accepted), private_lines=len(ltraffic.accepted) - len(lgroup),
+        line_deliveries_checked=sum(len(r.msgs) for rl in lgot.values() for r in rl),
+        line_framed_view_deliveries=deliveries(lgot.values(), True),
+        line_peer_deliveries=len(lseqs["peer:lw0"]),
+        line_writes=sum(e.get("writes", 0) for e in lends), line_short_writes=sum(e.get("shorts", 0) for e in lends),
+        line_tails_flushed_by_fsync=sum(e.get("fsyncs", 0) for e in lends),
+        line_tails_flushed_by_close=sum(e.get("closeflush", 0) for e in lends),
+        line_failed=lfails, line_frames_defect_flushed_tail_creds=lframed["defect_flushed_tail_creds"],
+        sigusr1=usr1, sigstop=stops, signalled_writers=len(signalled),
+        settings_changes=tuned,
+        status_snapshots_checked={n: samples[n].get("n", 0) + samples["l" + n].get("n", 0) for n in NODES},
+        sent={n: statuses[n].group["sent"] for n in NODES},
+        writers_s=round(t_writers, 2), drained_s=round(t_drained, 2), total_s=round(t_total, 2),
+        setup_s=round(t_start - t_begin, 2),
+    )
+    leaked = 0
+    for node, m in nodes.items():
+        p, n = stress.stop_daemon(m)
+        problems += [f"{node}: {x}" for x in p]
+        leaked += n
+    figures["defect_leaked_member_objects"] = leaked
+    figures["defect_stored_before_join"] = dict(stored_before_join)
+    figures["problems"] = len(problems)
+    record(test, **figures)
+    if problems:
+        # for whoever reads the logs: every problem, and the transients' times
+        (logs / "problems.txt").write_text("\n".join(problems) + "\n")
+        (logs / "transients.json").write_text(json.dumps([{k: v for k, v in t.items() if k not in ("reader", "log")}
+                                                          for t in transients]))
+    assert not problems, f"{len(problems)} problems (seed {seed}):\n{stress.show(problems)}"
+
+
+@pytest.mark.timeout(420)
+def test_everything_in_one_run_across_three_nodes(nats_server, mount_factory, rbin, tmp_path, workdir_base):
+    run_everything_across_nodes(nats_server, mount_factory, rbin, tmp_path, workdir_base, "cluster_everything",
+                                servers=1)
