@@ -34,6 +34,7 @@ import random
 import shutil
 import signal
 import string
+import subprocess
 import sys
 import threading
 import time
@@ -907,3 +908,234 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
 def test_everything_in_one_run_across_three_nodes(nats_server, mount_factory, rbin, tmp_path, workdir_base):
     run_everything_across_nodes(nats_server, mount_factory, rbin, tmp_path, workdir_base, "cluster_everything",
                                 servers=1)
+
+
+# --- known defects ------------------------------------------------------------------------
+#
+# Found by the run above (or by test_writers_and_members_on_three_nodes_one_order_exactly_once
+# above): each one shown alone, as small as it goes. The run avoids or cuts off what they do
+# (SIGNAL_BLOCKING_WRITERS, FSYNC_TAILS_PCT, cut_stored_before_join) until they are fixed.
+
+INTERRUPTIBLE_WRITER = r"""
+import os, signal, sys
+class Interrupted(Exception):
+    pass
+def on_usr1(*_):
+    raise Interrupted()
+signal.signal(signal.SIGUSR1, on_usr1)
+fd = os.open(sys.argv[1], os.O_WRONLY)
+print("ready", flush=True)
+try:
+    os.write(fd, sys.argv[2].encode())
+    print("written", flush=True)
+except Interrupted:
+    print("interrupted", flush=True)
+"""
+
+
+def in_write(pid: int) -> bool:
+    """The process sleeps in write(2) (syscall 1 on x86-64, 64 on arm64)."""
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            return f.read().split()[0] == ("64" if os.uname().machine == "aarch64" else "1")
+    except (OSError, IndexError):
+        return False
+
+
+def full_stream(nats, mount_factory, group: str, backlog: int, extra: str = ""):
+    """Nodes a and b; on a, member `full` (capacity 1, never read); from b, non-blocking
+    writes until the stream says it is full. Returns (a's group, b's group, the messages
+    stored)."""
+    a = node_mount(mount_factory, nats, "a", f"cluster_backlog={backlog}")
+    b = node_mount(mount_factory, nats, "b")
+    ga, gb = Group(a.path, group), Group(b.path, group)
+    os.mkdir(ga.p())
+    assert appears(gb.p())
+    if extra:
+        ga.set(message=extra)
+        assert wait_for_all(lambda: gb.status().group["message"] == extra, 5)
+    ga.member("full", capacity=1)
+    assert wait_for_all(lambda: gb.status().members.get("full", {}).get("capacity") == 1, 5)
+    fd = os.open(gb.p("send"), os.O_WRONLY | os.O_NONBLOCK)
+    stored = 0
+    try:
+        while stored < backlog + 10:
+            os.write(fd, b"fill\n")
+            stored += 1
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    assert stored < backlog + 10, "the stream never filled"
+    return ga, gb, stored
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "DEFECT: Sources/Cluster/Publishing.swift, Write.cancel(): a blocking write queued behind a parked one "
+    "(Writers.enqueue, its phase still .inFlight) cannot be cancelled, so a signal does not interrupt it while it "
+    "waits for room; measured: still blocked 2 s after SIGUSR1, interrupted only once the parked write before it "
+    "was gone (docs/contract.md, 'Groups across hosts': waiting writes are interrupted by a signal, EINTR)"))
+@pytest.mark.timeout(60)
+def test_a_blocking_write_queued_behind_a_parked_one_is_interrupted_by_a_signal(nats_server, mount_factory):
+    ga, gb, _ = full_stream(nats_server, mount_factory, "queued", backlog=2)
+    kids = []
+    try:
+        for k in range(2):
+            p = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE_WRITER, gb.p("send"), f"w{k}"],
+                                 stdout=subprocess.PIPE, text=True)
+            kids.append(p)
+            assert p.stdout.readline().strip() == "ready"
+            assert wait_for_all(lambda: in_write(p.pid), 5), "the write did not wait for room"
+            time.sleep(0.2)   # parked (the first), queued behind it (the second)
+        kids[1].send_signal(signal.SIGUSR1)
+        try:
+            second = kids[1].communicate(timeout=2)[0].strip()
+        except subprocess.TimeoutExpired:
+            second = "still blocked 2 s after SIGUSR1"
+        kids[0].send_signal(signal.SIGUSR1)
+        first = kids[0].communicate(timeout=5)[0].strip()
+    finally:
+        os.unlink(ga.p("full"))
+        for p in kids:
+            try:
+                p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+    assert first == "interrupted"
+    assert second == "interrupted"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "DEFECT: Sources/Cluster/Publishing.swift, Writers.round() and Write.cancel(): round() hands the turn to the "
+    "oldest parked write (turn = write, removed from `parked`) before attempt() marks it in flight; a signal in "
+    "between cancels it (phase .done; unpark finds nothing), attempt() then does nothing, and `turn` is never "
+    "cleared: every later blocking write of that group on that node queues behind it for ever (congested), and "
+    "signals cannot end them (the defect above). Seen in test_writers_and_members_on_three_nodes_one_order_"
+    "exactly_once: 2 of 16 runs, writers ws1 and wm1 of n1 blocked in write(2) after an EINTR, every stream "
+    "drained, blocked_writers=0 on every node. Here: stuck after 7 to 24 s in 5 runs of 5"))
+@pytest.mark.timeout(240)
+def test_a_signal_as_a_parked_write_gets_its_turn_leaves_no_writer_waiting_for_ever(nats_server, mount_factory,
+                                                                                      rbin, tmp_path):
+    if current_scale().name != "long":
+        pytest.skip("a race: it takes 7 to 24 s of signals to hit it; RELIABILITY_SCALE=long runs it (up to 120 s)")
+    a = node_mount(mount_factory, nats_server, "a", "cluster_backlog=4")
+    b = node_mount(mount_factory, nats_server, "b")
+    ga, gb = Group(a.path, "turn"), Group(b.path, "turn")
+    os.mkdir(ga.p())
+    assert appears(gb.p())
+    ga.member("slow", capacity=1)
+    assert wait_for_all(lambda: gb.status().members.get("slow", {}).get("capacity") == 1, 5)
+    log = str(tmp_path / "r-slow.log")
+    r = procs.reader(rbin, ga.p("slow"), log, delay_us=500)
+    # Blocking writers on b: the stream is full all along, each write parks and has its turn.
+    ws = [procs.writer(rbin, gb.p("send"), k, str(tmp_path / f"w{k}.log"), wspan=WSPAN, deadline_ms=150_000,
+                       seed=k + 1, nonblock_pct=0, large_pm=0, medium_pct=0) for k in range(6)]
+    rng = random.Random(1)
+    t0 = time.monotonic()
+    last, since, stuck, sent = -1, time.monotonic(), None, 0
+    try:
+        while time.monotonic() - t0 < 120 and stuck is None:
+            for _ in range(50):
+                os.kill(rng.choice(ws).pid, signal.SIGUSR1)
+                sent += 1
+                time.sleep(rng.uniform(0.0005, 0.003))
+            n = count_messages(log)
+            if n != last:
+                last, since = n, time.monotonic()
+            elif time.monotonic() - since > 3:   # the backstop retries every cluster_timeout (2 s)
+                stuck = round(time.monotonic() - t0, 1)
+    finally:
+        # A write the daemon holds cannot be killed (the kernel waits for its answer): the
+        # daemon's end answers them.
+        for w in ws:
+            if w.alive():
+                w.proc.send_signal(signal.SIGKILL)
+        if stuck is not None:
+            b.stop(signal.SIGTERM, timeout=30.0)
+        for w in ws:
+            w.kill()
+        os.unlink(ga.p("slow"))
+        r.wait(10)
+    assert stuck is None, f"no message delivered for 3 s: every writer of b waits for ever ({sent} signals, " \
+                          f"{last} messages, stuck after {stuck} s)"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "DEFECT: Sources/DeliveryCore/Relay.swift, Member.receiveOnly(after:), and ClusterCatalog.join: a member joins "
+    "its node's group before its join is known (S_join), and what the node delivers meanwhile stays queued for it, "
+    "though stored before its join; docs/cluster.md ('What is promised'): 'messages stored before are not "
+    "delivered to it, even if its node had not delivered them yet'. Measured: 10 to 18 of 40 members made while "
+    "the node delivered a backlog got one or two of its messages, all stored before they were made"))
+@pytest.mark.timeout(60)
+def test_a_member_receives_nothing_stored_before_it_joined(nats_server, mount_factory):
+    ga, gb, stored = full_stream(nats_server, mount_factory, "late", backlog=64)
+    got = []
+
+    def drain():
+        fd = os.open(ga.p("full"), os.O_RDONLY)
+        try:
+            while len(got) < stored:
+                got.append(os.read(fd, 65536))
+                time.sleep(0.002)
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    # Members made on a while a delivers what was stored before any of them.
+    late = []
+    while t.is_alive() and len(late) < 40:
+        late.append(ga.member(f"late{len(late)}"))
+    t.join(20)
+    assert len(got) == stored and len(late) >= 10, (len(got), stored, len(late))
+    received = {os.path.basename(m): n for m in late if (n := len(ga.take(os.path.basename(m))))}
+    assert received == {}, f"{len(received)} of {len(late)} members got messages stored before they joined"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "DEFECT: Sources/MulticastFS/LineIO.swift, flushLine, on a clustered group: fsync(2) sends the tail as a "
+    "message of its own and returns at once; the writer's next write is not ordered behind it, so when the stream "
+    "is full the tail waits for room while the next lines are stored first: the writer's order is broken "
+    "(docs/contract.md, 'Groups across hosts': each writer's messages keep its order). Seen in every run of "
+    "test_everything_in_one_run_across_three_nodes with fsync tails; here the next line came first in 3 to 6 of "
+    "8 rounds"))
+@pytest.mark.timeout(90)
+def test_a_line_tail_flushed_by_fsync_keeps_its_place_before_the_writers_next_lines(nats_server, mount_factory):
+    ga, gb, _ = full_stream(nats_server, mount_factory, "tails", backlog=2, extra="line")
+    fd = os.open(gb.p("send"), os.O_WRONLY | os.O_NONBLOCK)
+    rfd = os.open(ga.p("full"), os.O_RDONLY)
+    orders = []
+    try:
+        for r in range(16):
+            try:
+                for _ in range(10):
+                    os.write(fd, b"fill\n")
+            except BlockingIOError:
+                pass   # full again
+            tail, line = b"tail%d" % r, b"next%d\n" % r
+            os.write(fd, tail)   # no newline: it waits in the writer's pending line
+            os.fsync(fd)         # sent alone; the stream is full: it waits for room
+
+            def next_line():
+                while True:
+                    try:
+                        os.write(fd, line)
+                        return
+                    except BlockingIOError:
+                        pass
+
+            writer = threading.Thread(target=next_line, daemon=True)
+            writer.start()
+            time.sleep(0.05)
+            got = []
+            deadline = time.monotonic() + 10
+            while (tail not in got or line not in got) and time.monotonic() < deadline:
+                got.append(os.read(rfd, 65536))
+            writer.join(5)
+            orders.append([x.decode().strip() for x in got if x in (tail, line)])
+    finally:
+        os.close(rfd)
+        os.close(fd)
+    overtaken = [o for o in orders if not o or not o[0].startswith("tail")]
+    assert not overtaken, f"the next line was stored before the tail in {len(overtaken)} of {len(orders)} rounds"
