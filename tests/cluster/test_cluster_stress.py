@@ -407,6 +407,26 @@ def wait_for_all(predicate, timeout: float, every: float = 0.05) -> bool:
 COUNTERS = ("queued", "queued_bytes", "full", "delivered", "dropped")
 
 
+class RetriedGroup(Group):
+    """A group whose ctl commands are tried again when they fail with ENOENT, counted.
+    DEFECT (test_ctl_of_a_member_just_made_finds_it_on_three_servers): on a cluster of three
+    servers, `ctl member NAME ...` just after NAME was made sometimes fails with ENOENT,
+    NAME's record not yet seen where its node reads it back; the change is applied on the
+    member's node all the same and shared on the next try."""
+
+    enoent = 0
+
+    def ctl(self, command) -> None:
+        for attempt in range(20):
+            try:
+                return super().ctl(command)
+            except FileNotFoundError:
+                if attempt == 19 or not str(command).startswith("member "):
+                    raise
+                RetriedGroup.enoent += 1
+                time.sleep(0.01)
+
+
 class OwnMembers:
     """A node's own members: those named, and those that come and go on it (by prefix)."""
 
@@ -453,10 +473,14 @@ def remote_counters_agree(statuses: dict, owner: dict) -> list[str]:
 
 
 def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_base, test: str,
-                                servers: int, extra: str = "", timeout: int = 2):
+                                servers: int, extra: str = "", timeout: int = 2, pace: float = 1.0):
+    """pace > 1: that many times fewer messages, and settings changed that many times less
+    often (every change is a write to the cluster's buckets)."""
     seed = stress.run_seed()
     rng = random.Random(seed)
     sc = cluster_scale()
+    sc = ClusterScale(int(sc.attempts / pace), int(sc.records / pace), int(sc.lines / pace), sc.time_limit_s,
+                      sc.churn_max_live)
     logs = tmp_path
     deadline_ms = int(sc.time_limit_s * 1000)
     t_begin = time.monotonic()
@@ -467,8 +491,9 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
         os.mkdir(os.path.join(nodes["n1"].path, grp))
         for m in nodes.values():
             assert appears(os.path.join(m.path, grp), timeout=3), f"{grp} did not reach {m.path}"
-    g = {n: Group(m.path, "mixed") for n, m in nodes.items()}
-    lg = {n: Group(m.path, "lines") for n, m in nodes.items()}
+    g = {n: RetriedGroup(m.path, "mixed") for n, m in nodes.items()}
+    lg = {n: RetriedGroup(m.path, "lines") for n, m in nodes.items()}
+    RetriedGroup.enoent = 0
     lg["n1"].set(message="line")
     assert wait_for_all(lambda: all(x.status().group["message"] == "line" for x in lg.values()), 5), \
         "message=line did not reach every node"
@@ -526,19 +551,21 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
             if patterns:
                 grp[node].ctl(f"member {name} subscribe={patterns}")
 
-    def settled(grp, mem) -> bool:
+    def unsettled(grp, mem) -> list[str]:
         # Every node lists every member with its settings: the records are in the cluster.
+        out = []
         for node in NODES:
             st = grp[node].status()
             for name, (home, settings, patterns, _, _) in mem.items():
                 m = st.members.get(name)
                 if m is None or m.get("node") != home or str(m["subscribe"]) != patterns or \
                         any(m[k] != v for k, v in settings.items()):
-                    return False
-        return True
+                    out.append(f"{node} shows {name} as {m and {k: m[k] for k in list(settings) + ['subscribe', 'node']}}"
+                               f", set {settings} subscribe={patterns} on {home}")
+        return out
 
-    assert wait_for_all(lambda: settled(g, members) and settled(lg, lmembers), 10), \
-        "the members did not reach every node with their settings"
+    assert wait_for_all(lambda: not unsettled(g, members) and not unsettled(lg, lmembers), 10), \
+        f"the members did not reach every node with their settings: {unsettled(g, members) + unsettled(lg, lmembers)}"
 
     spec = {n: ck.Member(n, p, loopback=bool(s.get("loopback")), drops=bool(s.get("drop_when_full")) or n == "flip",
                          either=",".join(HALVES) if n == "toggle" else None)
@@ -584,7 +611,7 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
         def tune():
             trng = random.Random(rng.randrange(1 << 30))
             while not stop.is_set():
-                time.sleep(trng.uniform(0.01, 0.04))
+                time.sleep(trng.uniform(0.01, 0.04) * pace)
                 via = trng.choice(NODES)
                 r = trng.random()
                 if r < 0.25:
@@ -638,7 +665,7 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
                           sc.churn_max_live, transients, live_readers, patterns=("", "", "*", ">", LETTERS),
                           framed_share=0.3, prefix=f"t{node[1:]}-")
         threads.start(tune)
-        threads.start(stress.flip_patterns, stop, g["n1"], "toggle", HALVES, tuned, every=0.02)
+        threads.start(stress.flip_patterns, stop, g["n1"], "toggle", HALVES, tuned, every=0.02 * pace)
         threads.start(stress.inject, stop, random.Random(rng.randrange(1 << 30)),
                       lambda: signalled + [r for rs in readers.values() for r in rs] + list(live_readers), usr1, stops)
         for node in NODES:
@@ -691,7 +718,13 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
                 signalled.append(lwids[wid])
         writers += list(wids.values()) + list(lwids.values())
         for w in writers:
-            code = w.wait(sc.time_limit_s + 60)
+            # A thread beside the writers that failed may have left a member nobody reads,
+            # holding its node's delivery and every writer: fail now, with its error.
+            deadline = time.monotonic() + sc.time_limit_s + 60
+            while (code := w.wait(0.5)) is None and time.monotonic() < deadline and not threads.errors:
+                pass
+            if code is None and threads.errors:
+                threads.finish(5)
             assert code == 0, f"writer {w.info['label']} on {w.info['node']} exited with {code}: {w.stderr()}"
         t_writers = time.monotonic() - t_start
         threads.finish()
@@ -851,7 +884,7 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
     sizes = [accepted[m] for m in ref]
     filtered = {n: m.patterns or m.either for n, m in spec.items() if m.patterns or m.either}
     figures = dict(
-        seed=seed, scale=current_scale().name, nodes=len(NODES), servers=servers, cluster_backlog=BACKLOG,
+        seed=seed, scale=current_scale().name, nodes=len(NODES), servers=servers, cluster_backlog=BACKLOG, pace=pace,
         signal_blocking_writers=SIGNAL_BLOCKING_WRITERS,
         writers={n: sum(1 for w in writers if w.info["node"] == n) for n in NODES},
         members={n: sum(1 for v in list(owner.values()) + list(lowner.values()) if v == n) for n in NODES},
@@ -898,6 +931,7 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
         leaked += n
     figures["defect_leaked_member_objects"] = leaked
     figures["defect_stored_before_join"] = dict(stored_before_join)
+    figures["defect_ctl_enoent_retried"] = RetriedGroup.enoent
     figures["problems"] = len(problems)
     record(test, **figures)
     if problems:
@@ -912,6 +946,17 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
 def test_everything_in_one_run_across_three_nodes(nats_server, mount_factory, rbin, tmp_path, workdir_base):
     run_everything_across_nodes(nats_server, mount_factory, rbin, tmp_path, workdir_base, "cluster_everything",
                                 servers=1)
+
+
+@pytest.mark.timeout(420)
+def test_everything_in_one_run_across_three_nodes_on_three_servers(nats_cluster, mount_factory, rbin, tmp_path,
+                                                                    workdir_base):
+    """The same, at half the messages, on a cluster of three servers, each node on its
+    own: the group's stream on one of them, every write and every delivery of the two
+    other nodes through the cluster's routes, the buckets on three replicas. (With
+    replicas=3 for the groups too, the runs stalled here: see the README.)"""
+    run_everything_across_nodes(nats_cluster, mount_factory, rbin, tmp_path, workdir_base,
+                                "cluster_everything_three_servers", servers=3, timeout=5, pace=2)
 
 
 # --- known defects ------------------------------------------------------------------------
@@ -1143,3 +1188,32 @@ def test_a_line_tail_flushed_by_fsync_keeps_its_place_before_the_writers_next_li
         os.close(fd)
     overtaken = [o for o in orders if not o or not o[0].startswith("tail")]
     assert not overtaken, f"the next line was stored before the tail in {len(overtaken)} of {len(orders)} rounds"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "DEFECT: on a cluster of three servers, `ctl member NAME ...` written on NAME's node just after NAME was made "
+    "sometimes fails with ENOENT (Sources/Cluster/ClusterNode.swift, updateMember: the members bucket's get does "
+    "not find the record the create just stored, most likely read from a replica that has not applied it yet); "
+    "the change is applied locally but not shared. Measured: 0 to 4 of 100 on a node, depending on the server it is "
+    "connected to; in test_everything_in_one_run_across_three_nodes_on_three_servers it killed the "
+    "thread of members coming and going, which left a full member nobody read and every writer waiting"))
+@pytest.mark.timeout(120)
+def test_ctl_of_a_member_just_made_finds_it_on_three_servers(nats_cluster, mount_factory):
+    nodes = [Group(mount_node(mount_factory, nats_cluster, node, first, "", 5).path, f"ctl{node}")
+             for first, node in enumerate(("a", "b", "c"))]
+    for grp in nodes:
+        os.mkdir(grp.p())
+    failed, tried = [], 0
+    # Up to 300 members a node (1 to 4 in 100 failed), until the first failure.
+    for k in range(300):
+        for grp in nodes:
+            tried += 1
+            grp.member(f"m{k}")
+            try:
+                grp.configure(f"m{k}", capacity=3)
+            except FileNotFoundError:
+                failed.append(grp.p(f"m{k}"))
+            os.unlink(grp.p(f"m{k}"))
+        if failed:
+            break
+    assert not failed, f"ctl failed with ENOENT just after the member was made: {failed} ({tried} tried)"

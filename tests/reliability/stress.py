@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 from collections import Counter
 
 import checker as ck
@@ -191,7 +192,8 @@ class Threads:
         self.stop.set()
         for t in self.threads:
             t.join(timeout)
-        assert not self.errors, f"a thread beside the writers failed: {self.errors[0]!r}"
+        assert not self.errors, "a thread beside the writers failed: " + \
+            "".join(traceback.format_exception(self.errors[0]))[-2000:]
         assert not any(t.is_alive() for t in self.threads), "a thread beside the writers is stuck"
 
 
