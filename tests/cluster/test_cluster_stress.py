@@ -953,8 +953,8 @@ def test_everything_in_one_run_across_three_nodes_on_three_servers(nats_cluster,
                                                                     workdir_base):
     """The same, at half the messages, on a cluster of three servers, each node on its
     own: the group's stream on one of them, every write and every delivery of the two
-    other nodes through the cluster's routes, the buckets on three replicas. (With
-    replicas=3 for the groups too, the runs stalled here: see the README.)"""
+    other nodes through the cluster's routes. (With replicas=3 the runs stalled here:
+    tests/reliability/README.md, part 1d.)"""
     run_everything_across_nodes(nats_cluster, mount_factory, rbin, tmp_path, workdir_base,
                                 "cluster_everything_three_servers", servers=3, timeout=5, pace=2)
 
