@@ -1,8 +1,14 @@
-"""The stress checker across nodes (issue 13, "Tests"; docs/contract.md,
-"Groups across hosts"): three mcastfs nodes on one nats-server, one group,
+"""The stress checker across nodes (issue 13, "Tests"; issue 14 item 1, "in
+cluster mode the same checker across nodes"; docs/contract.md, "Groups across
+hosts"). Three runs, each judged by tests/reliability/checker.py:
+test_everything_in_one_run_across_three_nodes (and its variant on three
+servers) is tests/reliability/test_mixed_stress.py's run spread over three
+nodes (see "everything in one run, across three nodes" below, and
+tests/reliability/README.md, part 1d); then the defects those runs found, each
+alone. The first run: three mcastfs nodes on one nats-server, one group,
 the reliability suite's writers (mcw) and readers (mcr, mcfr) on all three,
-and tests/reliability/checker.py to prove, from what the writers logged and
-what the readers received:
+and the checker to prove, from what the writers logged and what the readers
+received:
 
 - every message received was accepted (its write returned its full length)
   and is intact; a write that failed (EAGAIN from a full stream, EMSGSIZE)
