@@ -1235,15 +1235,18 @@ def test_a_line_tail_flushed_by_fsync_keeps_its_place_before_the_writers_next_li
     "the change is applied locally but not shared. Measured: 0 to 4 of 100 on a node, depending on the server it is "
     "connected to; in test_everything_in_one_run_across_three_nodes_on_three_servers it killed the "
     "thread of members coming and going, which left a full member nobody read and every writer waiting"))
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_ctl_of_a_member_just_made_finds_it_on_three_servers(nats_cluster, mount_factory):
+    if current_scale().name != "long":
+        pytest.skip("a race whose odds follow the machine's load (0 in 900 tries once): RELIABILITY_SCALE=long runs "
+                    "it, up to 3,000 tries")
     nodes = [Group(mount_node(mount_factory, nats_cluster, node, first, "", 5).path, f"ctl{node}")
              for first, node in enumerate(("a", "b", "c"))]
     for grp in nodes:
         os.mkdir(grp.p())
     failed, tried = [], 0
-    # Up to 300 members a node (1 to 4 in 100 failed), until the first failure.
-    for k in range(300):
+    # Up to 1,000 members a node (0 to 4 in 100 failed), until the first failure.
+    for k in range(1000):
         for grp in nodes:
             tried += 1
             grp.member(f"m{k}")
