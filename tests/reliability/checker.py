@@ -603,7 +603,8 @@ class Timeline:
         self.t0s = [t for t, _ in self.by_t0]
 
 
-def check_transient(name: str, got, tl: Timeline, times: dict, want=None) -> tuple[list[str], int]:
+def check_transient(name: str, got, tl: Timeline, times: dict, want=None,
+                    relayed: bool = False) -> tuple[list[str], int]:
     """A member that joined and left during the run: it got a contiguous run
     of the group order, with no gap; every message written entirely while it
     was a member (between `j1`, when its create returned, and `l0`, when its
@@ -612,6 +613,18 @@ def check_transient(name: str, got, tl: Timeline, times: dict, want=None) -> tup
     (want: id -> its patterns match) s0 and s1 around the subscribe command,
     made after it joined: a message written before s0 went to it unfiltered,
     one written after s1 only if it matches, one in between either way.
+
+    relayed=True, a clustered group (docs/contract.md, "Groups across
+    hosts"): its node delivers a message after the write that stored it
+    returned, so a message written while it was there may still be on its
+    way when it leaves, and one written before its subscribe command may
+    reach it before or after the filter. What holds instead: it receives
+    from the stream sequence at its join, so its run begins no later than
+    the first message written after `j1` that it must get (every one of
+    those up to its last message is proved); a message its filter refuses
+    written after `s1` never reaches it; and of the ones written before,
+    its node delivered unfiltered up to one message and filtered from there
+    on, so none it got comes after one it missed.
     Returns (problems, the messages it was proved to need)."""
     out = []
     attempts = tl.attempts
@@ -620,7 +633,7 @@ def check_transient(name: str, got, tl: Timeline, times: dict, want=None) -> tup
         if want is None or want(x):
             return True
         a = attempts[x]
-        if a.t1 < times["s0"]:
+        if a.t1 < times["s0"] and not relayed:
             return True
         return False if a.t0 > times["s1"] else None
 
@@ -638,6 +651,28 @@ def check_transient(name: str, got, tl: Timeline, times: dict, want=None) -> tup
                 out.append(f"{name}: received {x}, written entirely outside its membership")
                 break
     needed = 0
+    if relayed:
+        if span is None:
+            return out, 0
+        lo, hi = span
+        missed_one = None
+        for x in tl.ref[lo:hi + 1]:
+            if required(x) is None:
+                if x not in gs:
+                    missed_one = missed_one or x
+                elif missed_one is not None:
+                    out.append(f"{name}: got {x}, which its filter refuses, after it missed {missed_one}, which "
+                               "its filter refuses too: its filter applied, then did not")
+                    break
+        for t0, x in tl.by_t0[bisect.bisect_right(tl.t0s, times["j1"]):]:
+            if tl.pos[x] <= hi and required(x):
+                needed += 1
+                if tl.pos[x] < lo:
+                    a = attempts[x]
+                    out.append(f"{name}: {x} was written after it joined ({times['j1']}, write {a.t0}..{a.t1}), "
+                               f"before the first message it got, {got[0]}, but never arrived")
+                    break
+        return out, needed
     for t0, x in tl.by_t0[bisect.bisect_right(tl.t0s, times["j1"]):bisect.bisect_left(tl.t0s, times["l0"])]:
         a = attempts[x]
         if a.t1 < times["l0"] and required(x):
@@ -649,7 +684,8 @@ def check_transient(name: str, got, tl: Timeline, times: dict, want=None) -> tup
     return out, needed
 
 
-def check_snapshot(st, prev=None, *, plain=(), bounded=(), senders=0, sent_less=None, talkers=()) -> list[str]:
+def check_snapshot(st, prev=None, *, plain=(), bounded=(), senders=0, sent_less=None, talkers=(),
+                   local=None) -> list[str]:
     """One status snapshot, taken under load, and the one before it:
     - every member: queued <= delivered, delivered + dropped <= sent, and
       full=1 exactly when queued >= capacity or queued_bytes >= queue_bytes
@@ -664,13 +700,19 @@ def check_snapshot(st, prev=None, *, plain=(), bounded=(), senders=0, sent_less=
     - every talker: peer_full=1 when peer_queued >= capacity;
     - against the previous snapshot: sent, each member's delivered and
       dropped, and sent less the plain members' count (the private messages
-      so far) never go down."""
+      so far) never go down.
+    `local` given (a node of a cluster: the names of its own members), the
+    rules of one instant apply to those alone: the others' counters are
+    those their node last reported (docs/contract.md, "Groups across
+    hosts"), judged only against the previous snapshot."""
     out = []
     g = st.group
     sent = g["sent"]
     if g["blocked_writers"] > senders:
         out.append(f"snapshot: blocked_writers={g['blocked_writers']} with {senders} writers")
     for n, m in st.members.items():
+        if local is not None and n not in local:
+            continue
         if m["queued"] > m["delivered"]:
             out.append(f"snapshot: {n} queued={m['queued']} > delivered={m['delivered']}")
         if m["delivered"] + m["dropped"] > sent:

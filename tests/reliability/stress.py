@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 from collections import Counter
 
 import checker as ck
@@ -172,7 +173,8 @@ class Threads:
         self.stop.set()
         for t in self.threads:
             t.join(timeout)
-        assert not self.errors, f"a thread beside the writers failed: {self.errors[0]!r}"
+        assert not self.errors, "a thread beside the writers failed: " + \
+            "".join(traceback.format_exception(self.errors[0]))[-2000:]
         assert not any(t.is_alive() for t in self.threads), "a thread beside the writers is stuck"
 
 
@@ -236,20 +238,21 @@ def conclude(mnt, record, figures: dict, problems: list[str], seed: int):
 
 def churn(stop: threading.Event, rng: random.Random, group, rbin, logs, max_live: int, transients: list,
           live_readers: list, settings=({}, {}, {"capacity": 3}, {"queue_bytes": 2048}), patterns=("",),
-          framed_share: float = 0.0):
+          framed_share: float = 0.0, prefix: str = "t"):
     """Members join and leave until stop, at most max_live at once, each for
     20 .. 400 ms with its own reader (record, or framed for framed_share of
     them, in parts for 40%), settings and patterns drawn from those given
     (patterns set once it is in). Each one's dict goes to `transients` with
     its times: j0 .. j1 around its create, s0 .. s1 around its subscribe
     command, l0 .. l1 around its rm (CLOCK_MONOTONIC ns), for
-    checker.check_transient."""
+    checker.check_transient. Their names are `prefix` and a number (a
+    churn per node of a cluster: names are unique across nodes)."""
     k = 0
     live: list[dict] = []
     while True:
         now = time.monotonic()
         if not stop.is_set() and len(live) < max_live and rng.random() < 0.5:
-            t = dict(name=f"t{k}", settings=rng.choice(settings), patterns=rng.choice(patterns),
+            t = dict(name=f"{prefix}{k}", settings=rng.choice(settings), patterns=rng.choice(patterns),
                      framed=rng.random() < framed_share)
             k += 1
             t["j0"] = time.monotonic_ns()

@@ -314,6 +314,33 @@ def test_transient_member_with_a_filter_set_after_it_joined():
     assert ck.check_transient("t", [ref[2], ref[4], ref[6]], tl, times, even)[0] == []
 
 
+def test_transient_member_of_a_clustered_group():
+    """relayed=True: its node delivers after the writes returned and applies
+    its filter from some message of its delivery on."""
+    ref = [(1, c) for c in range(8)]
+    attempts = {m: attempt(m[1], 100 * m[1], 100 * m[1] + 50) for m in ref}
+    tl = ck.Timeline(ref, attempts)
+    times = dict(j0=180, j1=190, l0=600, l1=610)
+    assert ck.check_transient("t", ref[2:6], tl, times, relayed=True) == ([], 4)
+    assert ck.check_transient("t", ref[2:4], tl, times, relayed=True) == ([], 2)    # 4, 5 still on their way
+    assert ck.check_transient("t", [], tl, times, relayed=True) == ([], 0)          # left before anything came
+    assert ck.check_transient("t", ref[3:6], tl, times, relayed=True)[0]            # 2 came after its join
+    assert ck.check_transient("t", ref[2:4] + ref[5:6], tl, times, relayed=True)[0]  # a gap (4)
+    assert ck.check_transient("t", ref[1:4], tl, times, relayed=True)[0]            # 1 was stored before j0
+    assert ck.check_transient("t", ref[2:8], tl, times, relayed=True)[0]            # 7 written after it left
+    even = lambda m: m[1] % 2 == 0  # noqa: E731
+    times = dict(j0=180, j1=190, s0=460, s1=470, l0=800, l1=810)
+    # written before the subscribe command: odd ones either way, the filter switching once
+    assert ck.check_transient("t", ref[2:5] + [ref[6]], tl, times, even, relayed=True)[0] == []
+    assert ck.check_transient("t", [ref[2], ref[4], ref[6]], tl, times, even, relayed=True)[0] == []
+    assert ck.check_transient("t", [ref[2], ref[4], ref[5], ref[6]], tl, times, even, relayed=True)[0]  # 5 after s1
+    assert ck.check_transient("t", [ref[2], ref[4], ref[6]], tl, times, even)[0]   # not relayed: 3 was unfiltered
+    # 3 missed (filtered), then 5 received (unfiltered again), both written before s0
+    times = dict(j0=180, j1=190, s0=560, s1=570, l0=800, l1=810)
+    assert ck.check_transient("t", [ref[2], ref[4], ref[5], ref[6]], tl, times, even, relayed=True)[0]
+    assert ck.check_transient("t", [ref[2], ref[3], ref[4], ref[6]], tl, times, even, relayed=True)[0] == []
+
+
 class Snap:
     def __init__(self, sent, blocked=0, **members):
         self.group = {"sent": sent, "blocked_writers": blocked}
@@ -343,6 +370,11 @@ def test_snapshot_rules():
     assert ck.check_snapshot(Snap(9, a=dict(delivered=9)), ok, plain=["a"])               # sent went down
     assert ck.check_snapshot(Snap(12, a=dict(delivered=7, dropped=1)), ok)                # delivered went down
     assert ck.check_snapshot(Snap(12, a=dict(delivered=11, dropped=1)), ok, plain=["a"])  # privates went down
+    # a node of a cluster: another node's member (r) shows what it last reported, judged only over time
+    remote = Snap(10, a=dict(delivered=8), r=dict(queued=9, delivered=12))
+    assert ck.check_snapshot(remote, local=["a"]) == []
+    assert ck.check_snapshot(remote)
+    assert ck.check_snapshot(Snap(12, a=dict(delivered=9), r=dict(delivered=11)), remote, local=["a"])  # went down
 
 
 def test_framed_view_judges_every_frame_and_a_dropping_members_gaps():
