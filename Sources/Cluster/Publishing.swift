@@ -159,8 +159,10 @@ final class Writers: Sendable {
     /// Whether a new write must queue behind parked ones.
     var congested: Bool { state.withLock { !$0.parked.isEmpty || $0.turn != nil } }
 
-    /// A new write behind parked ones: it waits its turn.
+    /// A new write behind parked ones: it waits its turn, parked as they
+    /// are (so that a signal can withdraw it, nothing of it stored).
     func enqueue(_ write: Write) {
+        write.queued()
         park(write)
         let idle = state.withLock { $0.turn == nil }
         if idle { round { _ in true } }
@@ -498,6 +500,11 @@ final class Write: Sendable {
             return fail(.unreachable("disconnected from NATS; the write may or may not have been stored"))
         }
         attempt(retrying: true, probe: unsettled)
+    }
+
+    /// Queued behind parked writes before its first attempt.
+    func queued() {
+        state.withLock { s in if s.phase == .inFlight && s.attempt == 0 { s.phase = .parked } }
     }
 
     func cancel() -> Bool {

@@ -23,8 +23,7 @@ received:
   nodes, agrees on the order of their common messages;
 - a writer interrupted by SIGUSR1 while it waits for room fails with EINTR
   and stored nothing (signals go to readers at random all along, and to
-  writers once SIGNAL_BLOCKING_WRITERS, below, is true again: a known defect
-  can leave a node's writers waiting for ever);
+  writers, SIGNAL_BLOCKING_WRITERS below);
 - framed readers on two nodes see one stream sequence per message, the
   sequences 1 .. accepted in the group order, and each frame carries its
   writer's pid, uid, gid and member name.
@@ -71,17 +70,13 @@ rbin = mcastfs_pytest.c_helpers("rbin", RELIABILITY / "c")
 WSPAN = 64
 RESULTS = Path(os.environ.get("CLUSTER_RESULTS") or Path(__file__).resolve().parents[2] / "results" / "cluster.jsonl")
 
-# DEFECT (test_a_blocking_write_queued_behind_a_parked_one_is_interrupted_by_a_signal and
-# test_a_signal_as_a_parked_write_gets_its_turn_leaves_no_writer_waiting_for_ever, below):
-# Sources/Cluster/Publishing.swift's Write.cancel() and Writers.round(): a blocking write that
-# waits for room behind a parked one cannot be interrupted until it has had its turn; and a
-# parked write cancelled by a signal just as round() handed it the turn keeps the turn for
-# ever, so every later blocking write of that group on that node waits for ever (seen in 2 of
-# 16 runs of the first test below, at main's head). Until they are fixed, signals go to the
-# readers, and in the run of everything to writers that only write with O_NONBLOCK too (a
-# write in flight must still wait for its PubAck whatever the signal); the other writers,
-# blocking or not at random, are left alone.
-SIGNAL_BLOCKING_WRITERS = False
+# Signals go to every writer, blocking ones included: the two defects that once
+# left a node's blocking writers waiting for ever (a write queued behind a parked
+# one could not be interrupted; a parked write cancelled as it got the turn kept
+# it) are fixed, and test_a_blocking_write_queued_behind_a_parked_one_is_interrupted_by_a_signal
+# and test_a_signal_as_a_parked_write_gets_its_turn_leaves_no_writer_waiting_for_ever
+# (long scale) below show each alone.
+SIGNAL_BLOCKING_WRITERS = True
 
 
 def record(test: str, **figures):
@@ -901,9 +896,9 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
     for name in ltalkers:
         problems += ck.check_peer(name, lseqs["peer:" + name], lref,
                                   {w for w, n in ltraffic.sender.items() if n == name})
-    # lines flushed by fsync or close (mclw's Z lines): tolerated as the known defect
+    # a line flushed by fsync or close (mclw's Z lines) carries its writer too
     p, lframed = ck.check_framed_view(lgot, lref, len(ltraffic.accepted), stress.creds_of(lwids), ltraffic, lspec,
-                                      lst_of, stress.flushed_tails(lwids))
+                                      lst_of)
     problems += p
     problems += ck.check_pairwise_order(lseqs)
 
@@ -953,7 +948,7 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
         line_writes=sum(e.get("writes", 0) for e in lends), line_short_writes=sum(e.get("shorts", 0) for e in lends),
         line_tails_flushed_by_fsync=sum(e.get("fsyncs", 0) for e in lends),
         line_tails_flushed_by_close=sum(e.get("closeflush", 0) for e in lends),
-        line_failed=lfails, line_frames_defect_flushed_tail_creds=lframed["defect_flushed_tail_creds"],
+        line_failed=lfails,
         sigusr1=usr1, sigstop=stops, signalled_writers=len(signalled),
         settings_changes=tuned,
         status_snapshots_checked={n: samples[n].get("n", 0) + samples["l" + n].get("n", 0) for n in NODES},
@@ -961,12 +956,8 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
         writers_s=round(t_writers, 2), drained_s=round(t_drained, 2), total_s=round(t_total, 2),
         setup_s=round(t_start - t_begin, 2),
     )
-    leaked = 0
     for node, m in nodes.items():
-        p, n = stress.stop_daemon(m)
-        problems += [f"{node}: {x}" for x in p]
-        leaked += n
-    figures["defect_leaked_member_objects"] = leaked
+        problems += [f"{node}: {x}" for x in stress.stop_daemon(m)]
     figures["defect_stored_before_join"] = dict(stored_before_join)
     figures["defect_ctl_enoent_retried"] = RetriedGroup.enoent
     figures["defect_settings_lost_set_again"] = reapplied
@@ -1057,11 +1048,6 @@ def full_stream(nats, mount_factory, group: str, backlog: int, extra: str = ""):
     return ga, gb, stored
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: Sources/Cluster/Publishing.swift, Write.cancel(): a blocking write queued behind a parked one "
-    "(Writers.enqueue, its phase still .inFlight) cannot be cancelled, so a signal does not interrupt it while it "
-    "waits for room; measured: still blocked 2 s after SIGUSR1, interrupted only once the parked write before it "
-    "was gone (docs/contract.md, 'Groups across hosts': waiting writes are interrupted by a signal, EINTR)"))
 @pytest.mark.timeout(60)
 def test_a_blocking_write_queued_behind_a_parked_one_is_interrupted_by_a_signal(nats_server, mount_factory):
     ga, gb, _ = full_stream(nats_server, mount_factory, "queued", backlog=2)
@@ -1093,14 +1079,6 @@ def test_a_blocking_write_queued_behind_a_parked_one_is_interrupted_by_a_signal(
     assert second == "interrupted"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: Sources/Cluster/Publishing.swift, Writers.round() and Write.cancel(): round() hands the turn to the "
-    "oldest parked write (turn = write, removed from `parked`) before attempt() marks it in flight; a signal in "
-    "between cancels it (phase .done; unpark finds nothing), attempt() then does nothing, and `turn` is never "
-    "cleared: every later blocking write of that group on that node queues behind it for ever (congested), and "
-    "signals cannot end them (the defect above). Seen in test_writers_and_members_on_three_nodes_one_order_"
-    "exactly_once: 2 of 16 runs, writers ws1 and wm1 of n1 blocked in write(2) after an EINTR, every stream "
-    "drained, blocked_writers=0 on every node. Here: stuck after 7 to 24 s in 5 runs of 5"))
 @pytest.mark.timeout(240)
 def test_a_signal_as_a_parked_write_gets_its_turn_leaves_no_writer_waiting_for_ever(nats_server, mount_factory,
                                                                                       rbin, tmp_path):
