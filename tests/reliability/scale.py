@@ -33,7 +33,7 @@ class Scale:
     v2_fault_time_limit_s: float # ... and its time limit
     # daemon killed (part 2b)
     daemon_kill_rounds: int
-    daemon_kill_blocked: int     # blocked clients per round (half readers, half writers)
+    daemon_kill_blocked: int     # blocked clients per round, of every kind (test_daemon_faults.MIX)
     # unmount with blocked clients (part 2c)
     unmount_rounds: int
     unmount_blocked: int         # blocked clients per round
