@@ -657,21 +657,29 @@ def test_signals_on_the_v2_paths(view, mount, group, rbin, scale, record, tmp_pa
         return steady_blocked() if sc.lines else blocked_writers()
 
     def steady_blocked() -> int:
-        """blocked_writers once it holds still (three reads 20 ms apart). In a line group the tail a
+        """blocked_writers once it holds still (five reads 25 ms apart). In a line group the tail a
         closed file sends waits as a write of its own, and the kernel releases a dead process's files
         after it is gone: its tail joins the count a moment later."""
         vals = []
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             vals.append(blocked_writers())
-            if len(vals) >= 3 and vals[-1] == vals[-2] == vals[-3]:
+            if len(vals) >= 5 and len(set(vals[-5:])) == 1:
                 break
-            time.sleep(0.02)
+            time.sleep(0.025)
         return vals[-1]
 
-    def check_ghosts(expected: int, what: str):
+    def check_ghosts(expected: int, what: str, settle: bool = False):
+        """blocked_writers is `expected`: at once (a killed writer's wait ended before it could exit), or,
+        with `settle`, once writers that were just interrupted have waited again (and then still)."""
         ghost_checks[0] += 1
-        got = steady_blocked() if sc.lines else blocked_writers()
+        if settle:
+            try:
+                wait_for(lambda: blocked_writers() == expected, timeout=5, interval=0.005, what=what)
+                time.sleep(0.05)
+            except AssertionError:
+                pass
+        got = blocked_writers()
         if got != expected:
             problems.append(f"blocked_writers={got} {what} (expected {expected}): a ghost waiter")
 
@@ -711,7 +719,7 @@ def test_signals_on_the_v2_paths(view, mount, group, rbin, scale, record, tmp_pa
             usr1(sc.gate, closed=False)  # stopped: it gets it when it continues
         wait_for(lambda: all(w.blocked_in(procs.WRITE) for w in sc.live.values()), timeout=10, interval=0.005,
                  what="the writers blocked again after SIGUSR1")
-        check_ghosts(expected, "after SIGUSR1 to blocked writers")
+        check_ghosts(expected, "after SIGUSR1 to blocked writers", settle=True)
         for sl in victims:
             sc.start_writer(sl)
         os.kill(sc.gate.pid, signal.SIGCONT)
