@@ -582,6 +582,7 @@ def test_signals_on_the_v2_paths(view, mount, group, rbin, scale, record, tmp_pa
     stopped = [False]
     ghost_checks = [0]
     line_phases: list[dict] = []   # lines: blocked_writers around each closed phase's kills, judged at the end
+    held_line_writers: list[procs.Worker] = []   # the known defect: killed, still in write(2) (see kill)
 
     def blocked_writers():
         return g.status().group["blocked_writers"]
@@ -589,10 +590,18 @@ def test_signals_on_the_v2_paths(view, mount, group, rbin, scale, record, tmp_pa
     def kill(w: procs.Worker, kind: str):
         sig = rng.choice([signal.SIGINT, signal.SIGKILL])
         blocked = w.blocked_in(procs.READ if w.role == "reader" else procs.WRITE)
-        elapsed = w.signal_and_time(sig, limit=10.0)
+        what = sc.wslots[w.info["slot"]]["kind"] if w.role == "writer" else w.info["slot"]
+        # DEFECT (test_fault_defects.py): a blocked line write may lose its interrupt and stay until
+        # room appears, which, behind the closed gate, is once the gate reads again. Such a writer is
+        # waited for then, and judged at the end: tolerated only if its write went on delivering.
+        maybe_lost = what == "mclw" and kind == "closed" and blocked
+        elapsed = w.signal_and_time(sig, limit=2.0 if maybe_lost else 10.0)
         w.info["blocked_at_signal"] = blocked
-        kills.append(dict(role=w.role, what=sc.wslots[w.info["slot"]]["kind"] if w.role == "writer"
-                          else w.info["slot"], sig=sig.name, kind=kind, blocked=blocked,
+        if elapsed is None and maybe_lost:
+            sc.wids[w.info["wid"]]["lost_interrupt"] = True
+            held_line_writers.append(w)
+            return
+        kills.append(dict(role=w.role, what=what, sig=sig.name, kind=kind, blocked=blocked,
                           exit_s=elapsed if elapsed is not None else float("inf")))
         if elapsed is None:
             problems.append(f"{w.role} {w.info['slot']} (pid {w.pid}) still alive 10 s after {sig.name} ({kind}, "
@@ -713,6 +722,9 @@ def test_signals_on_the_v2_paths(view, mount, group, rbin, scale, record, tmp_pa
             phase["victims"].append(w.info["wid"])
             if not sc.wslots[sl].get("private"):
                 phase["counted"] += 1
+        # (the known defect) a held one still waits: blocked_writers counts it until the gate reads again
+        phase["held"] = [wid for wid in phase["victims"] if sc.wids[wid].get("lost_interrupt")
+                         and not sc.wslots[sc.wids[wid]["slot"]].get("private")]
         if sc.lines:
             # a killed line writer's blocked write may have delivered lines before it blocked, and then
             # its file holds no tail: how many tails now wait is known once the gate's log is read
@@ -784,6 +796,11 @@ def test_signals_on_the_v2_paths(view, mount, group, rbin, scale, record, tmp_pa
             code = w.wait(30)
             if code != 0:
                 problems.append(f"reader {w.info['slot']} exited with {code} at the end: {w.stderr()}")
+        for w in held_line_writers:
+            if w.wait(10) is None:
+                problems.append(f"line writer {w.info['wid']} ({w.info['slot']}) is still in write(2), its gate "
+                                "long open again: stuck")
+                sc.wids[w.info["wid"]]["lost_interrupt"] = False
     finally:
         if stopped[0]:
             os.kill(sc.gate.pid, signal.SIGCONT)
@@ -894,8 +911,12 @@ def _check_v2(sc: V2Scenario, st, problems: list, line_phases: list) -> dict:
         problems.append(f"status sent={st.group['sent']}, the gate received {len(ref_all)}")
 
     # what each killed writer's last write delivered: a prefix; nothing if it was blocked in a closed phase
-    delivered_inflight = partial_prefixes = 0
+    delivered_inflight = partial_prefixes = lost_interrupts = 0
     inflight_ok = set()
+    for wid, d in sc.wids.items():
+        if d.get("lost_interrupt") and not any(pos.get(m, -1) >= d["gate_delivered_at_kill"] for m in inflight[wid]):
+            problems.append(f"line writer {wid} ({d['slot']}) stayed in write(2) after it was killed, and its write "
+                            "delivered nothing more once the gate read again: not the known lost interrupt")
     for wid, ids in inflight.items():
         d = sc.wids[wid]
         if len(ids) > 1 and sc.wslots[d["slot"]]["kind"] == "mcw":
@@ -906,7 +927,9 @@ def _check_v2(sc: V2Scenario, st, problems: list, line_phases: list) -> dict:
             # a batch or record write that waits has delivered nothing; a line write that waits may have
             # delivered lines before it began to wait, before the gate was closed, never after
             late = [m for m in ids[:k] if pos[m] >= d["gate_delivered_at_kill"]]
-            if sc.wslots[d["slot"]]["kind"] != "mclw" or late:
+            if late and d.get("lost_interrupt"):
+                lost_interrupts += 1   # the known defect (test_fault_defects.py): it went on once there was room
+            elif sc.wslots[d["slot"]]["kind"] != "mclw" or late:
                 problems.append(f"writer {wid} ({d['slot']}) was killed blocked behind the closed gate, yet its "
                                 f"last write delivered {(late or ids[:k])[:5]} after the gate was closed "
                                 f"(gate position >= {d['gate_delivered_at_kill']})")
@@ -952,11 +975,12 @@ def _check_v2(sc: V2Scenario, st, problems: list, line_phases: list) -> dict:
         new = sum(1 for wid in ph["victims"] if not sc.wslots[sc.wids[wid]["slot"]].get("private")
                   and tails[wid][0])
         tails_behind_closed_gate += new
-        if ph["b1"] != ph["b0"] - ph["counted"] + new:
+        held = len(ph["held"])   # the known defect: a writer held in write(2) still waits
+        if ph["b1"] != ph["b0"] - ph["counted"] + new + held:
             problems.append(f"blocked_writers={ph['b1']} once {len(ph['victims'])} blocked writers were killed "
-                            f"({ph['counted']} of them counted, {new} leaving a tail that waits), "
-                            f"{ph['b0']} before: expected {ph['b0'] - ph['counted'] + new} (a ghost waiter or a "
-                            "lost tail)")
+                            f"({ph['counted']} of them counted, {new} leaving a tail that waits, {held} held), "
+                            f"{ph['b0']} before: expected {ph['b0'] - ph['counted'] + new + held} (a ghost waiter "
+                            "or a lost tail)")
 
     # frames: sequence numbers, credentials, private flags, consecutive batches
     creds = {wid: (d["worker"].pid, 0, 0, sc.wslots[d["slot"]]["sender"]) for wid, d in sc.wids.items()}
@@ -1047,6 +1071,7 @@ def _check_v2(sc: V2Scenario, st, problems: list, line_phases: list) -> dict:
         line_writers_last_write=dict(Counter(case for _, case in tails.values())),
         line_tails_sent=tails_sent, line_tails_either_case=tails_either, ambiguous_tails=len(ambiguous),
         line_tails_waiting_behind_closed_gate=tails_behind_closed_gate,
+        defect_lost_line_interrupts=lost_interrupts,
         lost_to_killed_readers=lost, lost_by_readers_blocked_in_read=lost_blocked, max_run_lost_by_one_kill=max_run,
         frames_checked=sum(len(f) for f in frame_logs),
     )
