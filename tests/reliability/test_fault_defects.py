@@ -65,6 +65,22 @@ class Gdb:
         for line in self.proc.stdout:
             self.out.append(line)
 
+    def resume_all(self):
+        """Every thread runs again. (A thread left stopped in its read of /dev/fuse may be the one the
+        kernel hands the next request to, which would then wait for ever.)"""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            mark = len(self.out)
+            self.cmd("-exec-continue --all")
+            self.expect(r"^\^(running|error)", "the threads going on", timeout=10, since=mark)
+            time.sleep(0.1)
+            mark = len(self.out)
+            self.cmd("-thread-info")
+            info = self.expect(r"^\^done,threads=", "the threads", timeout=10, since=mark)
+            if 'state="stopped"' not in info:
+                return
+        raise AssertionError(f"gdb: threads still stopped: {info[:300]}")
+
     def cmd(self, c: str):
         self.proc.stdin.write(c + "\n")
         self.proc.stdin.flush()
@@ -78,16 +94,17 @@ class Gdb:
             time.sleep(0.01)
         raise AssertionError(f"gdb: {what} not seen in {timeout} s: {''.join(self.out[-15:])}")
 
-    def close(self):
+    def close(self, daemon_alive: bool = True):
         """Lets every thread go and detaches (then gdb itself is not needed)."""
         if self.proc.poll() is None:
             try:
-                mark = len(self.out)
-                self.cmd("-exec-continue --all")
-                self.expect(r"^\^(running|error)", "the threads going on", timeout=20, since=mark)
-                mark = len(self.out)
-                self.cmd("-target-detach")
-                self.expect(r"^\^done", "the detach", timeout=20, since=mark)
+                if daemon_alive:
+                    mark = len(self.out)
+                    self.cmd("-exec-continue --all")
+                    self.expect(r"^\^(running|error)", "the threads going on", timeout=10, since=mark)
+                    mark = len(self.out)
+                    self.cmd("-target-detach")
+                    self.expect(r"^\^done", "the detach", timeout=10, since=mark)
             finally:
                 self.proc.kill()
                 self.proc.wait(10)
@@ -113,16 +130,21 @@ def exit_time(w: subprocess.Popen, sig: int, limit: float) -> float | None:
         os.close(pidfd)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(120)
 @pytest.mark.xfail(strict=True, reason="LineSend.advance stores the Waiting of a parked line batch after another "
                    "thread may have completed it and parked the next lines: an interrupt then cancels the old one "
                    "and the write goes on (a killed line writer stays in write(2) until room appears)")
 def test_a_killed_line_writer_leaves_at_once_when_its_parked_lines_moved_on(mount_factory):
     if shutil.which("gdb") is None:
         pytest.skip("gdb is not installed (scripts/install-deps --tests)")
+    binary = os.environ.get("MCASTFS_BIN") or str(REPO / ".build" / "debug" / "mcastfs")
+    if b"__asan_init" in Path(binary).read_bytes():
+        pytest.skip("a daemon under the address sanitizer: its connection was seen to end while gdb held a thread")
+    # Without that line (the code changed), or if the thread never stops there, the same steps run
+    # without the interleaving: the writer leaves at once, the test passes, and strict xfail fails it
+    # (XPASS): then see whether the defect is gone, and this marker with it.
     lines = LINE_IO.read_text().splitlines()
     at = [i + 1 for i, text in enumerate(lines) if WINDOW in text]
-    assert len(at) == 1, f"{LINE_IO}: the line `{WINDOW}` is not there once: update this test"
 
     m = mount_factory(options="max_threads=4")  # the reader's request needs a thread while one is stopped
     g = m.group("lost-interrupt")
@@ -141,24 +163,32 @@ def test_a_killed_line_writer_leaves_at_once_when_its_parked_lines_moved_on(moun
         wait_for(lambda: g.status().group["blocked_writers"] == 0, what="no writer waiting")
         assert g.status().group["sent"] == 1
 
-        gdb = Gdb(m.pid)
-        mark = len(gdb.out)
-        gdb.cmd(f"-break-insert -t LineIO.swift:{at[0]}")
-        bkpt = gdb.expect(r"^\^(done,bkpt|error)", "the breakpoint", since=mark)
-        if "LineSend" not in bkpt or "advance" not in bkpt:
-            pytest.skip(f"no line table for LineIO.swift:{at[0]} in LineSend.advance in the daemon: {bkpt[:300]}")
-        gdb.cmd("-exec-continue --all")
+        hit = None
+        if len(at) == 1:
+            gdb = Gdb(m.pid)
+            mark = len(gdb.out)
+            gdb.cmd(f"-break-insert -t LineIO.swift:{at[0]}")
+            bkpt = gdb.expect(r"^\^(done,bkpt|error)", "the breakpoint", since=mark)
+            if "LineSend" not in bkpt or "advance" not in bkpt:
+                pytest.skip(f"no line table for LineIO.swift:{at[0]} in LineSend.advance in the daemon: {bkpt[:300]}")
+            gdb.resume_all()
         w = start_line_writer(g.p("send"), b"a\nb\nc\n")
         writers.append(w)
-        hit = gdb.expect(r'^\*stopped,reason="breakpoint-hit"', "the parking thread at the breakpoint", since=mark)
-        assert "LineSend" in hit and "advance" in hit, hit
+        if gdb:
+            try:
+                hit = gdb.expect(r'^\*stopped,reason="breakpoint-hit"', "the parking thread", timeout=20, since=mark)
+                assert "LineSend" in hit and "advance" in hit, hit
+            except AssertionError:
+                hit = None
+        wait_for(lambda: g.status().group["blocked_writers"] == 1, what="the second writer waiting")
         # room: on another thread the parked batch completes ("a"), then "b" is parked, and its Waiting stored
         assert os.read(reader, 100) == b"fill\n"
         wait_for(lambda: g.status().group["sent"] == 2, what="line a delivered by the completion")
         time.sleep(0.3)
-        # the stopped thread goes on and stores the first Waiting over the second
-        gdb.close()
-        gdb = None
+        if gdb:
+            # the stopped thread goes on and stores the first Waiting over the second
+            gdb.close()
+            gdb = None
         assert g.status().group["blocked_writers"] == 1, g.status().text
         left = exit_time(w, signal.SIGKILL, 1.0)
         sent = g.status().group["sent"]
@@ -166,7 +196,7 @@ def test_a_killed_line_writer_leaves_at_once_when_its_parked_lines_moved_on(moun
         assert sent == 2, f"the killed writer's write delivered more lines (sent={sent})"
     finally:
         if gdb:
-            gdb.close()
+            gdb.close(daemon_alive=m.running())
         # release a writer still held: room lets its parked lines go, and then it answers
         deadline = time.monotonic() + 10
         while any(x.poll() is None for x in writers) and time.monotonic() < deadline:
@@ -174,6 +204,8 @@ def test_a_killed_line_writer_leaves_at_once_when_its_parked_lines_moved_on(moun
                 os.read(reader, 100)
             except BlockingIOError:
                 time.sleep(0.005)
+            except OSError:
+                break  # the daemon is gone: nothing holds them any more
         for x in writers:
             if x.poll() is None:
                 x.kill()
