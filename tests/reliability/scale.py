@@ -34,9 +34,11 @@ class Scale:
     fault_writers: int           # killable writers alive at once
     faults: int                  # signals to inject (readers and writers)
     fault_time_limit_s: float    # stop injecting after this, whatever the count
+    v2_faults: int               # signals per v2 scenario (batches and frames; lines; each with peers)
+    v2_fault_time_limit_s: float # ... and its time limit
     # daemon killed (part 2b)
     daemon_kill_rounds: int
-    daemon_kill_blocked: int     # blocked clients per round (half readers, half writers)
+    daemon_kill_blocked: int     # blocked clients per round, of every kind (test_daemon_faults.MIX)
     # unmount with blocked clients (part 2c)
     unmount_rounds: int
     unmount_blocked: int         # blocked clients per round
@@ -59,6 +61,8 @@ SHORT = Scale(
     fault_writers=3,
     faults=300,
     fault_time_limit_s=25,
+    v2_faults=250,
+    v2_fault_time_limit_s=10,
     daemon_kill_rounds=3,
     daemon_kill_blocked=100,
     unmount_rounds=1,
@@ -82,6 +86,8 @@ LONG = Scale(
     fault_writers=6,
     faults=2000,
     fault_time_limit_s=240,
+    v2_faults=1500,
+    v2_fault_time_limit_s=150,
     daemon_kill_rounds=6,
     daemon_kill_blocked=200,
     unmount_rounds=3,

@@ -7,14 +7,23 @@
  *
  *   mcblock [-A ALARM_S] SPEC...
  *
- *   SPEC = r:PREFIX:N   N readers on PREFIX0 .. PREFIX<N-1> (O_RDONLY)
- *        | w:PREFIX:N   N writers on PREFIX0 .. PREFIX<N-1> (O_WRONLY)
- *        | W:PATH:N     N writers, each on its own open of PATH (e.g. G/send)
+ *   SPEC = KIND:PREFIX:N   (a lower-case KIND) N clients on PREFIX0 .. PREFIX<N-1>
+ *        | KIND:PATH:N     (an upper-case KIND) N clients, each on its own open of PATH
+ *
+ *   KIND  r R   read(2) of 256 bytes: a member (G/NAME) or a peer (G/peers/NAME)
+ *         f F   read(2) of 1 MiB: a framed member (G/frames/NAME)
+ *         w W   write(2) of one message: G/send, a member, a peer file (private)
+ *         b B   write(2) of a batch of two records: G/frames/send, G/frames/NAME
+ *         l L   in a message=line group: write(2) of a partial line first (it
+ *               must return at once: the bytes wait in the open file), then the
+ *               write(2) that blocks, the rest of that line and a new partial
+ *               one ("...\nnext")
  *
  * Every file is opened first (a failure prints "open PATH errno=E", exit 1),
- * then one thread per file (64 KiB stacks) makes its call. stdout:
+ * then one thread per file (64 KiB stacks) makes its call (a line writer's
+ * first write failing prints "partial I RET ERRNO", exit 1). stdout:
  *   ready N                       every thread is about to make its call
- *   call I OP RET ERRNO T_NS      one line per call once all have returned
+ *   call I KIND RET ERRNO T_NS    one line per call once all have returned
  *                                 (T_NS: CLOCK_MONOTONIC when it returned)
  *   done ok=K err=E
  */
@@ -32,13 +41,16 @@
 
 struct job {
     int fd;
-    char op;
+    char op; /* the KIND, lower case */
+    char kind; /* as given */
+    int partial_bad; /* a line writer's first write did not return its length */
     ssize_t ret;
     int err;
     long long t;
 };
 
-static atomic_int entered;
+static atomic_int entered, partial_failed;
+static char frame_buf[1 << 20]; /* shared: a blocked framed read never fills it */
 
 static long long now_ns(void)
 {
@@ -52,11 +64,28 @@ static void *run(void *arg)
     struct job *job = arg;
     char buf[256];
     static const char msg[] = "blocked-client";
+    /* two records: u32 length (little-endian), then the payload */
+    static const char batch[] = "\x05\0\0\0batch\x06\0\0\0batch2";
+    static const char partial[] = "a line begun", rest[] = " and ended\nnext";
+    if (job->op == 'l') {
+        ssize_t n = write(job->fd, partial, sizeof partial - 1);
+        if (n != (ssize_t)(sizeof partial - 1)) {
+            job->ret = n;
+            job->err = n < 0 ? errno : 0;
+            job->partial_bad = 1;
+            atomic_fetch_add(&partial_failed, 1);
+        }
+    }
     atomic_fetch_add(&entered, 1);
-    if (job->op == 'r')
-        job->ret = read(job->fd, buf, sizeof buf);
-    else
-        job->ret = write(job->fd, msg, sizeof msg - 1);
+    if (job->partial_bad)
+        return NULL; /* reported by main */
+    switch (job->op) {
+    case 'r': job->ret = read(job->fd, buf, sizeof buf); break;
+    case 'f': job->ret = read(job->fd, frame_buf, sizeof frame_buf); break;
+    case 'w': job->ret = write(job->fd, msg, sizeof msg - 1); break;
+    case 'b': job->ret = write(job->fd, batch, sizeof batch - 1); break;
+    default: job->ret = write(job->fd, rest, sizeof rest - 1); break;
+    }
     job->err = job->ret < 0 ? errno : 0;
     job->t = now_ns();
     return NULL;
@@ -76,7 +105,7 @@ int main(int argc, char **argv)
     int total = 0;
     for (int i = optind; i < argc; i++) {
         char *last = strrchr(argv[i], ':');
-        if (!last || argv[i][1] != ':')
+        if (!last || argv[i][1] != ':' || !strchr("rRfFwWbBlL", argv[i][0]))
             return 2;
         total += atoi(last + 1);
     }
@@ -96,12 +125,14 @@ int main(int argc, char **argv)
         *colon = 0;
         int n = atoi(colon + 1);
         for (int j = 0; j < n; j++, k++) {
-            if (kind == 'W')
+            if (kind >= 'A' && kind <= 'Z')
                 snprintf(path, sizeof path, "%s", spec);
             else
                 snprintf(path, sizeof path, "%s%d", spec, j);
-            jobs[k].op = kind == 'r' ? 'r' : 'w';
-            jobs[k].fd = open(path, kind == 'r' ? O_RDONLY : O_WRONLY);
+            jobs[k].kind = kind;
+            jobs[k].op = (char)(kind | 0x20);
+            int reads = jobs[k].op == 'r' || jobs[k].op == 'f';
+            jobs[k].fd = open(path, reads ? O_RDONLY : O_WRONLY);
             if (jobs[k].fd < 0) {
                 printf("open %s errno=%d\n", path, errno);
                 return 1;
@@ -119,6 +150,13 @@ int main(int argc, char **argv)
         }
     while (atomic_load(&entered) < total)
         usleep(1000);
+    if (atomic_load(&partial_failed)) {
+        for (int i = 0; i < total; i++)
+            if (jobs[i].partial_bad)
+                printf("partial %d %zd %d\n", i, jobs[i].ret, jobs[i].err);
+        fflush(stdout);
+        return 1;
+    }
     printf("ready %d\n", total);
     fflush(stdout);
     int ok = 0, bad = 0;
@@ -130,7 +168,7 @@ int main(int argc, char **argv)
             bad++;
     }
     for (int i = 0; i < total; i++)
-        printf("call %d %c %zd %d %lld\n", i, jobs[i].op, jobs[i].ret, jobs[i].err, jobs[i].t);
+        printf("call %d %c %zd %d %lld\n", i, jobs[i].kind, jobs[i].ret, jobs[i].err, jobs[i].t);
     printf("done ok=%d err=%d\n", ok, bad);
     fflush(stdout);
     return 0;

@@ -7,12 +7,15 @@
  * against its own header (payload.h), and logs one line per frame with its
  * metadata for the checker.
  *
- *   mcfr -p PATH -l LOG [-v] [-t] [-s SEED] [-d DELAY_US] [-A ALARM_S]
+ *   mcfr -p PATH -l LOG [-v] [-t [-P]] [-s SEED] [-d DELAY_US] [-A ALARM_S]
  *
  *   -v     a new buffer size for every read: mostly 1 MiB, often 40 B .. 4 KiB
  *          (a first frame that does not fit fails with EMSGSIZE: logged, and
  *          read again with 1 MiB)
  *   -t     the payloads are line messages (payload.h, "A line message")
+ *   -P     (with -t) a payload shorter than its header says may be the start of
+ *          a line a killed writer left in its file, which close sent: logged
+ *          as "H", for the checker to recognise, not as corrupt
  *   -d US  pause US microseconds after each read (a slow reader)
  *
  * SIGUSR1 is caught without SA_RESTART: a blocked read fails with EINTR and is
@@ -21,6 +24,8 @@
  * stdout: "opened" once PATH is open. LOG lines:
  *   F wid counter len seq pid uid gid dropped name [P]    a frame whose payload is intact
  *   G HEX seq pid uid gid dropped name [P]                a frame of a tiny message
+ *   H len crc32 seq pid uid gid dropped name [P]          (-P) a line cut short: its length
+ *                                                         and the CRC-32 of its bytes
  *   (P: flags bit 0, a private message sent through G/peers/NAME)
  *   E bufsize first_frame_size                        EMSGSIZE with bufsize; the next
  *                                                     read's first frame has first_frame_size
@@ -70,13 +75,14 @@ int main(int argc, char **argv)
     const char *path = NULL, *logpath = NULL;
     long delay_us = 0, alarm_s = 600;
     uint64_t seed = 1;
-    int variable = 0, text = 0, opt;
-    while ((opt = getopt(argc, argv, "p:l:vts:d:A:")) != -1) {
+    int variable = 0, text = 0, prefixes = 0, opt;
+    while ((opt = getopt(argc, argv, "p:l:vtPs:d:A:")) != -1) {
         switch (opt) {
         case 'p': path = optarg; break;
         case 'l': logpath = optarg; break;
         case 'v': variable = 1; break;
         case 't': text = 1; break;
+        case 'P': prefixes = 1; break;
         case 's': seed = strtoull(optarg, NULL, 10); break;
         case 'd': delay_us = strtol(optarg, NULL, 10); break;
         case 'A': alarm_s = strtol(optarg, NULL, 10); break;
@@ -163,7 +169,10 @@ int main(int argc, char **argv)
                 uint32_t wid = 0, c = 0;
                 size_t need;
                 const char *bad = check_line(p, size, &wid, &c, &need);
-                if (bad)
+                if (bad && prefixes && strcmp(bad, "short") == 0)
+                    logf_("H %u %08x %llu %u %u %u %u %s%s\n", size, crc32_buf(p, size), (unsigned long long)seq, pid,
+                          uid, gid, dropped, name, private_);
+                else if (bad)
                     logf_("X %s %u %u %u\n", bad, size, wid, c);
                 else
                     logf_("F %u %u %u %llu %u %u %u %u %s%s\n", wid, c, size, (unsigned long long)seq, pid, uid, gid,

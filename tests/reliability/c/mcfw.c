@@ -6,10 +6,13 @@
  *
  *   mcfw -p PATH -i WID -l LOG [-W WSPAN] [-n COUNT] [-T MS] [-s SEED]
  *        [-m MAXMSG] [-b NB_PERCENT] [-L LARGE_PERMILLE] [-M MEDIUM_PERCENT]
- *        [-u PAUSE_US] [-k K] [-A ALARM_S]
+ *        [-u PAUSE_US] [-k K] [-B] [-A ALARM_S]
  *
  *   -n COUNT   stop after COUNT records (0: no limit); the other options are mcw's
  *   -k K       batches of 1 .. K records (at most 1,044,480 bytes)
+ *   -B         before each write(2), log "B counter len nonblock t0" for every
+ *              record it carries (for a writer that may be killed in it: its
+ *              last B lines without R are the records in flight)
  *
  * A write that returns a short count delivered the records it counts (the
  * count must end on a record boundary: anything else is fatal, logged as
@@ -19,6 +22,7 @@
  * that delivered it.
  *
  * stdout: "ready" once PATH is open. LOG lines:
+ *   B counter len nonblock t0_ns                      (-B) a record the next write carries
  *   R counter len ret errno nonblock t0_ns t1_ns      one per record
  *   BAD ret batch_bytes                               a count inside a record
  *   END attempts=N batches=N writes=N shorts=N
@@ -91,8 +95,8 @@ int main(int argc, char **argv)
     long count = 0, deadline_ms = 0, pause_us = 0, alarm_s = 600;
     uint64_t seed = 1;
     size_t maxmsg = 1044480;
-    int nb_percent = 0, large_pm = 3, medium_pct = 8, maxk = 16, opt;
-    while ((opt = getopt(argc, argv, "p:i:l:W:n:T:s:m:b:L:M:u:k:A:")) != -1) {
+    int nb_percent = 0, large_pm = 3, medium_pct = 8, maxk = 16, log_begin = 0, opt;
+    while ((opt = getopt(argc, argv, "p:i:l:W:n:T:s:m:b:L:M:u:k:BA:")) != -1) {
         switch (opt) {
         case 'p': path = optarg; break;
         case 'i': wid = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -107,6 +111,7 @@ int main(int argc, char **argv)
         case 'M': medium_pct = atoi(optarg); break;
         case 'u': pause_us = strtol(optarg, NULL, 10); break;
         case 'k': maxk = atoi(optarg); break;
+        case 'B': log_begin = 1; break;
         case 'A': alarm_s = strtol(optarg, NULL, 10); break;
         default: fprintf(stderr, "mcfw: bad option\n"); return 2;
         }
@@ -174,6 +179,9 @@ int main(int argc, char **argv)
         int first = 0; /* the first record not yet delivered */
         while (first < n) {
             long long t0 = now_ns();
+            if (log_begin)
+                for (int i = first; i < n; i++)
+                    logf_("B %u %zu %d %lld\n", counters[i], lens[i], nonblock, t0);
             ssize_t ret = write(fd, batch + offs[first], used - offs[first]);
             int err = ret < 0 ? errno : 0;
             long long t1 = now_ns();

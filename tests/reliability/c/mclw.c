@@ -7,7 +7,13 @@
  * their last byte; with -E the last one has none and is flushed by close(2).
  *
  *   mclw -p PATH -i WID -l LOG [-n COUNT] [-T MS] [-s SEED] [-b NB_PERCENT]
- *        [-u PAUSE_US] [-f FSYNC_PERCENT] [-E] [-A ALARM_S]
+ *        [-u PAUSE_US] [-f FSYNC_PERCENT] [-E] [-B] [-C MAX_CHUNK] [-A ALARM_S]
+ *
+ *   -C N  no write larger than N bytes (default 262,144)
+ *
+ *   -B   before each write(2), log what the open file holds and what it
+ *        carries (for a writer that may be killed in it): a "Q" line, then a
+ *        "B" line for every line message the write completes
  *
  * A write that returns a short count delivered the lines it counts, so the
  * count must end just after a '\n' (anything else is fatal, "BAD"), and the
@@ -16,7 +22,16 @@
  * was. Every message is therefore delivered exactly once, and logged in mcw's
  * format when the call that delivered it returned (t0 .. t1: that call).
  *
+ * The bytes of a line not yet ended wait in the open file (the "tail"): a
+ * write that delivered everything leaves the tail its chunk ends with, a short
+ * count leaves none, a failed write what waited before it, fsync none.
+ *
  * stdout: "ready" once PATH is open. LOG lines:
+ *   Q c0 k0 n0 c1 k1 n1 t0_ns                    (-B) before a write: the tail waiting
+ *                                                (k0 bytes of message c0, n0 bytes long;
+ *                                                k0 = 0: none), and the tail if the
+ *                                                write delivers all it carries
+ *   B counter len nonblock t0_ns                 (-B) a line message that write completes
  *   R counter len len 0 nonblock t0_ns t1_ns     a message delivered
  *   Z counter fsync|close                        ... that one was flushed by fsync or close
  *   BAD ret offset chunk                         a count that does not end a line
@@ -81,8 +96,9 @@ int main(int argc, char **argv)
     uint32_t wid = 0;
     long count = 0, deadline_ms = 0, pause_us = 0, alarm_s = 600;
     uint64_t seed = 1;
-    int nb_percent = 0, fsync_pct = 0, close_flush = 0, opt;
-    while ((opt = getopt(argc, argv, "p:i:l:n:T:s:b:u:f:EA:")) != -1) {
+    int nb_percent = 0, fsync_pct = 0, close_flush = 0, log_begin = 0, opt;
+    size_t max_chunk = MAXCHUNK;
+    while ((opt = getopt(argc, argv, "p:i:l:n:T:s:b:u:f:EBC:A:")) != -1) {
         switch (opt) {
         case 'p': path = optarg; break;
         case 'i': wid = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -94,11 +110,13 @@ int main(int argc, char **argv)
         case 'u': pause_us = strtol(optarg, NULL, 10); break;
         case 'f': fsync_pct = atoi(optarg); break;
         case 'E': close_flush = 1; break;
+        case 'B': log_begin = 1; break;
+        case 'C': max_chunk = strtoul(optarg, NULL, 10); break;
         case 'A': alarm_s = strtol(optarg, NULL, 10); break;
         default: fprintf(stderr, "mclw: bad option\n"); return 2;
         }
     }
-    if (!path || !logpath || wid > 0xFFFF || count < 0) {
+    if (!path || !logpath || wid > 0xFFFF || count < 0 || max_chunk < 1 || max_chunk > MAXCHUNK) {
         fprintf(stderr, "mclw: need -p PATH -i WID -l LOG\n");
         return 2;
     }
@@ -111,6 +129,7 @@ int main(int argc, char **argv)
     size_t mlen = 0, mpos = 0;
     int mterm = 1, have = 0, done = 0, nonblock = 0;
     uint32_t counter = 0;
+    struct tail { uint32_t c; size_t k, n; } waiting = {0, 0, 0}, after;
     long long start = now_ns();
     while (!done || have) {
         /* the next chunk: bytes of the stream up to a random size, stopping
@@ -120,6 +139,8 @@ int main(int argc, char **argv)
         if (r < 45) target = between(1, 40);
         else if (r < 85) target = between(41, 700);
         else target = between(701, MAXCHUNK);
+        if (target > max_chunk)
+            target = max_chunk;
         size_t clen = 0;
         int nends = 0, flush = 0;
         while (clen < target && nends < MAXENDS) {
@@ -154,6 +175,12 @@ int main(int argc, char **argv)
                 }
             }
         }
+        if (have)
+            after = (struct tail){counter, mpos, mlen};
+        else if (flush)
+            after = (struct tail){ends[nends - 1].counter, ends[nends - 1].len, ends[nends - 1].len};
+        else
+            after = (struct tail){0, 0, 0};
         int want_nb = (int)(rnd() % 100) < nb_percent;
         if (want_nb != nonblock) {
             int fl = fcntl(fd, F_GETFL);
@@ -164,6 +191,12 @@ int main(int argc, char **argv)
         int e = 0;
         while (off < clen) {
             long long t0 = now_ns();
+            if (log_begin) {
+                logf_("Q %u %zu %zu %u %zu %zu %lld\n", waiting.c, waiting.k, waiting.n, after.c, after.k, after.n, t0);
+                for (int i = e; i < nends; i++)
+                    if (ends[i].terminated)
+                        logf_("B %u %zu %d %lld\n", ends[i].counter, ends[i].len, nonblock, t0);
+            }
             ssize_t ret = write(fd, chunk + off, clen - off);
             int err = ret < 0 ? errno : 0;
             long long t1 = now_ns();
@@ -182,6 +215,7 @@ int main(int argc, char **argv)
             }
             if (upto < clen)
                 shorts++;
+            waiting = upto < clen ? (struct tail){0, 0, 0} : after;
             /* a message without '\n' ends its chunk: fsync or close sends it */
             for (; e < nends && ends[e].at <= upto; e++)
                 if (ends[e].terminated)
@@ -197,6 +231,7 @@ int main(int argc, char **argv)
                 long long t1 = now_ns();
                 fsyncs++;
                 if (ret == 0) {
+                    waiting = (struct tail){0, 0, 0};
                     logf_("R %u %zu %zu 0 %d %lld %lld\n", ends[nends - 1].counter, ends[nends - 1].len,
                           ends[nends - 1].len, nonblock, t0, t1);
                     logf_("Z %u fsync\n", ends[nends - 1].counter);

@@ -4,12 +4,17 @@
  * in parts, checking each against its own header (payload.h), and logging one
  * line per message as soon as it is whole.
  *
- *   mcr -p PATH -l LOG [-b BUFSIZE] [-v] [-t] [-s SEED] [-d DELAY_US] [-A ALARM_S]
+ *   mcr -p PATH -l LOG [-b BUFSIZE] [-v] [-t [-P]] [-s SEED] [-d DELAY_US] [-A ALARM_S]
  *
  *   -b N   read buffer size (default 2 MiB, larger than any message)
  *   -v     variable, mostly small buffers (16 B .. 64 KiB, now and then 2 MiB),
  *          a new size for every read(2): messages arrive in parts
  *   -t     the messages are line messages (payload.h, "A line message")
+ *   -P     (with -t) a message shorter than its header says may be the start of
+ *          a line a killed writer left in its file, which close sent: logged
+ *          as "H", for the checker to recognise, not as corrupt. Use a buffer
+ *          larger than any message: only a read that does not fill its buffer
+ *          tells where a message ends
  *   -d US  pause US microseconds after each message (a slow reader)
  *   -A S   alarm: the process ends after S seconds whatever happens
  *
@@ -20,6 +25,7 @@
  *   M wid counter len        a whole full message whose CRC matched
  *   T HEX                    a whole tiny message (< 16 bytes)
  *   X why len wid counter    a corrupt message (why: short, crc, magic, overrun, eof)
+ *   H len crc32              (-P) a line message cut short: its length and the CRC-32 of its bytes
  *   ERR errno                read failed (not EINTR); the reader stops
  *   EOF msgs=N reads=N parts=N eintr=N
  */
@@ -58,7 +64,7 @@ static void logf_(const char *fmt, ...)
 }
 
 static size_t bufsize = BIG;
-static int variable, text;
+static int variable, text, prefixes;
 
 static size_t next_size(void)
 {
@@ -94,13 +100,14 @@ int main(int argc, char **argv)
     long delay_us = 0, alarm_s = 600;
     uint64_t seed = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "p:l:b:vts:d:A:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:l:b:vtPs:d:A:")) != -1) {
         switch (opt) {
         case 'p': path = optarg; break;
         case 'l': logpath = optarg; break;
         case 'b': bufsize = strtoul(optarg, NULL, 10); break;
         case 'v': variable = 1; break;
         case 't': text = 1; break;
+        case 'P': prefixes = 1; break;
         case 's': seed = strtoull(optarg, NULL, 10); break;
         case 'd': delay_us = strtol(optarg, NULL, 10); break;
         case 'A': alarm_s = strtol(optarg, NULL, 10); break;
@@ -171,7 +178,9 @@ int main(int argc, char **argv)
             }
             if (!bad)
                 bad = check_line(msg, got, &wid, &c, &need);
-            if (bad)
+            if (bad && prefixes && strcmp(bad, "short") == 0)
+                logf_("H %zu %08x\n", got, crc32_buf(msg, got));
+            else if (bad)
                 logf_("X %s %zu %u %u\n", bad, got, wid, c);
             else
                 logf_("M %u %u %zu\n", wid, c, got);
