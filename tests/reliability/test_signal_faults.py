@@ -667,8 +667,18 @@ def test_signals_on_the_v2_paths(view, mount, group, rbin, scale, record, tmp_pa
     def wait_blocked_closed() -> int:
         """With the gate stopped: every writer blocked in write(2), every reader's queue drained and its
         reader blocked in read(2). Returns blocked_writers, which must then hold still."""
-        wait_for(lambda: all(w.blocked_in(procs.WRITE) for w in sc.live.values()), timeout=10, interval=0.005,
-                 what="every writer blocked in write behind the stopped gate")
+
+        def settled():
+            # in write(2) twice 50 ms apart with nothing logged between: waiting, not in a quick write
+            # (a line writer that has not ended its line yet goes on writing with the gate stopped)
+            sizes = [_log_size(w.log) for w in sc.live.values()]
+            if not all(w.blocked_in(procs.WRITE) for w in sc.live.values()):
+                return False
+            time.sleep(0.05)
+            return (all(w.blocked_in(procs.WRITE) for w in sc.live.values())
+                    and sizes == [_log_size(w.log) for w in sc.live.values()])
+
+        wait_for(settled, timeout=20, interval=0.005, what="every writer blocked in write behind the stopped gate")
         n = sc.counted_writers()
         if not sc.lines:
             wait_for(lambda: blocked_writers() == n, timeout=10, interval=0.005,
@@ -980,7 +990,9 @@ def _check_v2(sc: V2Scenario, st, problems: list, line_phases: list) -> dict:
             problems.append(f"blocked_writers={ph['b1']} once {len(ph['victims'])} blocked writers were killed "
                             f"({ph['counted']} of them counted, {new} leaving a tail that waits, {held} held), "
                             f"{ph['b0']} before: expected {ph['b0'] - ph['counted'] + new + held} (a ghost waiter "
-                            "or a lost tail)")
+                            "or a lost tail); the killed: "
+                            + ", ".join(f"{wid} {sc.wids[wid]['slot']} {tails[wid][1]} {tails[wid][0]}"
+                                        for wid in ph["victims"]))
 
     # frames: sequence numbers, credentials, private flags, consecutive batches
     creds = {wid: (d["worker"].pid, 0, 0, sc.wslots[d["slot"]]["sender"]) for wid, d in sc.wids.items()}
