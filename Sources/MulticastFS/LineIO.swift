@@ -202,6 +202,8 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
         var finished = false
         /// Bytes of the parked lines charged to `account` while they wait.
         var held = 0
+        /// Counts the batches parked: `waiting` is the last one's.
+        var parks = 0
     }
 
     private let destination: Destination
@@ -250,11 +252,20 @@ final class LineSend: @unchecked Sendable {  // state behind its lock
                     charged.withLock { $0 = account }
                     state.withLock { $0.held = bytes }
                 }
+                let park = state.withLock { state in
+                    state.parks += 1
+                    return state.parks
+                }
                 let waiting = destination.send(batch: rest, nonBlocking ? .nonBlocking : .blocking) { [self] result in
                     parkedSendEnded(result)
                 }
                 guard let waiting else { return }  // it completed already, and advanced from there
+                // It may have completed meanwhile on another thread, which
+                // parked the next lines and stored their Waiting: this one's
+                // must not take its place, or a signal would cancel the old
+                // batch and the write would go on (test_fault_defects.py).
                 let cancelNow = state.withLock { state -> Bool in
+                    guard state.parks == park else { return false }
                     state.waiting = waiting
                     return state.interrupted
                 }

@@ -1,5 +1,8 @@
 """Defects the fault tests found (test_signal_faults.py), each pinned down to
-a small case that fails every time: strict xfails until they are fixed.
+a small case that failed every time, kept as regression tests once fixed.
+
+Fixed: LineSend.advance now stores a parked batch's Waiting only if no later
+batch was parked meanwhile (its park count). What it was:
 
 A line write's interrupt is lost (Sources/MulticastFS/LineIO.swift,
 LineSend.advance). A line write that waits parks its lines with
@@ -131,9 +134,6 @@ def exit_time(w: subprocess.Popen, sig: int, limit: float) -> float | None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="LineSend.advance stores the Waiting of a parked line batch after another "
-                   "thread may have completed it and parked the next lines: an interrupt then cancels the old one "
-                   "and the write goes on (a killed line writer stays in write(2) until room appears)")
 def test_a_killed_line_writer_leaves_at_once_when_its_parked_lines_moved_on(mount_factory):
     if shutil.which("gdb") is None:
         pytest.skip("gdb is not installed (scripts/install-deps --tests)")
@@ -141,7 +141,7 @@ def test_a_killed_line_writer_leaves_at_once_when_its_parked_lines_moved_on(moun
     if b"__asan_init" in Path(binary).read_bytes():
         pytest.skip("a daemon under the address sanitizer: its connection was seen to end while gdb held a thread")
     # Without that line (the code changed), or if the thread never stops there, the same steps run
-    # without the interleaving: the writer leaves at once, the test passes, and strict xfail fails it
+    # without the interleaving the writer leaves at once too: the test then proves less
     # (XPASS): then see whether the defect is gone, and this marker with it.
     lines = LINE_IO.read_text().splitlines()
     at = [i + 1 for i, text in enumerate(lines) if WINDOW in text]

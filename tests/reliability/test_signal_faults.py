@@ -591,10 +591,9 @@ def test_signals_on_the_v2_paths(view, mount, group, rbin, scale, record, tmp_pa
         sig = rng.choice([signal.SIGINT, signal.SIGKILL])
         blocked = w.blocked_in(procs.READ if w.role == "reader" else procs.WRITE)
         what = sc.wslots[w.info["slot"]]["kind"] if w.role == "writer" else w.info["slot"]
-        # DEFECT (test_fault_defects.py): a blocked line write may lose its interrupt and stay until
-        # room appears, which, behind the closed gate, is once the gate reads again. Such a writer is
-        # waited for then, and judged at the end: tolerated only if its write went on delivering.
-        maybe_lost = what == "mclw" and kind == "closed" and blocked
+        # A blocked line write once lost its interrupt (test_fault_defects.py, fixed): no writer is
+        # waited for past the limit any more, every one must leave when signalled.
+        maybe_lost = False
         elapsed = w.signal_and_time(sig, limit=2.0 if maybe_lost else 10.0)
         w.info["blocked_at_signal"] = blocked
         if elapsed is None and maybe_lost:
