@@ -53,6 +53,13 @@ extension ClusterNode {
         return PublishWaiting(write)
     }
 
+    /// This node's writes of `group` waiting now for room in its stream
+    /// (status: `blocked_writers`).
+    public func waitingWrites(_ group: String) -> Int {
+        guard let id = view.withLock({ $0.groups[group]?.value?.id }) else { return 0 }
+        return local.read { $0.writers[id] }?.waiting ?? 0
+    }
+
     /// Writes waiting for room fail with `.unreachable` (nothing of them
     /// stored); writes in flight are settled after the reconnect.
     func disconnected() {
@@ -155,6 +162,9 @@ final class Writers: Sendable {
             return true
         }
     }
+
+    /// Parked, and the one retrying with the turn.
+    var waiting: Int { state.withLock { $0.parked.count + ($0.turn == nil ? 0 : 1) } }
 
     /// Whether a new write must queue behind parked ones.
     var congested: Bool { state.withLock { !$0.parked.isEmpty || $0.turn != nil } }

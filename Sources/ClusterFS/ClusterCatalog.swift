@@ -187,6 +187,8 @@ final class GroupSequencer: Sequencer {
     /// The stream's room is known only by trying: a write is always worth
     /// trying, and a full stream makes it wait (or EAGAIN).
     var acceptsNow: Bool { true }
+
+    var waitingSends: Int { cluster.waitingWrites(group) }
 }
 
 /// Where a node's consumer of a group hands its messages: the local group.

@@ -324,12 +324,15 @@ public final class Group: Sendable {
 
     /// A consistent snapshot of the group and its members.
     public func snapshot() -> GroupSnapshot {
-        state.withLock { state in
+        // A relayed group's writes wait in its sequencer, for room in the
+        // shared order; what it parks here are deliveries, not writes.
+        let waitingInSequencer = sequencer?.waitingSends ?? 0
+        return state.withLock { state in
             GroupSnapshot(
                 name: name,
                 settings: state.settings,
                 sent: state.sent,
-                blockedWriters: state.parkedSends.count,
+                blockedWriters: isRelayed ? waitingInSequencer : state.parkedSends.count,
                 members: state.members.map { member in
                     MemberSnapshot(
                         name: member.name,

@@ -36,6 +36,9 @@ public protocol Sequencer: Sendable {
     /// writers' poll readiness. The sequencer calls `Group.writersMayProceed()`
     /// when this may have become true.
     var acceptsNow: Bool { get }
+
+    /// Sends waiting now for room in the shared order (`blocked_writers`).
+    var waitingSends: Int { get }
 }
 
 /// Messages on their way to a relayed group's sequencer.

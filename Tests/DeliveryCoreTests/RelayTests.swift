@@ -48,6 +48,7 @@ private final class RecordingSequencer: Sequencer, @unchecked Sendable {  // sta
     }
 
     var pendingCount: Int { state.withLock { $0.pending.count } }
+    var waitingSends: Int { pendingCount }
 }
 
 private func stamp(_ sequence: UInt64, from sender: String? = nil, here: Bool = false, to recipient: String? = nil) -> Stamp {
@@ -139,6 +140,20 @@ private final class Completions: Sendable {
         group.writersMayProceed()
         #expect(woken.value == 1)
         #expect(group.poll(reader: nil, writer: .peer(alice)).writable)
+    }
+
+    @Test func blockedWritersCountsSendsInTheSequencerNotParkedDeliveries() throws {
+        let sequencer = RecordingSequencer()
+        let group = try Group(name: "g", settings: GroupSettings(capacity: 1), sequencer: sequencer)
+        _ = try group.join("alice")
+        group.deliver(message("1"), stamp: stamp(1)) {}
+        group.deliver(message("2"), stamp: stamp(2)) {}  // parked behind full alice
+        #expect(group.snapshot().blockedWriters == 0)
+        _ = group.send(message("a"), .blocking) { _ in }
+        _ = group.send(message("b"), .blocking) { _ in }
+        #expect(group.snapshot().blockedWriters == 2)
+        try sequencer.storeOldest()
+        #expect(group.snapshot().blockedWriters == 1)
     }
 }
 

@@ -61,6 +61,12 @@ def member_line(group_dir, name):
     return None
 
 
+def group_line(group_dir):
+    words = status_lines(group_dir)[0].split()
+    assert words[0] == "group", words
+    return dict(w.split("=", 1) for w in words[2:])
+
+
 def read_n(path, n, timeout=10.0):
     """n messages from a member file, blocking reads in a thread with a deadline."""
     got = []
@@ -370,6 +376,9 @@ class TestFlowControl:
         assert stalled < n, f"the writer was never held back ({stalled} writes done)"
         assert 8 <= stalled <= 12, stalled
         assert all(r == 2 or r == 3 for r in results)  # every write done so far succeeded
+        # The writer waits on b, for room in the stream; a holds a delivery, not a write.
+        assert group_line(os.path.join(b.path, "flow"))["blocked_writers"] == "1"
+        assert group_line(os.path.join(a.path, "flow"))["blocked_writers"] == "0"
         # Non-blocking writes from node b see the full stream.
         fd = os.open(os.path.join(b.path, "flow", "send"), os.O_WRONLY | os.O_NONBLOCK)
         try:
@@ -381,6 +390,7 @@ class TestFlowControl:
         t.join(10)
         assert not t.is_alive() and len(results) == n
         assert got == [f"m{i}".encode() for i in range(n)]
+        assert group_line(os.path.join(b.path, "flow"))["blocked_writers"] == "0"
 
     def test_removing_the_full_member_releases_writers_on_other_nodes(self, nats_server, mount_factory):
         a, b = self.start(nats_server, mount_factory)
