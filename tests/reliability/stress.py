@@ -116,6 +116,35 @@ def writer_side(wids: dict, wspan: int = WSPAN) -> tuple[ck.Traffic, dict, list[
     return ck.Traffic(accepted, attempts, sender, private_to, starts), wlogs, problems, dict(failed)
 
 
+def received(got: dict, traffic: ck.Traffic, transients: list = ()) -> tuple[dict, list[str]]:
+    """What one group's readers received, each log checked against the
+    writers' (ck.check_received): (reader -> the messages in the order it
+    read them, problems). `got` maps a member to its readers' parsed logs
+    (a member read by several readers is `name[k]` for each); a transient
+    member's log is parsed here and kept as its `log`."""
+    seqs: dict = {}
+    problems: list[str] = []
+    for name, rl in got.items():
+        problems += ck.check_received(name, rl, traffic.accepted, traffic.attempts)
+        for k, r in enumerate(rl):
+            seqs[name if len(rl) == 1 else f"{name}[{k}]"] = [m for m, _ in r.msgs]
+    for t in transients:
+        t["log"] = parse_log(t["reader"])
+        problems += ck.check_received(t["name"], [t["log"]], traffic.accepted, traffic.attempts)
+        seqs[t["name"]] = [m for m, _ in t["log"].msgs]
+    return seqs, problems
+
+
+def check_anchor(seqs: dict, traffic: ck.Traffic, anchor: str, what: str = "messages") -> tuple[list, list[str]]:
+    """The anchor member (present throughout, unfiltered, never dropping)
+    received every group message accepted, once: (its sequence, problems)."""
+    ref = seqs[anchor]
+    group = [m for m in traffic.accepted if not traffic.private(m)]
+    if set(ref) != set(group) or len(ref) != len(group):
+        return ref, [f"{anchor} got {len(ref)} {what}, {len(group)} group {what} were accepted"]
+    return ref, []
+
+
 def own_messages(traffic: ck.Traffic) -> dict:
     """member -> the set of group messages it sent."""
     out: dict = {}

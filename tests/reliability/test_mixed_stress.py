@@ -311,20 +311,10 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
 
     got = {name: [stress.parse_log(r) for r in rs] for name, rs in readers.items()}
     lgot = {n: got.pop(n) for n in list(got) if n.removeprefix("peer:") in lmembers}
-    seqs = {}
-    for name, rl in got.items():
-        problems += ck.check_received(name, rl, accepted, attempts)
-        for k, r in enumerate(rl):
-            seqs[name if len(rl) == 1 else f"{name}[{k}]"] = [m for m, _ in r.msgs]
-    for t in transients:
-        t["log"] = stress.parse_log(t["reader"])
-        problems += ck.check_received(t["name"], [t["log"]], accepted, attempts)
-        seqs[t["name"]] = [m for m, _ in t["log"].msgs]
-
-    ref = seqs["anchor"]
-    group_accepted = [m for m in accepted if not traffic.private(m)]
-    if set(ref) != set(group_accepted) or len(ref) != len(group_accepted):
-        problems.append(f"anchor got {len(ref)} messages, {len(group_accepted)} group messages were accepted")
+    seqs, p = stress.received(got, traffic, transients)
+    problems += p
+    ref, p = stress.check_anchor(seqs, traffic, "anchor")
+    problems += p
     if st.group["sent"] != len(accepted) + 1:
         problems.append(f"status sent={st.group['sent']}, but {len(accepted)} messages (and the fill) were accepted")
     if st.group["blocked_writers"] != 0:
@@ -366,15 +356,10 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
     for wid, wl in lwlogs.items():
         if len(wl.accepted) != (max(wl.attempts) + 1 if wl.attempts else 0):
             problems.append(f"line writer {wid}: {len(wl.accepted)} lines delivered of {len(wl.attempts)}")
-    lseqs = {}
-    for name, rl in lgot.items():
-        problems += ck.check_received(name, rl, ltraffic.accepted, ltraffic.attempts)
-        for k, r in enumerate(rl):
-            lseqs[name if len(rl) == 1 else f"{name}[{k}]"] = [m for m, _ in r.msgs]
-    lref = lseqs["lanchor"]
-    lgroup = [m for m in ltraffic.accepted if not ltraffic.private(m)]
-    if set(lref) != set(lgroup) or len(lref) != len(lgroup):
-        problems.append(f"lanchor got {len(lref)} lines, {len(lgroup)} group lines were written")
+    lseqs, p = stress.received(lgot, ltraffic)
+    problems += p
+    lref, p = stress.check_anchor(lseqs, ltraffic, "lanchor", "lines")
+    problems += p
     if lst.group["sent"] != len(ltraffic.accepted):
         problems.append(f"line group: sent={lst.group['sent']}, {len(ltraffic.accepted)} lines were written")
     if lst.group["blocked_writers"] != 0:
@@ -408,7 +393,7 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
         transient_filtered=sum(1 for t in transients if t["patterns"]),
         transient_framed=sum(1 for t in transients if t["framed"]), transient_must_have_checked=must_have,
         attempts=len(attempts), accepted=len(accepted), failed=fails,
-        private_accepted=len(accepted) - len(group_accepted),
+        private_accepted=sum(1 for m in accepted if traffic.private(m)),
         large_msgs=sum(1 for s in sizes if s > 65536), max_size=max(sizes, default=0), bytes_accepted=sum(sizes),
         deliveries_checked=sum(len(r.msgs) for rl in all_record + list(lgot.values()) for r in rl),
         record_view_deliveries=deliveries(all_record, False), framed_view_deliveries=deliveries(all_record, True),
@@ -423,7 +408,7 @@ def test_everything_in_one_run_one_checker(mount_factory, rbin, scale, record, t
         filtered_members=len(filtered), patterns=sum(len(topicfilter.parse(p)) for p in filtered.values()),
         matched={n: sum(1 for x in ref if traffic.addressed(spec[n], x)) for n in filtered if not spec[n].either},
         talkers=len(talkers) + len(ltalkers),
-        lines=len(ltraffic.accepted), private_lines=len(ltraffic.accepted) - len(lgroup),
+        lines=len(ltraffic.accepted), private_lines=sum(1 for m in ltraffic.accepted if ltraffic.private(m)),
         line_deliveries_checked=sum(len(r.msgs) for rl in lgot.values() for r in rl),
         line_record_view_deliveries=deliveries(lgot.values(), False),
         line_framed_view_deliveries=deliveries(lgot.values(), True),
