@@ -262,7 +262,9 @@ final class Delivery: Sendable {
             // The last message delivered and not yet acked (AckAll): acked at
             // the end of the run, or before waiting on a full member.
             var unacked: JetStreamMessage?
-            run: for message in messages {
+            if stopped { return }
+            let handled = deliverAtOnce(messages, unacked: &unacked)
+            run: for message in messages[handled...] {
                 if stopped { return }
                 switch deliver(message, generation: generation, unacked: &unacked) {
                 case .delivered: unacked = message
@@ -282,6 +284,31 @@ final class Delivery: Sendable {
         /// changed (the hand-over then starts again after the last
         /// delivered): the rest of the fetched run is left.
         case abandoned
+    }
+
+    /// The common case of a fetched run, in one go: the redeliveries at its
+    /// start dropped, then the messages that follow the last delivered
+    /// without a gap, as many as the sink takes at once (all, unless a full
+    /// member holds the group). Returns how many of `messages` it handled;
+    /// the rest go one at a time.
+    private func deliverAtOnce(_ messages: [JetStreamMessage], unacked: inout JetStreamMessage?) -> Int {
+        let last = lastDelivered
+        let redelivered = messages.prefix { $0.streamSequence <= last }.count
+        if redelivered > 0 { state.withLock { $0.redeliveries += redelivered } }
+        let fresh = messages[redelivered...]
+        var contiguous = 0
+        for message in fresh {
+            guard message.streamSequence == last + 1 + UInt64(contiguous) else { break }
+            contiguous += 1
+        }
+        guard contiguous > 0 else { return redelivered }
+        let run = fresh.prefix(contiguous)
+        let delivered = sink.deliverNow(run.map { IncomingMessage($0) })
+        guard delivered > 0 else { return redelivered }
+        let newest = run[run.startIndex + delivered - 1]
+        state.withLock { $0.lastDelivered = newest.streamSequence }
+        unacked = newest
+        return redelivered + delivered
     }
 
     /// Delivers one message locally, and first any the consumer skipped.

@@ -165,6 +165,12 @@ public protocol DeliverySink: Sendable {
     /// acks meanwhile, and only then passes the next one.
     func deliver(_ message: IncomingMessage, done: @escaping @Sendable () -> Void)
 
+    /// The leading messages of a run (in stream order, each sequence once,
+    /// none delivered before) that can be delivered at once, all together:
+    /// how many were, from the start. The node passes the rest to
+    /// `deliver(_:done:)`. A sink that cannot do better returns 0.
+    func deliverNow(_ run: [IncomingMessage]) -> Int
+
     /// The counters of this node's members of the group: read at every
     /// heartbeat, for the other nodes' `status`.
     func counters() -> [MemberCounters]
@@ -172,4 +178,5 @@ public protocol DeliverySink: Sendable {
 
 extension DeliverySink {
     public func counters() -> [MemberCounters] { [] }
+    public func deliverNow(_ run: [IncomingMessage]) -> Int { 0 }
 }

@@ -202,9 +202,16 @@ final class GroupSink: DeliverySink {
     }
 
     func deliver(_ message: IncomingMessage, done: @escaping @Sendable () -> Void) {
-        let stamp = Stamp(sequence: message.sequence, time: message.time, senderName: message.senderMember,
-                          sentHere: ExactName(message.senderNode) == ExactName(node), privateTo: message.privateTo)
-        group.deliver(message.payload, stamp: stamp, completion: done)
+        group.deliver(message.payload, stamp: stamp(of: message), completion: done)
+    }
+
+    func deliverNow(_ run: [IncomingMessage]) -> Int {
+        group.deliverNow(run.map { ($0.payload, stamp(of: $0)) })
+    }
+
+    private func stamp(of message: IncomingMessage) -> Stamp {
+        Stamp(sequence: message.sequence, time: message.time, senderName: message.senderMember,
+              sentHere: ExactName(message.senderNode) == ExactName(node), privateTo: message.privateTo)
     }
 
     func counters() -> [MemberCounters] {

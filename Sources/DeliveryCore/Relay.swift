@@ -136,6 +136,27 @@ extension Group {
         }
         if now { completion() }
     }
+
+    /// Delivers the leading messages of a run of the shared order that can
+    /// go now (their recipients that hold senders back have room, and no
+    /// delivery waits before them), in one hold of the group's lock: a
+    /// waiting reader is woken once for all of them, not once each. Returns
+    /// how many went, from the start; the caller passes the rest to
+    /// `deliver(_:stamp:completion:)`, one at a time, which parks the first.
+    /// Only for relayed groups.
+    public func deliverNow(_ run: [(message: Message, stamp: Stamp)]) -> Int {
+        precondition(isRelayed, "Group.deliverNow: \(name) is not a relayed group")
+        return locked { state, actions in
+            if state.closed || state.shutDown { return run.count }
+            var delivered = 0
+            for (message, stamp) in run {
+                guard state.parkedSends.isEmpty, state.relayedRecipientsHaveRoom(message, stamp: stamp) else { break }
+                state.deliverRelayedNow(message, stamp: stamp, actions: &actions)
+                delivered += 1
+            }
+            return delivered
+        }
+    }
 }
 
 extension Member {

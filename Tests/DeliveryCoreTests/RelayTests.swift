@@ -202,6 +202,27 @@ private final class Completions: Sendable {
         #expect(group.snapshot().members.first { $0.name == "drops" }?.dropped == 1)
     }
 
+    @Test func aRunGoesAtOnceUpToTheFirstMessageAFullMemberHolds() throws {
+        let group = try Group(name: "g", settings: GroupSettings(capacity: 2), sequencer: RecordingSequencer())
+        let slow = try group.join("slow"), fast = try group.join("fast", settings: MemberSettings(capacity: 10))
+        let s = slow.makeReader(), f = fast.makeReader()
+        let run = (1...4).map { (message("\($0)"), stamp(UInt64($0))) }
+        // slow holds two: 1 and 2 go, 3 would overflow it.
+        #expect(group.deliverNow(run) == 2)
+        #expect(text(try f.tryReceive(maxBytes: 10)) == "1")
+        #expect(text(try f.tryReceive(maxBytes: 10)) == "2")
+        #expect(isEmpty(f))
+        // The rest go one at a time: 3 parks behind slow, and a later run waits behind it.
+        let done = Completions()
+        group.deliver(run[2].0, stamp: run[2].1, completion: done.callback())
+        #expect(done.value == 0)
+        #expect(group.deliverNow([run[3]]) == 0)
+        #expect(text(try s.tryReceive(maxBytes: 10)) == "1")
+        #expect(done.value == 1)
+        #expect(group.snapshot().sent == 3)
+        #expect(text(try f.tryReceive(maxBytes: 10)) == "3")
+    }
+
     @Test func aMemberReceivesOnlyWhatWasStoredAfterItJoined() throws {
         let group = try Group(name: "g", sequencer: RecordingSequencer())
         let old = try group.join("old")
