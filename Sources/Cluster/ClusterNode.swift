@@ -15,6 +15,8 @@ public final class ClusterNode: Sendable {
     /// Random per daemon start: in consumer names and message ids, so that
     /// nothing of an earlier run of the same node is taken for this one's.
     let boot: String
+    /// `Nats-Msg-Id`s of this node's messages: this, then a counter.
+    private let messageIdPrefix: String
     let connection: NATSConnection
     let js: JetStream
     /// The heartbeats' own context. nats.c 3.4.1 keeps every asynchronous
@@ -69,6 +71,7 @@ public final class ClusterNode: Sendable {
         self.configuration = configuration
         self.space = space
         boot = randomHex(8)
+        messageIdPrefix = space.messageIdPrefix(node: configuration.node, boot: boot)
         host = hostName()
         let relay = Relay()
         self.relay = relay
@@ -354,12 +357,14 @@ public final class ClusterNode: Sendable {
         }
     }
 
-    func nextMessageId() -> String {
-        let counter = local.update { s -> UInt64 in
-            s.counter += 1
+    /// `count` fresh ids, numbered in one hold of the node's lock.
+    func nextMessageIds(_ count: Int) -> [String] {
+        let last = local.update { s -> UInt64 in
+            s.counter += UInt64(count)
             return s.counter
         }
-        return space.messageId(node: configuration.node, boot: boot, counter: counter)
+        let prefix = messageIdPrefix
+        return (0..<UInt64(count)).map { prefix + String(last - UInt64(count) + 1 + $0) }
     }
 
     // MARK: Node name, heartbeats, liveness

@@ -487,6 +487,13 @@ extension IncomingMessage {
     }
 }
 
+extension OutgoingMessage {
+    /// Whether `mcastfsHeader` says the same of both.
+    func hasSameHeader(as other: OutgoingMessage) -> Bool {
+        payload.credentials == other.payload.credentials && sender == other.sender && privateTo == other.privateTo
+    }
+}
+
 /// The `Mcastfs` header of a message this node publishes.
 func mcastfsHeader(node: String, _ message: OutgoingMessage) -> String {
     let c = message.payload.credentials

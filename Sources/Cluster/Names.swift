@@ -106,7 +106,8 @@ public struct ClusterSpace: Sendable, Equatable {
         "\(ClusterName.encode(node))_\(boot)_\(generation)"
     }
 
-    public func messageId(node: String, boot: String, counter: UInt64) -> String {
-        "\(ClusterName.encode(node)).\(boot).\(counter)"
+    /// What a node's message ids start with; the node's counter follows.
+    public func messageIdPrefix(node: String, boot: String) -> String {
+        "\(ClusterName.encode(node)).\(boot)."
     }
 }

@@ -300,6 +300,9 @@ final class Write: Sendable {
     private let blocking: Bool
     private let completion: @Sendable (Result<Int, ClusterError>) -> Void
     private let subject: String
+    /// Each message's `Mcastfs` header: the messages of one write share
+    /// their writer, so it is made once per write, not per publish.
+    private let headers: [String]
     private let started = monotonicNow()
     /// Its age among the group's writes on this node.
     let ticket: UInt64
@@ -345,6 +348,13 @@ final class Write: Sendable {
         self.completion = completion
         subject = node.space.subject(writers.id)
         ticket = writers.ticket()
+        var previous: (message: OutgoingMessage, header: String)?
+        headers = messages.map { message in
+            if let previous, previous.message.hasSameHeader(as: message) { return previous.header }
+            let header = mcastfsHeader(node: node.configuration.node, message)
+            previous = (message, header)
+            return header
+        }
     }
 
     /// Publishes the chain from the first message not known stored: with new
@@ -360,7 +370,7 @@ final class Write: Sendable {
             s.unsettled = false
             s.probing = probe
             if !(settle || probe) || s.ids.isEmpty {
-                s.ids = (0..<messages.count).map { _ in node.nextMessageId() }
+                s.ids = node.nextMessageIds(messages.count)
             }
             s.first = s.stored
             s.results = Array(repeating: nil, count: messages.count - s.stored)
@@ -381,10 +391,9 @@ final class Write: Sendable {
             }
             // Timed here, for the whole chain (`timedOut`), not by nats.c.
             options.timeout = .zero
-            let header = mcastfsHeader(node: node.configuration.node, messages[i])
             do {
                 try messages[i].payload.withUnsafeBytes { (bytes) throws(NATSError) in
-                    try node.js.publishAsync(subject: subject, payload: bytes, headers: [("Mcastfs", header)], msgId: ids[i], options: options) { [self] result in
+                    try node.js.publishAsync(subject: subject, payload: bytes, headers: [("Mcastfs", headers[i])], msgId: ids[i], options: options) { [self] result in
                         settled(i, result, attempt: attempt)
                     }
                 }

@@ -246,13 +246,26 @@ public struct PublishOptions: Sendable {
     func withC<R>(defaultTimeout: Duration, _ body: (UnsafeMutablePointer<jsPubOptions>) throws(NATSError) -> R) throws(NATSError) -> R {
         var po = jsPubOptions()
         try check(jsPubOptions_Init(&po))
-        let strings = CStrings()
-        po.MsgId = strings.copy(msgId)
-        po.ExpectStream = strings.copy(expectStream)
-        po.ExpectLastMsgId = strings.copy(expectLastMessageId)
         if let expectLastSequence { po.ExpectLastSeq = expectLastSequence }
         po.MaxWait = (timeout ?? defaultTimeout).inMilliseconds
-        return try withExtendedLifetime(strings) { () throws(NATSError) in try body(&po) }
+        // Borrowed, not copied: this runs for every message published, and
+        // nats.c reads the strings only during the call.
+        return try Self.withOptionalCString(msgId) { (id) throws(NATSError) in
+            try Self.withOptionalCString(expectStream) { (stream) throws(NATSError) in
+                try Self.withOptionalCString(expectLastMessageId) { (last) throws(NATSError) in
+                    po.MsgId = id
+                    po.ExpectStream = stream
+                    po.ExpectLastMsgId = last
+                    return try body(&po)
+                }
+            }
+        }
+    }
+
+    private static func withOptionalCString<T>(_ string: String?, _ body: (UnsafePointer<CChar>?) throws(NATSError) -> T) throws(NATSError) -> T {
+        guard let string else { return try body(nil) }
+        let result = string.withCString { p in Result { () throws(NATSError) in try body(p) } }
+        return try result.get()
     }
 }
 
