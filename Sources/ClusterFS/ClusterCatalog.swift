@@ -97,9 +97,14 @@ public final class ClusterCatalog: SharedCatalog {
         try? cluster.leave(group, member)
     }
 
-    public func configure(_ member: String, of group: String, settings: MemberSettings) throws(Errno) {
-        let shared = MemberRecord.Settings(settings)
-        try mapped { () throws(ClusterError) in try cluster.updateMember(group, member) { $0.settings = shared } }
+    public func configure(_ member: String, of group: String, applying keys: [ControlCommand.MemberKey]) throws(Errno) {
+        try mapped { () throws(ClusterError) in
+            try cluster.updateMember(group, member) { record in
+                var settings = MemberSettings(record.settings)
+                ControlCommand.apply(keys, to: &settings)
+                record.settings = MemberRecord.Settings(settings)
+            }
+        }
     }
 
     public func remoteMembers(of group: String) -> [RemoteMember] {
@@ -133,6 +138,10 @@ public final class ClusterCatalog: SharedCatalog {
             if !stillClaimed { fs.evictMember(member, of: group) }
         case .memberChanged(let group, let record) where ExactName(record.node) == ExactName(node):
             // Set on another node, or here and heard back (the same again).
+            // A record the node already knows a newer one of (a change made
+            // here since, whose own echo follows) would undo that change.
+            let latest = cluster.members(of: group).first { ExactName($0.name) == ExactName(record.name) }
+            guard latest == record else { return }
             fs.adoptSettings(MemberSettings(record.settings), ofMember: record.name, in: group)
         case .memberChanged, .disconnected, .reconnected:
             break

@@ -119,7 +119,7 @@ extension MulticastFilesystem {
                     var settings = remote.settings
                     ControlCommand.apply(keys, to: &settings)
                     do throws(DeliveryError) { try settings.validate() } catch { throw Errno(error) }
-                    try catalog.configure(name, of: group.name, settings: settings)
+                    try catalog.configure(name, of: group.name, applying: keys)
                 } else {
                     try command.apply(to: group)
                     if let catalog { try share(command, of: group, with: catalog) }
@@ -139,9 +139,9 @@ extension MulticastFilesystem {
     private func share(_ command: ControlCommand, of group: Group, with catalog: any SharedCatalog) throws(Errno) {
         switch command {
         case .group: try catalog.configure(group.name, settings: group.settings)
-        case .member(let name, _):
-            guard let member = group.member(named: name) else { return }
-            try catalog.configure(name, of: group.name, settings: member.settings)
+        case .member(let name, let keys):
+            guard group.member(named: name) != nil else { return }
+            try catalog.configure(name, of: group.name, applying: keys)
         }
     }
 

@@ -42,8 +42,13 @@ public protocol SharedCatalog: Sendable {
     /// A member of this mount left (`rm`): its claim goes.
     func leave(_ member: String, of group: String)
 
-    /// New settings of a member of this mount, applied here already.
-    func configure(_ member: String, of group: String, settings: MemberSettings) throws(Errno)
+    /// The keys of a `ctl member` command: for a member of this mount
+    /// (applied here already) or of another (its mount applies them when it
+    /// hears). They are applied to the shared settings as they are then,
+    /// not sent as whole settings read back here, which an older change
+    /// heard late may have reverted meanwhile: changes made one right after
+    /// another, or at once on several mounts, are all kept.
+    func configure(_ member: String, of group: String, applying keys: [ControlCommand.MemberKey]) throws(Errno)
 
     /// The members of `group` on other mounts, as last heard from them.
     func remoteMembers(of group: String) -> [RemoteMember]

@@ -388,10 +388,6 @@ def cut_stored_before_join(got: list, tl: ck.Timeline, times: dict, want=None) -
     return got[k:], got[:k]
 
 
-def stress_settings(settings: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in settings.items())
-
-
 def cluster_scale() -> ClusterScale:
     return CLUSTER_SCALES[current_scale().name]
 
@@ -578,11 +574,9 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
                                 f"subscribe={patterns} on {home}"))
         return out
 
-    # DEFECT (test_settings_set_just_after_a_member_was_made_are_kept): a member's node may
-    # lose a setting made just after the member (or another setting), for good. Whatever its
-    # own node lost after a second is set again, in one command, and counted.
+    # Every member reaches every node with its settings (a setting made just after the
+    # member was once lost for good: test_settings_set_just_after_a_member_was_made_are_kept).
     stuck_spec = ("n1", {"capacity": 1}, "never.matches.this", [], None)
-    reapplied = 0
     deadline = time.monotonic() + 15
     while True:
         time.sleep(1)
@@ -590,12 +584,6 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
                  ((g, members | {"stuck": stuck_spec}), (lg, lmembers))]
         if not any(found for _, _, found in wrong) or time.monotonic() > deadline:
             break
-        for grp_, mem_, found in wrong:
-            for node, name, _ in found:
-                home, settings, patterns, _, _ = mem_[name]
-                if node == home:
-                    grp_[home].ctl(f"member {name} {stress_settings(settings)} subscribe={patterns}".replace("  ", " "))
-                    reapplied += 1
     assert not any(found for _, _, found in wrong), \
         f"the members did not reach every node with their settings: {[x[2] for _, _, f in wrong for x in f]}"
 
@@ -945,7 +933,6 @@ def run_everything_across_nodes(nats, mount_factory, rbin, tmp_path, workdir_bas
         problems += [f"{node}: {x}" for x in stress.stop_daemon(m)]
     figures["defect_stored_before_join"] = dict(stored_before_join)
     figures["defect_ctl_enoent_retried"] = RetriedGroup.enoent
-    figures["defect_settings_lost_set_again"] = reapplied
     figures["problems"] = len(problems)
     record(test, **figures)
     if problems:
@@ -1116,7 +1103,9 @@ def test_a_signal_as_a_parked_write_gets_its_turn_leaves_no_writer_waiting_for_e
     "its node's group before its join is known (S_join), and what the node delivers meanwhile stays queued for it, "
     "though stored before its join; docs/cluster.md ('What is promised'): 'messages stored before are not "
     "delivered to it, even if its node had not delivered them yet'. Measured: 10 to 18 of 40 members made while "
-    "the node delivered a backlog got one or two of its messages, all stored before they were made"))
+    "the node delivered a backlog got one or two of its messages, all stored before they were made. Taking them "
+    "out of the queue at receiveOnly is not the fix: a status snapshot during the join has counted them, and "
+    "delivered went down (53 -> 24 in the cluster stress run); they must be kept aside until S_join is known"))
 @pytest.mark.timeout(60)
 def test_a_member_receives_nothing_stored_before_it_joined(nats_server, mount_factory):
     ga, gb, stored = full_stream(nats_server, mount_factory, "late", backlog=64)
@@ -1223,14 +1212,12 @@ def test_ctl_of_a_member_just_made_finds_it_on_three_servers(nats_cluster, mount
     assert not failed, f"ctl failed with ENOENT just after the member was made: {failed} ({tried} tried)"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: settings set by ctl on a member's own node just after it was made, or just after another change, "
-    "can be lost for good (Sources/ClusterFS/ClusterCatalog.swift, .memberChanged of this node's member -> "
-    "adoptSettings; Sources/MulticastFS/FileIO.swift, share): the node's event thread adopts the settings of an "
-    "older record from the members bucket (its join's, or the previous change's) after the newer change was "
-    "applied locally, and the newer change then shares the settings it reads back, the reverted ones. Seen in "
-    "test_everything_in_one_run_across_three_nodes: toggle's subscribe= lost on every node, letters' capacity=4 "
-    "lost on every node, a member that came and went unfiltered after its subscribe command"))
+# Fixed: the node's event thread adopted the settings of an older record of
+# its own member, heard late, after a newer change was applied here, and the
+# next change then shared the reverted settings it read back: capacity=4 or
+# subscribe= lost for good on every node, 10-21 of 500 here. Now a ctl shares
+# its keys, applied to the bucket's record as it is (SharedCatalog.configure
+# applying:), and a record older than the one the node knows is not adopted.
 @pytest.mark.timeout(120)
 def test_settings_set_just_after_a_member_was_made_are_kept(nats_server, mount_factory):
     a = node_mount(mount_factory, nats_server, "a")
