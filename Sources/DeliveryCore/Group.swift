@@ -124,11 +124,15 @@ public final class Group: Sendable {
     /// Adds a member with the group's default settings, or `settings` if given.
     /// With `account`, what is queued for it (and its peer queue) is charged
     /// there, and it is full while the account is at its limit (Account.swift).
+    /// `awaitingItsSequence`: a member of a relayed group that will be told
+    /// its place in the shared order (`Member.receiveOnly(after:)`), and
+    /// receives nothing until then.
     public func join(_ memberName: String, settings memberSettings: MemberSettings? = nil,
-                     account: Account? = nil) throws(DeliveryError) -> Member {
+                     account: Account? = nil, awaitingItsSequence: Bool = false) throws(DeliveryError) -> Member {
         if let memberSettings { try memberSettings.validate() }
         let memberState = try state.withLock { state in
-            let joined = state.join(memberName, settings: memberSettings, account: account)
+            let joined = state.join(memberName, settings: memberSettings, account: account,
+                                    awaitingItsSequence: awaitingItsSequence && isRelayed)
             // In the same lock hold: registered before any room check sees it.
             if case .success = joined { account?.register(self) }
             return joined

@@ -49,6 +49,12 @@ package final class MemberState: @unchecked Sendable {
     /// In a relayed group, the member receives only messages numbered above
     /// this (`Member.receiveOnly(after:)`, Relay.swift).
     @exclusivity(unchecked) var receivesAfter: UInt64 = 0
+    /// A member of a relayed group whose place in the shared order is not
+    /// known yet (it joined with `awaitingItsSequence`): what its node
+    /// delivers meanwhile waits here, neither queued nor counted, until
+    /// `receiveOnly(after:)` queues what was stored after it joined. Nil
+    /// once known.
+    @exclusivity(unchecked) var early: [Message]?
     /// What the member's queued bytes are charged to, with its peer queue's
     /// (Account.swift); nil: no limit beyond its own queue's.
     let account: Account?
@@ -681,7 +687,8 @@ struct GroupState: ~Copyable, Sendable {
 
     /// Adds a member with the group's defaults, or `memberSettings` (already
     /// validated) if given.
-    mutating func join(_ name: String, settings memberSettings: MemberSettings?, account: Account? = nil) -> Result<MemberState, DeliveryError> {
+    mutating func join(_ name: String, settings memberSettings: MemberSettings?, account: Account? = nil,
+                       awaitingItsSequence: Bool = false) -> Result<MemberState, DeliveryError> {
         guard !closed else { return .failure(.groupClosed) }
         guard membersByName[ExactName(name)] == nil else { return .failure(.memberExists) }
         let defaults = MemberSettings(capacity: settings.capacity, queueBytes: settings.queueBytes, sendToPeer: settings.sendToPeer)
@@ -690,6 +697,7 @@ struct GroupState: ~Copyable, Sendable {
         // what the member sends.
         let peer = MemberState(id: makeID(), name: name, settings: chosen.ofPeer, account: account)
         let member = MemberState(id: makeID(), name: name, settings: chosen, peer: peer, account: account)
+        if awaitingItsSequence { member.early = [] }
         members.append(member)
         membersByName[ExactName(name)] = member
         subscriptions.add(member)

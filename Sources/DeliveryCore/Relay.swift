@@ -164,10 +164,21 @@ extension Member {
     /// numbered above `sequence`. A member joins a relayed group before its
     /// join is known everywhere, so that it misses nothing stored after the
     /// shared order's last message at that moment (`sequence`, learnt once
-    /// the join is known); what its node delivered to it in between and is
-    /// numbered at or below `sequence` stays queued.
+    /// the join is known). One that joined `awaitingItsSequence` has had
+    /// what its node delivered in between kept aside: what of it is
+    /// numbered above `sequence` is queued now, as if delivered now, and
+    /// the rest, stored before it joined, is dropped unseen.
     public func receiveOnly(after sequence: UInt64) {
-        group.state.withLock { state(&$0).receivesAfter = sequence }
+        group.locked { groupState, actions in
+            let member = state(&groupState)
+            member.receivesAfter = sequence
+            guard let early = member.early else { return }
+            member.early = nil
+            var tally = GroupState.Tally()
+            for message in early where message.sequence > sequence {
+                groupState.enqueue(message, sequence: message.sequence, into: member, tracksRoom: false, tally: &tally, actions: &actions)
+            }
+        }
     }
 }
 
@@ -178,7 +189,24 @@ extension Group {
     }
 }
 
+extension MemberState {
+    /// A recipient of a relayed delivery that makes it wait: full, not
+    /// dropping, and with its place in the shared order known (what comes
+    /// before that is kept aside, not queued).
+    var holdsRelayedBack: Bool { early == nil && isBlocking }
+}
+
 extension GroupState {
+    /// Into the member's queue, or aside while its place in the shared
+    /// order is not known yet (`receiveOnly(after:)` sorts it out).
+    func enqueueRelayed(_ message: Message, into member: MemberState, tally: inout Tally, actions: inout [Action]) {
+        if member.early != nil {
+            member.early!.append(message)
+            return
+        }
+        enqueue(message, sequence: message.sequence, into: member, tracksRoom: false, tally: &tally, actions: &actions)
+    }
+
     /// Delivers now (true: the caller completes it), or parks the delivery
     /// at the end of the line (false: it completes from there).
     mutating func deliverRelayed(
@@ -209,17 +237,17 @@ extension GroupState {
     /// back is full. With filters, it leaves the message's recipients
     /// collected for `deliverRelayedNow`, in this lock hold.
     mutating func relayedRecipientsHaveRoom(_ message: Message, stamp: Stamp) -> Bool {
-        if stamp.privateTo != nil { return !(privateRecipient(of: stamp)?.isBlocking ?? false) }
+        if stamp.privateTo != nil { return !(privateRecipient(of: stamp)?.holdsRelayedBack ?? false) }
         let sender = localSender(of: stamp)
         if let sender, sender.peerHoldsSends { return false }
         if everyMemberReceives {
-            for member in members where member.isBlocking && member.receivesAfter < stamp.sequence {
+            for member in members where member.holdsRelayedBack && member.receivesAfter < stamp.sequence {
                 if member !== sender || member.settings.loopback { return false }
             }
             return true
         }
         collectRecipients(of: message, from: sender)
-        for member in subscriptions.recipients where member.isBlocking && member.receivesAfter < stamp.sequence {
+        for member in subscriptions.recipients where member.holdsRelayedBack && member.receivesAfter < stamp.sequence {
             return false
         }
         return true
@@ -236,18 +264,18 @@ extension GroupState {
         var tally = Tally()
         if stamp.privateTo != nil {
             if let member = privateRecipient(of: stamp) {
-                enqueue(message, sequence: stamp.sequence, into: member, tracksRoom: false, tally: &tally, actions: &actions)
+                enqueueRelayed(message, into: member, tally: &tally, actions: &actions)
             }
             return
         }
         let sender = localSender(of: stamp)
         if everyMemberReceives {
             for member in members where (member !== sender || member.settings.loopback) && member.receivesAfter < stamp.sequence {
-                enqueue(message, sequence: stamp.sequence, into: member, tracksRoom: false, tally: &tally, actions: &actions)
+                enqueueRelayed(message, into: member, tally: &tally, actions: &actions)
             }
         } else {
             for member in subscriptions.recipients where member.receivesAfter < stamp.sequence {
-                enqueue(message, sequence: stamp.sequence, into: member, tracksRoom: false, tally: &tally, actions: &actions)
+                enqueueRelayed(message, into: member, tally: &tally, actions: &actions)
             }
         }
         if let sender, sender.settings.sendToPeer, let peer = sender.peer {

@@ -346,7 +346,9 @@ public final class MulticastFilesystem: Sendable {
         let account = try users.take(.member, for: caller.uid)
         let member: Member
         do throws(DeliveryError) {
-            member = try directory.group.join(name, account: account)
+            // In a cluster's group its place in the shared order comes with
+            // its claim (`claim`); it receives nothing before.
+            member = try directory.group.join(name, account: account, awaitingItsSequence: directory.group.isRelayed)
         } catch {
             users.untake(.member, for: caller.uid)
             throw Errno(error)

@@ -237,6 +237,29 @@ private final class Completions: Sendable {
         #expect([9, 10, 11].map { _ in text(try? o.tryReceive(maxBytes: 10)) } == ["9", "10", "11"])
     }
 
+    @Test func aMemberAwaitingItsSequenceKeepsAsideWhatComesAndQueuesOnlyWhatWasStoredAfterIt() throws {
+        let group = try Group(name: "g", sequencer: RecordingSequencer())
+        let late = try group.join("late", settings: MemberSettings(capacity: 1), awaitingItsSequence: true)
+        let done = Completions()
+        // Delivered here before its place was known: 7 and 8 were stored before it, 9 and 10 after.
+        for sequence: UInt64 in [7, 8, 9] { group.deliver(message("\(sequence)"), stamp: stamp(sequence), completion: done.callback()) }
+        group.deliver(message("p10"), stamp: stamp(10, to: "late"), completion: done.callback())
+        // Kept aside: counted nowhere, and (capacity 1) holding nobody back.
+        #expect(done.value == 4)
+        let before = try #require(group.snapshot().members.first)
+        #expect(before.delivered == 0 && before.queued == 0)
+        let l = late.makeReader()
+        #expect(isEmpty(l))
+        late.receiveOnly(after: 8)
+        #expect(text(try l.tryReceive(maxBytes: 10)) == "9")
+        #expect(text(try l.tryReceive(maxBytes: 10)) == "p10")
+        #expect(isEmpty(l))
+        #expect(group.snapshot().members.first?.delivered == 2)
+        // From now on, as any member.
+        group.deliver(message("11"), stamp: stamp(11), completion: done.callback())
+        #expect(text(try l.tryReceive(maxBytes: 10)) == "11")
+    }
+
     @Test func filtersAndTheSendersPeerApply() throws {
         let group = try Group(name: "g", sequencer: RecordingSequencer())
         let alice = try group.join("alice", settings: MemberSettings(sendToPeer: true))
