@@ -55,6 +55,7 @@ package final class MemberState: @unchecked Sendable {
     /// `receiveOnly(after:)` queues what was stored after it joined. Nil
     /// once known.
     @exclusivity(unchecked) var early: [Message]?
+    @exclusivity(unchecked) var earlyBytes = 0
     /// What the member's queued bytes are charged to, with its peer queue's
     /// (Account.swift); nil: no limit beyond its own queue's.
     let account: Account?

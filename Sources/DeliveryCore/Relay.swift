@@ -173,11 +173,14 @@ extension Member {
             let member = state(&groupState)
             member.receivesAfter = sequence
             guard let early = member.early else { return }
+            let heldBack = member.holdsRelayedBack
             member.early = nil
+            member.earlyBytes = 0
             var tally = GroupState.Tally()
             for message in early where message.sequence > sequence {
                 groupState.enqueue(message, sequence: message.sequence, into: member, tracksRoom: false, tally: &tally, actions: &actions)
             }
+            if heldBack && !member.isBlocking { groupState.roomAppeared(at: member, actions: &actions) }
         }
     }
 }
@@ -190,10 +193,15 @@ extension Group {
 }
 
 extension MemberState {
-    /// A recipient of a relayed delivery that makes it wait: full, not
-    /// dropping, and with its place in the shared order known (what comes
-    /// before that is kept aside, not queued).
-    var holdsRelayedBack: Bool { early == nil && isBlocking }
+    /// A recipient of a relayed delivery that makes it wait: full and not
+    /// dropping; or, while its place in the shared order is not known,
+    /// holding aside as much as its queue could hold (so what is kept aside
+    /// stays bounded, whatever the member's settings: the join takes a
+    /// round trip or two to the cluster).
+    var holdsRelayedBack: Bool {
+        guard let early else { return isBlocking }
+        return early.count >= settings.capacity || earlyBytes >= settings.queueBytes
+    }
 }
 
 extension GroupState {
@@ -202,6 +210,7 @@ extension GroupState {
     func enqueueRelayed(_ message: Message, into member: MemberState, tally: inout Tally, actions: inout [Action]) {
         if member.early != nil {
             member.early!.append(message)
+            member.earlyBytes += message.count
             return
         }
         enqueue(message, sequence: message.sequence, into: member, tracksRoom: false, tally: &tally, actions: &actions)

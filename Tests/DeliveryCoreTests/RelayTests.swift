@@ -239,12 +239,12 @@ private final class Completions: Sendable {
 
     @Test func aMemberAwaitingItsSequenceKeepsAsideWhatComesAndQueuesOnlyWhatWasStoredAfterIt() throws {
         let group = try Group(name: "g", sequencer: RecordingSequencer())
-        let late = try group.join("late", settings: MemberSettings(capacity: 1), awaitingItsSequence: true)
+        let late = try group.join("late", settings: MemberSettings(capacity: 4), awaitingItsSequence: true)
         let done = Completions()
         // Delivered here before its place was known: 7 and 8 were stored before it, 9 and 10 after.
         for sequence: UInt64 in [7, 8, 9] { group.deliver(message("\(sequence)"), stamp: stamp(sequence), completion: done.callback()) }
         group.deliver(message("p10"), stamp: stamp(10, to: "late"), completion: done.callback())
-        // Kept aside: counted nowhere, and (capacity 1) holding nobody back.
+        // Kept aside, counted nowhere.
         #expect(done.value == 4)
         let before = try #require(group.snapshot().members.first)
         #expect(before.delivered == 0 && before.queued == 0)
@@ -258,6 +258,20 @@ private final class Completions: Sendable {
         // From now on, as any member.
         group.deliver(message("11"), stamp: stamp(11), completion: done.callback())
         #expect(text(try l.tryReceive(maxBytes: 10)) == "11")
+    }
+
+    @Test func whatIsKeptAsideIsBoundedByTheMembersQueue() throws {
+        let group = try Group(name: "g", sequencer: RecordingSequencer())
+        let late = try group.join("late", settings: MemberSettings(capacity: 2), awaitingItsSequence: true)
+        let done = Completions()
+        for sequence: UInt64 in 1...3 { group.deliver(message("\(sequence)"), stamp: stamp(sequence), completion: done.callback()) }
+        #expect(done.value == 2)  // two kept aside: the third waits, as behind a full queue
+        late.receiveOnly(after: 1)
+        #expect(done.value == 3)  // 2 queued, room for 3
+        let l = late.makeReader()
+        #expect(text(try l.tryReceive(maxBytes: 10)) == "2")
+        #expect(text(try l.tryReceive(maxBytes: 10)) == "3")
+        #expect(isEmpty(l))
     }
 
     @Test func filtersAndTheSendersPeerApply() throws {
