@@ -59,13 +59,14 @@ public final class ClusterCatalog: SharedCatalog {
         try mapped { () throws(ClusterError) in try cluster.removeGroup(name) }
     }
 
-    public func configure(_ group: String, settings: GroupSettings) throws(Errno) {
-        let shared = GroupRecord.Settings(settings)
+    public func configure(_ group: String, applying keys: [ControlCommand.GroupKey]) throws(Errno) {
         try mapped { () throws(ClusterError) in
             try cluster.updateGroup(group) { record in
+                var settings = GroupSettings(record.settings)
+                ControlCommand.apply(keys, to: &settings)
                 // Keys the filesystem does not know stay as they are.
                 let backlog = record.settings.clusterBacklog, replicas = record.settings.replicas
-                record.settings = shared
+                record.settings = GroupRecord.Settings(settings)
                 record.settings.clusterBacklog = backlog
                 record.settings.replicas = replicas
             }
@@ -128,6 +129,9 @@ public final class ClusterCatalog: SharedCatalog {
         guard let fs = filesystem.withLock({ $0 }) else { return }
         switch event {
         case .groupChanged(let record):
+            // A record older than the one the node knows (a change made here
+            // since, whose own record follows) would undo that change.
+            guard cluster.group(record.name) == record else { return }
             if record.state == .live { adopt(record, into: fs) }
         case .groupRemoved(let name):
             fs.dropGroup(name)

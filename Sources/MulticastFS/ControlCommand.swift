@@ -112,28 +112,51 @@ public enum ControlCommand: Equatable, Sendable {
         }
     }
 
+    /// Whether `apply(to:)` would succeed now (a value out of bounds, a
+    /// member that is not there), changing nothing.
+    public func check(against group: Group) throws(Errno) {
+        do throws(DeliveryError) {
+            switch self {
+            case .group(let keys):
+                var settings = group.settings
+                Self.apply(keys, to: &settings)
+                try settings.validate()
+            case .member(let name, let keys):
+                guard var settings = group.member(named: name)?.settings else { throw DeliveryError.noSuchMember }
+                Self.apply(keys, to: &settings)
+                try settings.validate()
+            }
+        } catch {
+            throw Errno(error)
+        }
+    }
+
     /// Applies the command to `group`, all keys or none.
     public func apply(to group: Group) throws(Errno) {
         do throws(DeliveryError) {
             switch self {
             case .group(let keys):
-                try group.configure { settings in
-                    for key in keys {
-                        switch key {
-                        case .capacity(let value): settings.capacity = value
-                        case .queueBytes(let value): settings.queueBytes = value
-                        case .maxMessage(let value): settings.maxMessage = value
-                        case .send(let policy): settings.sendPolicy = policy
-                        case .message(let boundary): settings.messageBoundary = boundary
-                        case .sendToPeer(let value): settings.sendToPeer = value
-                        }
-                    }
-                }
+                try group.configure { settings in Self.apply(keys, to: &settings) }
             case .member(let name, let keys):
                 try group.configureMember(named: name) { settings in Self.apply(keys, to: &settings) }
             }
         } catch {
             throw Errno(error)
+        }
+    }
+
+    /// A group command's keys on `settings`, unchecked (the caller
+    /// validates the result).
+    public static func apply(_ keys: [GroupKey], to settings: inout GroupSettings) {
+        for key in keys {
+            switch key {
+            case .capacity(let value): settings.capacity = value
+            case .queueBytes(let value): settings.queueBytes = value
+            case .maxMessage(let value): settings.maxMessage = value
+            case .send(let policy): settings.sendPolicy = policy
+            case .message(let boundary): settings.messageBoundary = boundary
+            case .sendToPeer(let value): settings.sendToPeer = value
+            }
         }
     }
 

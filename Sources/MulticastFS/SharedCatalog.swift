@@ -24,9 +24,10 @@ public protocol SharedCatalog: Sendable {
     /// rmdir: ENOTEMPTY while the group has members on any mount.
     func removeGroup(_ name: String) throws(Errno)
 
-    /// New settings of a group, validated and applied here already: every
-    /// other mount applies them too.
-    func configure(_ group: String, settings: GroupSettings) throws(Errno)
+    /// The keys of a `ctl set` command, validated and applied here already:
+    /// applied to the shared settings as they are then (as for a member's,
+    /// below), and every other mount applies the result.
+    func configure(_ group: String, applying keys: [ControlCommand.GroupKey]) throws(Errno)
 
     /// chmod or chown of a group directory, done here already: every other
     /// mount shows the same. Only what the call changed is given (nil: as

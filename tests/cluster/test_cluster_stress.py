@@ -1216,6 +1216,32 @@ def test_ctl_of_a_member_just_made_finds_it_on_three_servers(nats_cluster, mount
 # its keys, applied to the bucket's record as it is (SharedCatalog.configure
 # applying:), and a record older than the one the node knows is not adopted.
 @pytest.mark.timeout(120)
+def test_group_settings_set_just_after_mkdir_are_kept(nats_server, mount_factory):
+    """The group's twin of the test below: `ctl set` right after mkdir, and
+    the member made right after it takes the group's settings (a stale
+    record of the new group, heard late, once put capacity back to its
+    default on the node, and its member with it: a flow-control test in
+    CI saw a member of capacity 256 where the group had been set to 2)."""
+    a = node_mount(mount_factory, nats_server, "a")
+    node_mount(mount_factory, nats_server, "b")
+    made = [f"g{k}" for k in range(150)]
+    for name in made:
+        grp = Group(a.path, name)
+        os.mkdir(grp.p())
+        grp.ctl("set capacity=3")
+        grp.ctl("set queue_bytes=70000")
+        grp.member("m")
+    time.sleep(1)   # every echo heard
+    lost = {}
+    for name in made:
+        st = Group(a.path, name).status()
+        got = (st.group["capacity"], st.group["queue_bytes"], st.members["m"]["capacity"], st.members["m"]["queue_bytes"])
+        if got != (3, 70000, 3, 70000):
+            lost[name] = got
+    assert not lost, f"{len(lost)} of {len(made)} groups lost a setting: {dict(list(lost.items())[:5])}"
+
+
+@pytest.mark.timeout(120)
 def test_settings_set_just_after_a_member_was_made_are_kept(nats_server, mount_factory):
     a = node_mount(mount_factory, nats_server, "a")
     node_mount(mount_factory, nats_server, "b")   # a second node: the members bucket has two watchers
