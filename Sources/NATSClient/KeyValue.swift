@@ -61,6 +61,27 @@ public struct KeyValueEntry: Sendable, Equatable {
         default: .put
         }
     }
+
+    /// From the bucket stream's message of `key`, read from the stream;
+    /// frees it.
+    init(key: String, consuming m: OpaquePointer) {
+        defer { natsMsg_Destroy(m) }
+        self.key = key
+        let length = Int(natsMsg_GetDataLength(m))
+        value = length <= 0 ? [] : Array(UnsafeRawBufferPointer(start: natsMsg_GetData(m), count: length))
+        revision = natsMsg_GetSequence(m)
+        created = natsMsg_GetTime(m)
+        var op: UnsafePointer<CChar>?
+        operation = if natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK, let op {
+            switch String(cString: op) {
+            case "DEL": .delete
+            case "PURGE": .purge
+            default: .put
+            }
+        } else {
+            .put
+        }
+    }
 }
 
 /// A JetStream key/value bucket. Keys: letters, digits and `-_/=.`, with
@@ -69,9 +90,17 @@ public final class KeyValueBucket: @unchecked Sendable {
     let kv: OpaquePointer
     private let jetStream: JetStream
 
+    // The bucket's stream and its keys' subjects, as nats.c names them
+    // (no domain, no mirror).
+    private let stream: String
+    private let subjectPrefix: String
+
     init(kv: OpaquePointer, jetStream: JetStream) {
         self.kv = kv
         self.jetStream = jetStream
+        let bucket = String(cString: kvStore_Bucket(kv))
+        stream = "KV_\(bucket)"
+        subjectPrefix = "$KV.\(bucket)."
     }
 
     deinit { kvStore_Destroy(kv) }
@@ -79,12 +108,23 @@ public final class KeyValueBucket: @unchecked Sendable {
     public var name: String { String(cString: kvStore_Bucket(kv)) }
 
     /// The key's current value; `nil` when it has none or was deleted.
+    /// Read from the bucket stream's leader (STREAM.MSG.GET), which has
+    /// every change whose call here returned. Not kvStore_Get: nats.c 3.4
+    /// makes buckets with allow_direct, and its direct get is answered by
+    /// any replica, one a moment behind included: on three servers, with
+    /// the bucket busy, it trailed a change just made 2 to 5 times in 900
+    /// (`getSeesEveryChangeThatReturnedOnEveryServer`).
     public func get(_ key: String) throws(NATSError) -> KeyValueEntry? {
-        var e: OpaquePointer?
-        let status = kvStore_Get(&e, kv, key)
-        if status == NATS_NOT_FOUND { return nil }
-        try check(status)
-        return KeyValueEntry(consuming: e!)
+        var m: OpaquePointer?
+        var code = jsErrCode(rawValue: 0)
+        let status = js_GetLastMsg(&m, jetStream.js, stream, subjectPrefix + key, nil, &code)
+        guard status == NATS_OK, let m else {
+            let error = lastError(status, code: code)
+            if error.code == .noMessageFound { return nil }
+            throw error
+        }
+        let entry = KeyValueEntry(key: key, consuming: m)
+        return entry.operation == .put ? entry : nil
     }
 
     /// Sets the value whatever was there; returns its revision.

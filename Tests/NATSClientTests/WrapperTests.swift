@@ -333,6 +333,62 @@ import Testing
         #expect(throws: NATSError.self) { _ = try js.keyValue(bucket: "mcastfs_groups") }
     }
 
+    @Test func getTellsDeletedAndPurgedKeysFromLiveOnes() throws {
+        let servers = try NATSServers()
+        let (_, js) = try connect(servers)
+        let kv = try js.createKeyValue(KeyValueConfig(bucket: "history"))
+        let r1 = try kv.put("a", bytes("1"))
+        let r2 = try kv.put("b", bytes("2"))
+        let entry = try #require(try kv.get("a"))
+        #expect(entry.key == "a" && entry.value == bytes("1") && entry.revision == r1 && entry.operation == .put && entry.created > 0)
+        try kv.delete("a")
+        try kv.purge("b")
+        #expect(try kv.get("a") == nil)
+        #expect(try kv.get("b") == nil)
+        #expect(try kv.create("b", bytes("3")) > r2)
+        #expect(try kv.get("b")?.value == bytes("3"))
+        #expect(try kv.get("never") == nil)
+    }
+
+    /// Read-modify-write across nodes needs a get that sees every change
+    /// whose call returned, whichever server answers it.
+    @Test(.timeLimit(.minutes(2))) func getSeesEveryChangeThatReturnedOnEveryServer() throws {
+        let servers = try NATSServers(count: 3)
+        // Each connection to one server: the writer reads too, and so does a
+        // connection on each other server.
+        func jetStream(_ i: Int) throws -> JetStream {
+            try JetStream(NATSConnection(ConnectionOptions(servers: [servers.url(i)], name: "NATSClientTests")))
+        }
+        let js1 = try jetStream(0)
+        var config = KeyValueConfig(bucket: "replicated")
+        config.replicas = 3
+        let writer = try js1.createKeyValue(config)
+        let readers = try [writer] + (1..<3).map { i in try jetStream(i).keyValue(bucket: "replicated") }
+        // Other changes to the bucket meanwhile, as a cluster's nodes make:
+        // the replicas then apply each change a moment after its leader.
+        let busy = try jetStream(2).keyValue(bucket: "replicated")
+        let done = Recorder<Bool>()
+        startDetachedThread {
+            var n = 0
+            while done.all.isEmpty {
+                _ = try? busy.put("other\(n % 16)", bytes("x"))
+                n += 1
+            }
+        }
+        defer { done.append(true) }
+        var missed: [String] = []
+        for k in 0..<300 {
+            let key = "k\(k)"
+            let made = try writer.create(key, bytes("v"))
+            let changed = try writer.update(key, bytes("w"), revision: made)
+            for reader in readers {
+                let entry = try reader.get(key)
+                if entry?.revision != changed { missed.append("\(key): \(entry.map { String($0.revision) } ?? "none") for \(changed)") }
+            }
+        }
+        #expect(missed.isEmpty, "\(missed.count) of 900 gets behind: \(missed.prefix(5))")
+    }
+
     @Test func watchGivesCurrentValuesThenEveryChangeInOrder() throws {
         let servers = try NATSServers()
         let (_, js) = try connect(servers)
