@@ -1129,29 +1129,29 @@ def test_a_member_receives_nothing_stored_before_it_joined(nats_server, mount_fa
     assert received == {}, f"{len(received)} of {len(late)} members got messages stored before they joined"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: Sources/MulticastFS/LineIO.swift, flushLine, on a clustered group: fsync(2) sends the tail as a "
-    "message of its own and returns at once; the writer's next write is not ordered behind it, so when the stream "
-    "is full the tail waits for room while the next lines are stored first: the writer's order is broken "
-    "(docs/contract.md, 'Groups across hosts': each writer's messages keep its order). Seen in every run of "
-    "test_everything_in_one_run_across_three_nodes with fsync tails; here the next line came first in 3 to 6 of "
-    "8 rounds"))
+# Fixed: fsync(2) on a clustered group's line tail sent it and returned at
+# once, and when the stream was full the writer's next line was stored
+# before it (3 to 6 rounds of 8). fsync now waits until the tail is in
+# (LineIO.swift, syncLine), and the kernel holds the file's inode lock over
+# it, so nothing written through the file meanwhile can overtake it.
 @pytest.mark.timeout(90)
 def test_a_line_tail_flushed_by_fsync_keeps_its_place_before_the_writers_next_lines(nats_server, mount_factory):
+    """fsync of a line tail while the stream is full waits for room, and the
+    next line, written meanwhile through the same open file by another
+    thread, is stored after the tail."""
     ga, gb, _ = full_stream(nats_server, mount_factory, "tails", backlog=2, extra="line")
     fd = os.open(gb.p("send"), os.O_WRONLY | os.O_NONBLOCK)
     rfd = os.open(ga.p("full"), os.O_RDONLY)
-    orders = []
+    orders, waited = [], 0
     try:
-        for r in range(16):
+        for r in range(8):
             try:
                 for _ in range(10):
                     os.write(fd, b"fill\n")
             except BlockingIOError:
                 pass   # full again
             tail, line = b"tail%d" % r, b"next%d\n" % r
-            os.write(fd, tail)   # no newline: it waits in the writer's pending line
-            os.fsync(fd)         # sent alone; the stream is full: it waits for room
+            os.write(fd, tail)   # no newline: it waits in the file's pending line
 
             def next_line():
                 while True:
@@ -1159,22 +1159,29 @@ def test_a_line_tail_flushed_by_fsync_keeps_its_place_before_the_writers_next_li
                         os.write(fd, line)
                         return
                     except BlockingIOError:
-                        pass
+                        time.sleep(0.005)
 
+            sync = threading.Thread(target=os.fsync, args=(fd,), daemon=True)
+            sync.start()
+            time.sleep(0.1)
             writer = threading.Thread(target=next_line, daemon=True)
             writer.start()
-            time.sleep(0.05)
+            time.sleep(0.1)
+            waited += sync.is_alive()   # nobody reads `full` yet: no room
             got = []
             deadline = time.monotonic() + 10
             while (tail not in got or line not in got) and time.monotonic() < deadline:
                 got.append(os.read(rfd, 65536))
+            sync.join(5)
             writer.join(5)
+            assert not sync.is_alive() and not writer.is_alive(), f"round {r}: fsync or the next write never returned"
             orders.append([x.decode().strip() for x in got if x in (tail, line)])
     finally:
         os.close(rfd)
         os.close(fd)
-    overtaken = [o for o in orders if not o or not o[0].startswith("tail")]
-    assert not overtaken, f"the next line was stored before the tail in {len(overtaken)} of {len(orders)} rounds"
+    assert waited == len(orders), f"fsync returned with the stream full in {len(orders) - waited} of {len(orders)} rounds"
+    overtaken = [(r, o) for r, o in enumerate(orders) if o != [f"tail{r}", f"next{r}"]]
+    assert not overtaken, f"the next line was not stored after the tail in {len(overtaken)} of {len(orders)} rounds: {overtaken}"
 
 
 # Fixed: on a cluster of three servers, `ctl member NAME ...` written on
