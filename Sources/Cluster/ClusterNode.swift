@@ -112,8 +112,9 @@ public final class ClusterNode: Sendable {
         eventQueue = EventQueue(events)
         relay.set { [self] event in connectionEvent(event) }
         do throws(ClusterError) {
-            try claimNodeName()
+            let predecessor = try claimNodeName()
             try startWatchers()
+            removeLeftovers(of: predecessor)
         } catch {
             stopEverything()
             throw error
@@ -379,25 +380,32 @@ public final class ClusterNode: Sendable {
                           counters: counters.isEmpty ? nil : counters)
     }
 
-    /// docs/cluster.md, "Nodes, liveness and uniqueness": a KV create; if the
-    /// key exists, its holder is alive if it beats within its timeout + 1 s.
-    private func claimNodeName() throws(ClusterError) {
-        let key = space.nodeKey(configuration.node)
-        while try !claim(key) {}
+    private enum Claim {
+        case taken(predecessor: NodeRecord?)
+        /// The key was deleted meanwhile: try again.
+        case again
     }
 
-    /// One round of the claim: true when the name is this node's, false
-    /// when the key was deleted meanwhile (try again).
-    private func claim(_ key: String) throws(ClusterError) -> Bool {
+    /// docs/cluster.md, "Nodes, liveness and uniqueness": a KV create; if the
+    /// key exists, its holder is alive if it beats within its timeout + 1 s.
+    /// Returns the dead holder's record when the name was taken over.
+    private func claimNodeName() throws(ClusterError) -> NodeRecord? {
+        let key = space.nodeKey(configuration.node)
+        while true {
+            if case .taken(let predecessor) = try claim(key) { return predecessor }
+        }
+    }
+
+    private func claim(_ key: String) throws(ClusterError) -> Claim {
         do {
             try nodesBucket.create(key, encodeRecord(nodeRecord(beat: 0)))
-            return true
+            return .taken(predecessor: nil)
         } catch {
             if error.code != .streamWrongLastSequence { throw ClusterError(error) }
         }
         let found: KeyValueEntry?
         do { found = try nodesBucket.get(key) } catch { throw ClusterError(error) }
-        guard let entry = found else { return false }
+        guard let entry = found else { return .again }
         let holder = decodeRecord(NodeRecord.self, entry.value)
         let holderTimeout = Duration.milliseconds(holder?.timeoutMs ?? Int(configuration.timeout / .milliseconds(1)))
         let inUse = ClusterError.nodeNameInUse(node: configuration.node, host: holder?.host ?? "?", pid: holder?.pid ?? 0)
@@ -411,11 +419,11 @@ public final class ClusterNode: Sendable {
             guard case .entry(let e)? = update, e.revision > entry.revision else { continue }
             // A heartbeat: its holder lives. A delete: free, claim it again.
             if e.operation == .put { throw inUse }
-            return false
+            return .again
         }
         do {
             try nodesBucket.update(key, encodeRecord(nodeRecord(beat: 0)), revision: entry.revision)
-            return true
+            return .taken(predecessor: holder)
         } catch {
             // Another starter took the dead holder's name first.
             if error.code == .streamWrongLastSequence { throw inUse }
@@ -633,13 +641,26 @@ public final class ClusterNode: Sendable {
     // MARK: Shutting down
 
     /// For unmount: deletes this node's consumers, member entries and node
-    /// key, stops every thread, closes the connection. Idempotent.
-    public func shutDown() {
-        let (first, parts) = local.change { s -> (Bool, [String: LocalPart]) in
+    /// key, stops every thread, closes the connection. Idempotent. While
+    /// disconnected it leaves them, as a crash does: each request would
+    /// wait out its timeout (a daemon with one member took 32 s to exit with
+    /// its server gone), and the other nodes remove them after
+    /// `cluster_timeout`, or the next daemon of this name when it starts.
+    /// Returns whether they were removed.
+    @discardableResult
+    public func shutDown() -> Bool {
+        let (first, connected, parts) = local.change { s -> (Bool, Bool, [String: LocalPart]) in
             defer { s.shutDown = true }
-            return (!s.shutDown, s.parts)
+            return (!s.shutDown, s.connected, s.parts)
         }
-        guard first else { return }
+        guard first else { return true }
+        guard connected else {
+            // Closed first: stopping a watcher deletes its consumer, a
+            // request that would wait out its timeout too (5 s each).
+            connection.close()
+            stopEverything()
+            return false
+        }
         for (id, part) in parts {
             part.delivery.stop()
             for member in part.members { try? membersBucket.delete(space.memberKey(group: id, member: member)) }
@@ -649,6 +670,7 @@ public final class ClusterNode: Sendable {
         try? nodesBucket.delete(space.nodeKey(configuration.node))
         try? connection.flush(timeout: .seconds(1))
         stopEverything()
+        return true
     }
 
     private func stopEverything() {
@@ -766,23 +788,40 @@ extension ClusterNode {
     /// they held; a room notice for each group), its key. Any node may do
     /// it, and several may at once: each step is idempotent.
     private func bury(_ key: String, _ record: NodeRecord) {
+        // Forgotten only once every step succeeded; until then the next
+        // check tries again (the buckets may be electing a leader when a
+        // server died with the node).
+        guard removeMembersAndConsumers(of: record.node, record.consumers), (try? nodesBucket.delete(key)) != nil else { return }
+        view.withLock { v in
+            v.nodes[key] = nil
+        }
+    }
+
+    /// At start, before any member is this daemon's: the members an earlier
+    /// daemon of this name left in the buckets (one that exited while
+    /// disconnected, or crashed with no other node to bury it), and the
+    /// consumers its record lists. Once: what fails stays until a consumer's
+    /// inactive threshold, or an rm of the member.
+    private func removeLeftovers(of predecessor: NodeRecord?) {
+        _ = removeMembersAndConsumers(of: configuration.node, predecessor?.consumers ?? [:])
+    }
+
+    /// Whether every step succeeded.
+    private func removeMembersAndConsumers(of node: String, _ consumers: [String: String]) -> Bool {
         let members = view.withLock { v -> [String] in
             var keys: [String] = []
             for (id, group) in v.members {
-                for (name, member) in group where member.value?.node == record.node {
+                for (name, member) in group where member.value?.node == node {
                     keys.append(space.memberKey(group: id, member: name))
                 }
             }
             return keys
         }
-        // Forgotten only once every step succeeded; until then the next
-        // check tries again (the buckets may be electing a leader when a
-        // server died with the node).
         var done = true
         for member in members {
             do { try membersBucket.delete(member) } catch { done = false }
         }
-        for (id, consumer) in record.consumers {
+        for (id, consumer) in consumers {
             do {
                 try js.deleteConsumer(stream: space.stream(id), consumer: consumer)
             } catch where error.code == .consumerNotFound || error.code == .streamNotFound {
@@ -791,9 +830,6 @@ extension ClusterNode {
             }
             try? connection.publish(subject: space.roomSubject(id))
         }
-        guard done, (try? nodesBucket.delete(key)) != nil else { return }
-        view.withLock { v in
-            v.nodes[key] = nil
-        }
+        return done
     }
 }

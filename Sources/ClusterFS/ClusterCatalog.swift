@@ -39,8 +39,11 @@ public final class ClusterCatalog: SharedCatalog {
         for record in cluster.groups() where record.state == .live { adopt(record, into: fs) }
     }
 
-    /// Unmount: this node's members, consumers and claim go.
-    public func shutDown() { cluster.shutDown() }
+    /// Unmount: this node's members, consumers and claim go; false when,
+    /// disconnected, they were left for the other nodes to remove after
+    /// `cluster_timeout` (or the next daemon of this name).
+    @discardableResult
+    public func shutDown() -> Bool { cluster.shutDown() }
 
     // MARK: SharedCatalog
 

@@ -166,7 +166,10 @@ struct MountCommand: ParsableCommand {
         session.unmount()
         session.destroy()
         // This node's members, consumers and name leave the cluster.
-        catalog?.shutDown()
+        if let catalog, !catalog.shutDown() {
+            logger.notice("not connected to NATS: this node's members are left to the other nodes, which remove them after cluster_timeout",
+                          metadata: ["node": "\(catalog.node)"])
+        }
         if let signal = session.receivedSignal {
             logger.info("unmounted", metadata: ["mountpoint": "\(mountPoint)", "signal": "\(signalName(signal))"])
         } else if status < 0 {

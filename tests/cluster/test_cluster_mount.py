@@ -4,6 +4,7 @@ docs/cluster.md). Real processes do real syscalls on every mount point."""
 
 import errno
 import os
+import signal
 import threading
 import time
 
@@ -424,6 +425,32 @@ class TestNodeFaults:
         assert not t.is_alive() and results == [1] * 30
         assert took < 6, took
         assert len(read_n(os.path.join(a.path, "g", "alive"), 30)) == 30
+
+    def test_with_its_server_gone_a_node_exits_at_once_and_the_next_of_its_name_removes_its_members(
+            self, nats_server, mount_factory):
+        """SIGTERM with nothing to reach: the node leaves its entries, as a
+        crash does (before, every request of its cleanup waited out its
+        timeout: 32 s to exit with one member). The next daemon of its name
+        removes the members it left, which nobody else would here."""
+        a = node_mount(mount_factory, nats_server, "a")
+        g = os.path.join(a.path, "g")
+        os.mkdir(g)
+        open(os.path.join(g, "left"), "w").close()
+        assert wait_until(lambda: member_line(g, "left") is not None)
+        nats_server.kill(0)
+        time.sleep(0.5)   # the daemon hears the connection go
+        stopped = time.monotonic()
+        assert a.stop(signal.SIGTERM, timeout=60) == 0
+        took = time.monotonic() - stopped
+        assert took < 10, f"{took:.1f} s to exit"
+        assert "not connected to NATS: this node's members are left" in a.stderr_text()
+        nats_server.restart(0)
+        # The name is free once the dead holder's timeout (2 s) has passed.
+        again = node_mount(mount_factory, nats_server, "a")
+        g = os.path.join(again.path, "g")
+        assert appears(g)
+        assert member_line(g, "left") is None and "left" not in os.listdir(g)
+        os.rmdir(g)
 
     def test_a_restarted_node_sees_every_group(self, nats_server, mount_factory):
         a = node_mount(mount_factory, nats_server, "a")
