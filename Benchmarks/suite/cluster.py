@@ -57,13 +57,16 @@ def log(msg):
 
 
 def build(bin_dir):
-    """natsbare (libnats) and the record and framed clients, -O2."""
+    """natsbare (libnats), natsfuse (libnats, libfuse3) and the record and
+    framed clients, -O2."""
     os.makedirs(bin_dir, exist_ok=True)
     p = subprocess.run(["pkg-config", "--cflags", "--libs", "libnats"], capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit("bench: cluster: pkg-config finds no libnats (apt-get install libnats-dev; "
                          "scripts/install-deps does it)")
-    for name, libs in (("natsbare", p.stdout.split()), ("fanout", []), ("framed", [])):
+    f = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True, text=True, check=True)
+    for name, libs in (("natsbare", p.stdout.split()), ("natsfuse", p.stdout.split() + f.stdout.split()),
+                       ("fanout", []), ("framed", [])):
         subprocess.run(["cc", "-O2", "-Wall", "-pthread", "-o", os.path.join(bin_dir, name),
                         os.path.join(HERE, name + ".c"), *libs], check=True)
 
@@ -173,6 +176,27 @@ def wait_for_member(group_dir, name, node, timeout=10.0):
         time.sleep(0.02)
 
 
+def mount_bridge(bin_dir, url, work, n):
+    """The C FUSE bridge for 1->n: a writing node (it makes the stream) and n
+    reading nodes, each with its own consumer. None, after one line, where
+    FUSE mounts fail (not root)."""
+    tag = f"{n}_{os.getpid()}"
+    stream, subject = f"natsfuse_G{tag}", f"natsfuse.g.{tag}"
+    daemons = []
+    try:
+        for k in range(n + 1):
+            mnt = os.path.join(work, f"bridge{n}-n{k}")
+            extra = ["-s", "65536"] if k == 0 else ["-c", f"n{k}_{tag}"]
+            daemons.append(Daemon(f"natsfuse{n}-n{k}", [os.path.join(bin_dir, "natsfuse"), mnt, url, stream, subject,
+                                                      *extra], mnt, work))
+    except SystemExit as e:
+        for d in daemons:
+            d.stop()
+        log(f"C FUSE bridge rows skipped: {str(e).splitlines()[0]}")
+        return None
+    return daemons
+
+
 def make_group(nodes, n):
     """Group cN made on node 0, member r{k-1} on node k for k = 1..n. The
     writer (node 0) has no member: its node holds no consumer, as in the
@@ -199,6 +223,11 @@ def scenario(bin_dir, url, nodes, n):
         return lambda count: [bare, mode, url, str(SIZE), str(count), str(n), *flags]
 
     m_sys = {}
+    bridge = mount_bridge(bin_dir, url, os.path.dirname(bin_dir), n)
+    if bridge:
+        m_sys["bridge_paced"] = System("bridge", "C FUSE bridge on libnats", lambda count: [
+            os.path.join(bin_dir, "fanout"), "paced", "fs", str(SIZE), str(count), str(n), "-c",
+            os.path.join(bridge[0].mnt, "send"), *[os.path.join(d.mnt, "r0") for d in bridge[1:]]], 300, bridge)
     if nodes:
         group = make_group(nodes, n)
         send, fsend = os.path.join(nodes[0].mnt, group, "send"), os.path.join(nodes[0].mnt, group, "frames", "send")
@@ -216,8 +245,8 @@ def scenario(bin_dir, url, nodes, n):
             return System("framed", f"mcastfs framed ×{b}", lambda count: [
                 framed, mode, str(SIZE), str(count), str(n), b, fsend, *freads], 2000 if mode == "stream" else 300,
                 used)
-        m_sys = {"record_stream": record("stream"), "framed_stream": frames("stream"),
-                 "record_paced": record("paced"), "framed_paced": frames("paced")}
+        m_sys.update({"record_stream": record("stream"), "framed_stream": frames("stream"),
+                      "record_paced": record("paced"), "framed_paced": frames("paced")})
 
     def with_mcastfs(*keys):
         return [m_sys[k] for k in keys if k in m_sys]
@@ -234,7 +263,9 @@ def scenario(bin_dir, url, nodes, n):
 
     fast = measure(sc + " stream", with_mcastfs("framed_stream") + [batches, piped, batches_b])
     slow = measure(sc + " stream, one by one", with_mcastfs("record_stream") + [one])
-    pc = measure(sc + " paced", with_mcastfs("record_paced", "framed_paced") + [paced, paced_b])
+    pc = measure(sc + " paced", with_mcastfs("record_paced", "framed_paced", "bridge_paced") + [paced, paced_b])
+    for d in bridge or []:
+        d.stop()
     RUNS[sc] = {"stream": fast, "stream_one_by_one": slow, "paced": pc}
 
     def m(runs, key):
@@ -249,6 +280,14 @@ def scenario(bin_dir, url, nodes, n):
     compare(sc, "p50 µs (record view, paced)", "p50_us", m(pc, "record"), pc["bare_paced"], paced.label, "lower")
     compare(sc, "p99 µs (record view, paced)", "p99_us", m(pc, "record"), pc["bare_paced"], paced.label, "lower",
             P99_GOAL)
+    # The floor of any FUSE front end: the thinnest one, in C, against the
+    # same anchor and goal; and mcastfs against it.
+    compare(sc, "p50 µs (C FUSE bridge, paced)", "p50_us", m(pc, "bridge"), pc["bare_paced"], paced.label, "lower")
+    compare(sc, "p99 µs (C FUSE bridge, paced)", "p99_us", m(pc, "bridge"), pc["bare_paced"], paced.label, "lower",
+            P99_GOAL)
+    if m(pc, "bridge"):
+        compare(sc, "p50 µs (record view, paced)", "p50_us", m(pc, "record"), pc["bridge"], "C FUSE bridge", "lower")
+        compare(sc, "p99 µs (record view, paced)", "p99_us", m(pc, "record"), pc["bridge"], "C FUSE bridge", "lower")
     compare(sc, "p50 µs (record view, paced)", "p50_us", m(pc, "record"), pc["bare_paced_buffered"], paced_b.label,
             "lower")
     compare(sc, "p99 µs (record view, paced)", "p99_us", m(pc, "record"), pc["bare_paced_buffered"], paced_b.label,
