@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The suite's cluster scenario (issue 13; Benchmarks/README.md, "Scenario 5:
 groups across hosts"): one nats-server (JetStream, loopback, a temporary
-store), the bare libnats anchor natsbare.c 1->1 and 1->N, and, given an
-mcastfs binary that takes `-o cluster=`, N + 1 daemons on that server
+store), the bare libnats anchor natsbare.c 1->1 and 1->N, the C FUSE
+bridge natsfuse.c (the thinnest FUSE front end on libnats: the floor of
+the record-view latency goal), and, given an mcastfs binary that takes
+`-o cluster=`, N + 1 daemons on that server
 (node 0 writes, nodes 1..N read), the record and framed views beside the
 anchor in the same rounds. Prints one table; writes results/cluster-<UTC>.json
 and, with --merge FILE, adds its rows and runs to FILE (results/bench.json of
@@ -15,8 +17,8 @@ the mcastfs rows are skipped with one line saying so; the bare rows run.
 Environment (optional): BENCH_SECONDS (1.0), BENCH_ROUNDS (3),
 BENCH_CLUSTER_READERS (4: the fan-out of 1->N), BENCH_CLUSTER_SIZE (64),
 BENCH_FRAMED_BATCH (64), BENCH_CLUSTER_WINDOW (1024: natsbare -w, the
-libnats pipelining row); BENCH_ONLY, when set, must name `cluster`. Needs cc, libnats-dev, nats-server on PATH, and for
-the mcastfs rows FUSE mounts (root).
+libnats pipelining row); BENCH_ONLY, when set, must name `cluster`. Needs cc, libnats-dev, libfuse3-dev,
+nats-server on PATH, and for the mcastfs and bridge rows FUSE mounts (root).
 """
 import argparse
 import json

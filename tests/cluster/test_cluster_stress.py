@@ -1143,13 +1143,26 @@ def test_a_line_tail_flushed_by_fsync_keeps_its_place_before_the_writers_next_li
     fd = os.open(gb.p("send"), os.O_WRONLY | os.O_NONBLOCK)
     rfd = os.open(ga.p("full"), os.O_RDONLY)
     orders, waited = [], 0
-    try:
-        for r in range(8):
+
+    def fill():
+        """Until the stream stays full: a's delivery of what was just
+        stored into `full` (the reader of the last round drained it) acks,
+        and makes room, a moment after the writes found none."""
+        while True:
+            wrote = 0
             try:
                 for _ in range(10):
                     os.write(fd, b"fill\n")
+                    wrote += 1
             except BlockingIOError:
-                pass   # full again
+                pass
+            if wrote == 0:
+                return
+            time.sleep(0.2)
+
+    try:
+        for r in range(8):
+            fill()
             tail, line = b"tail%d" % r, b"next%d\n" % r
             os.write(fd, tail)   # no newline: it waits in the file's pending line
 
