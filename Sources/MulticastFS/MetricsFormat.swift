@@ -86,6 +86,10 @@ public enum MetricsFormat {
                    help: "Bytes queued in the members the user owns, against user_bytes (status: user queued_bytes).") {
             $0.queuedBytes
         },
+        UserFamily(name: "mcastfs_user_held_bytes",
+                   help: "Bytes the daemon holds for the user outside every queue, against user_bytes with the queued ones (status: user held_bytes).") {
+            $0.heldBytes
+        },
     ]
 
     /// Every family's name, in the order `render` writes them.

@@ -40,9 +40,11 @@ public enum StatusFormat {
     /// something on the mount (the owner charged at creation), with what
     /// counts against `user_groups`, `user_members` and `user_bytes`.
     ///
-    ///     user UID groups=N members=N queued_bytes=N
+    ///     user UID groups=N members=N queued_bytes=N held_bytes=N
     private static func userLines(_ users: [UserUsage]) -> String {
-        users.map { "user \($0.uid) groups=\($0.groups) members=\($0.members) queued_bytes=\($0.queuedBytes)\n" }.joined()
+        users.map {
+            "user \($0.uid) groups=\($0.groups) members=\($0.members) queued_bytes=\($0.queuedBytes) held_bytes=\($0.heldBytes)\n"
+        }.joined()
     }
 
     /// After `subscribe=`, whose value may be empty: a parser that splits

@@ -27,6 +27,10 @@ public struct UserUsage: Sendable, Equatable {
     public let groups: Int
     public let members: Int
     public let queuedBytes: Int
+    /// What the daemon holds for the user outside every queue (blocked
+    /// writes, line tails, open snapshots): with `queuedBytes`, what counts
+    /// against `user_bytes` when something more would be held.
+    public let heldBytes: Int
 }
 
 /// What each user owns: groups and members counted here, bytes in the
@@ -118,9 +122,9 @@ final class UserTable: Sendable {
         entries.withLock { table in
             table.users.keys.sorted().compactMap { uid in
                 let entry = table.users[uid]!
-                let bytes = entry.account.queuedBytes
-                guard entry.groups != 0 || entry.members != 0 || bytes != 0 || entry.account.heldBytes != 0 else { return nil }
-                return UserUsage(uid: uid, groups: entry.groups, members: entry.members, queuedBytes: bytes)
+                let bytes = entry.account.queuedBytes, held = entry.account.heldBytes
+                guard entry.groups != 0 || entry.members != 0 || bytes != 0 || held != 0 else { return nil }
+                return UserUsage(uid: uid, groups: entry.groups, members: entry.members, queuedBytes: bytes, heldBytes: held)
             }
         }
     }

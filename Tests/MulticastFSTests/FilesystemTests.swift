@@ -351,7 +351,7 @@ import Testing
             group chat send=anyone capacity=256 queue_bytes=4194304 max_message=1044480 members=2 sent=1 blocked_writers=0 message=write send_to_peer=0
             member alice queued=1 queued_bytes=8 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0 send_to_peer=0 peer_queued=0 peer_full=0 subscribe=
             member bob queued=0 queued_bytes=0 capacity=256 queue_bytes=4194304 loopback=0 drop_when_full=0 full=0 delivered=1 dropped=0 send_to_peer=0 peer_queued=0 peer_full=0 subscribe=
-            user 1000 groups=1 members=2 queued_bytes=8
+            user 1000 groups=1 members=2 queued_bytes=8 held_bytes=0
 
             """)
     }

@@ -31,6 +31,10 @@ import Testing
         #expect(first.outcome == nil && first.waited)
         #expect(held(kernel, 2000) == 8)
         #expect(held(kernel, 1000) == 0)
+        // Shown: a writer refused with EDQUOT can see why.
+        let users = try kernel.readAll("/g/status").split(separator: "\n").filter { $0.hasPrefix("user ") }
+        #expect(users == ["user 1000 groups=1 members=1 queued_bytes=1 held_bytes=0",
+                          "user 2000 groups=0 members=0 queued_bytes=0 held_bytes=8"])
         // 8 is below 10: one more is held whole, then the writer is refused.
         let second = kernel.write(send, "abcdef")
         #expect(second.outcome == nil)

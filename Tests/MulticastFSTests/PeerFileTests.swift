@@ -164,7 +164,7 @@ private func control(_ kernel: KernelDriver, _ group: String, _ command: String)
         #expect(status.hasPrefix("group g ") && status.split(separator: "\n")[0].hasSuffix(" message=write send_to_peer=1"))
         #expect(status.contains("member before ") && status.contains("dropped=0 send_to_peer=0 peer_queued=0 peer_full=0 subscribe=\nmember after "))
         // The last member line, before the user lines (limits per user).
-        #expect(status.hasSuffix("dropped=0 send_to_peer=1 peer_queued=0 peer_full=0 subscribe=\nuser 1000 groups=1 members=2 queued_bytes=0\n"))
+        #expect(status.hasSuffix("dropped=0 send_to_peer=1 peer_queued=0 peer_full=0 subscribe=\nuser 1000 groups=1 members=2 queued_bytes=0 held_bytes=0\n"))
         let ctl = try kernel.open("/g/ctl", O_WRONLY)
         for bad in ["member before send_to_peer=2", "set send_to_peer=yes", "member nobody send_to_peer=1"] {
             #expect(kernel.write(ctl, bad).outcome == .error(EINVAL), "\(bad)")

@@ -1012,7 +1012,8 @@ def test_blocked_writes_of_one_user_are_bounded_by_its_user_bytes(mount_factory,
         # more, so that too many would show).
         wait_for(lambda: g.status().group["blocked_writers"] >= 17, timeout=30, what="17 blocked writers")
         time.sleep(1)
-        blocked = g.status().group["blocked_writers"]
+        st = g.status()
+        blocked, held = st.group["blocked_writers"], st.users[NOBODY]["held_bytes"]
         rss_held = vmrss_kib(m.pid)
     finally:
         os.unlink(g.p("hog"))  # releases them: they deliver to nobody
@@ -1022,6 +1023,9 @@ def test_blocked_writes_of_one_user_are_bounded_by_its_user_bytes(mount_factory,
           f"{results.count('EDQUOT')} EDQUOT; VmRSS {rss_before} -> {rss_held} KiB")
     assert sorted(set(results)) == ["1000000", "EDQUOT"], out + err
     assert results.count("1000000") == 17 and results.count("EDQUOT") == 79, results
+    # status shows the writer what holds it at the limit, and that it is given back
+    assert held == 17 * 1_000_000, held
+    assert wait_for(lambda: g.status().users.get(NOBODY, {}).get("held_bytes", 0) == 0, timeout=10, what="held bytes given back")
     check_bounded((rss_held - rss_before) * 1024, 2 * limit + 16 * MiB, "blocked writes")
 
 
@@ -1058,9 +1062,12 @@ def test_line_tails_of_one_user_are_bounded_by_its_user_bytes(mount_factory, nob
         line = Call(holder.stdout.readline).result(60)
         assert line.startswith("held "), holder.stderr.read()
         rss_held = vmrss_kib(m.pid)
+        held = g.status().users[NOBODY]["held_bytes"]
     finally:
         holder.communicate("\n", timeout=30)
     results = line.split()[1:]
+    assert held == 17 * 1_000_000, held   # status shows it
+    assert wait_for(lambda: g.status().users.get(NOBODY, {}).get("held_bytes", 0) == 0, timeout=10, what="tails given back")
     print(f"\n96 line tails of 1,000,000 bytes by uid {NOBODY} (user_bytes {limit}): {results.count('1000000')} held, "
           f"{results.count('EDQUOT')} EDQUOT; VmRSS {rss_before} -> {rss_held} KiB")
     assert results.count("1000000") == 17 and results.count("EDQUOT") == 79, results

@@ -137,11 +137,12 @@ def test_status_and_metrics_show_each_owners_use(mount_factory, as_nobody):
     ok(as_nobody("create", g.p("theirs"), "666"))
     g.send(b"12345")
     users = read_status(g.path).users
-    assert users[0] == {"groups": 1, "members": 1, "queued_bytes": 5}, users
-    assert users[NOBODY] == {"groups": 0, "members": 1, "queued_bytes": 5}, users
+    assert users[0] == {"groups": 1, "members": 1, "queued_bytes": 5, "held_bytes": 0}, users
+    assert users[NOBODY] == {"groups": 0, "members": 1, "queued_bytes": 5, "held_bytes": 0}, users
     metrics = read_file(os.path.join(m.path, ".metrics")).decode()
     for line in ('mcastfs_user_groups{uid="0"} 1', 'mcastfs_user_members{uid="65534"} 1',
-                 'mcastfs_user_queued_bytes{uid="65534"} 5', "# TYPE mcastfs_user_queued_bytes gauge"):
+                 'mcastfs_user_queued_bytes{uid="65534"} 5', "# TYPE mcastfs_user_queued_bytes gauge",
+                 'mcastfs_user_held_bytes{uid="65534"} 0', "# TYPE mcastfs_user_held_bytes gauge"):
         assert line in metrics, metrics
 
 
