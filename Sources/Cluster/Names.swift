@@ -55,6 +55,13 @@ public enum ClusterName {
         return out
     }
 
+    /// As `decode(_:)`, to a String, from bytes read in place: a name with
+    /// nothing escaped (the common one) costs no copy but the String's.
+    static func decodedString(_ encoded: UnsafeRawBufferPointer) -> String? {
+        if encoded.allSatisfy(isPlain) { return String(decoding: encoded, as: UTF8.self) }
+        return decode(encoded).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     private static let hexDigits = Array("0123456789ABCDEF".utf8)
 
     private static func isPlain(_ b: UInt8) -> Bool {

@@ -1,6 +1,6 @@
 internal import CNATS
 import Glibc
-import Locking
+import Synchronization
 
 /// A subscription bound to a durable pull consumer: messages come only when
 /// asked for, at most `maxAckPending` unacked at a time.
@@ -81,9 +81,11 @@ public final class JetStreamMessage: @unchecked Sendable {
     public let timestamp: Int64
 
     // nats.c's message, for the ack calls, only touched under `lock`:
-    // natsMsg_Ack marks the message without a lock of its own.
+    // natsMsg_Ack marks the message without a lock of its own. A Mutex,
+    // stored in the object: an AdaptiveMutex is two more allocations, and a
+    // pthread mutex made and destroyed, for every message a node fetches.
     private let msg: OpaquePointer
-    private let lock = AdaptiveMutex(())
+    private let lock = Mutex(())
     // An ack goes out through the subscription the message came from.
     private let subscription: PullSubscription
 
@@ -117,6 +119,12 @@ public final class JetStreamMessage: @unchecked Sendable {
         body(UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: Int(natsMsg_GetDataLength(msg))))
     }
 
+    /// The value of one header in nats.c's buffer, read in place (no lock:
+    /// as `withPayload`).
+    public func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        NATSClient.withHeader(of: msg, name, body)
+    }
+
     /// The value of one header, without building the dictionary of all.
     public func header(_ name: String) -> String? {
         var value: UnsafePointer<CChar>?
@@ -143,12 +151,12 @@ public final class JetStreamMessage: @unchecked Sendable {
     /// Done with it: the consumer moves on (for an interest stream, the
     /// message goes once every consumer has acked it). Sent without waiting.
     public func ack() throws(NATSError) {
-        try lock.withLock { (_) throws(NATSError) in try check(natsMsg_Ack(msg, nil)) }
+        try lock.withLock { (_: inout ()) throws(NATSError) in try check(natsMsg_Ack(msg, nil)) }
     }
 
     /// `ack`, and waits until the server has processed it.
     public func ackSync() throws(NATSError) {
-        try lock.withLock { (_) throws(NATSError) in
+        try lock.withLock { (_: inout ()) throws(NATSError) in
             var code = jsErrCode(rawValue: 0)
             try check(natsMsg_AckSync(msg, nil, &code), code: code)
         }
@@ -157,16 +165,16 @@ public final class JetStreamMessage: @unchecked Sendable {
     /// Still working on it: restarts its ack wait, and counts as activity
     /// for the consumer's inactive threshold.
     public func inProgress() throws(NATSError) {
-        try lock.withLock { (_) throws(NATSError) in try check(natsMsg_InProgress(msg, nil)) }
+        try lock.withLock { (_: inout ()) throws(NATSError) in try check(natsMsg_InProgress(msg, nil)) }
     }
 
     /// Deliver it again (now).
     public func nak() throws(NATSError) {
-        try lock.withLock { (_) throws(NATSError) in try check(natsMsg_Nak(msg, nil)) }
+        try lock.withLock { (_: inout ()) throws(NATSError) in try check(natsMsg_Nak(msg, nil)) }
     }
 
     /// Never deliver it again.
     public func term() throws(NATSError) {
-        try lock.withLock { (_) throws(NATSError) in try check(natsMsg_Term(msg, nil)) }
+        try lock.withLock { (_: inout ()) throws(NATSError) in try check(natsMsg_Term(msg, nil)) }
     }
 }

@@ -13,6 +13,16 @@ public protocol StreamMessage {
     func withPayload<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R
     /// The value of one header.
     func header(_ name: String) -> String?
+    /// The value of one header in nats.c's buffer (nil: none), valid
+    /// during `body` only: read in place, for what runs for every message.
+    func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer?) -> R) -> R
+}
+
+/// A header's value in nats.c's message `m`, as `withHeader` gives it.
+func withHeader<R>(of m: OpaquePointer, _ name: String, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+    var value: UnsafePointer<CChar>?
+    guard natsMsgHeader_Get(m, name, &value) == NATS_OK, let value else { return body(nil) }
+    return body(UnsafeRawBufferPointer(start: value, count: strlen(value)))
 }
 
 extension JetStreamMessage: StreamMessage {}
@@ -41,6 +51,10 @@ public final class StoredMessage: StreamMessage, @unchecked Sendable {
         var value: UnsafePointer<CChar>?
         guard natsMsgHeader_Get(msg, name, &value) == NATS_OK, let value else { return nil }
         return String(cString: value)
+    }
+
+    public func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        NATSClient.withHeader(of: msg, name, body)
     }
 }
 

@@ -1,4 +1,5 @@
-import Cluster
+@testable import Cluster
+import DeliveryCore
 import NATSClient
 import NATSTestSupport
 import TestSupport
@@ -89,5 +90,44 @@ import Testing
         let ack = try js.publish(subject: space.subject(id), payload: bytes("x"), options: PublishOptions(msgId: messageId))
         #expect(ack.sequence == 1)
         #expect(try js.consumerInfo(stream: space.stream(id), consumer: consumer).numPending == 1)
+    }
+}
+
+@Suite struct HeaderTests {
+    private func read(_ text: String) -> ReceivedHeader? {
+        Array(text.utf8).withUnsafeBytes { ReceivedHeader($0) }
+    }
+
+    @Test func whatANodeWritesReadsBack() {
+        let cases: [(String, OutgoingMessage)] = [
+            ("n0", OutgoingMessage(payload: Message([1], credentials: Credentials(pid: 12, uid: 1000, gid: 100)))),
+            ("web1.example.org", OutgoingMessage(payload: Message([], credentials: Credentials(pid: 4_294_967_295, uid: 0, gid: 0)),
+                                                 sender: "al ice")),
+            ("b", OutgoingMessage(payload: Message([2], credentials: Credentials(pid: 1, uid: 2, gid: 3)), sender: "ünï", privateTo: "bob=b")),
+            ("b", OutgoingMessage(payload: Message([2]), privateTo: "to")),
+        ]
+        for (node, message) in cases {
+            let got = read(mcastfsHeader(node: node, message))
+            #expect(got == ReceivedHeader(credentials: message.payload.credentials, node: node, sender: message.sender,
+                                          privateTo: message.privateTo), "\(mcastfsHeader(node: node, message))")
+        }
+    }
+
+    @Test func aHeaderOfAnotherVersionOrTooFewFieldsIsNone() {
+        #expect(read("") == nil)
+        #expect(read("2 n0 1 2 3 0 -") == nil)
+        #expect(read("1 n0 1 2 3 0") == nil)
+        #expect(read("10 n0 1 2 3 0 -") == nil)
+    }
+
+    @Test func badFieldsReadAsZeroOrNone() {
+        // Numbers that are not (or overflow) are 0; a name that is not an
+        // encoding is none; extra spaces and fields change nothing.
+        #expect(read("1 n0 x 4294967296 +7 0 -") == ReceivedHeader(credentials: Credentials(pid: 0, uid: 0, gid: 7), node: "n0"))
+        #expect(read("1  a=ZZ  1 2 3  1  b=2 ") == ReceivedHeader(credentials: Credentials(pid: 1, uid: 2, gid: 3), node: "", sender: nil))
+        #expect(read("1 a 1 2 3 1 s t extra more") == ReceivedHeader(credentials: Credentials(pid: 1, uid: 2, gid: 3), node: "a",
+                                                                      sender: "s", privateTo: "t"))
+        // Not private: a target is not read.
+        #expect(read("1 a 1 2 3 0 s t") == ReceivedHeader(credentials: Credentials(pid: 1, uid: 2, gid: 3), node: "a", sender: "s"))
     }
 }
