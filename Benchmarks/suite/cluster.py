@@ -262,10 +262,13 @@ def scenario(bin_dir, url, nodes, n):
     one = System("bare_one", "bare libnats, publish-and-wait", natsbare("stream", "-b", "1"), 300)
     paced = System("bare_paced", "bare libnats, paced", natsbare("paced"), 300)
     paced_b = System("bare_paced_buffered", "bare libnats, paced, -B", natsbare("paced", "-B"), 300)
+    # Fetching the whole batch every time (what nodes did before they asked
+    # for one message when none was pending)
+    paced_f = System("bare_paced_fixed", "bare libnats, paced, -F", natsbare("paced", "-F"), 300)
 
     fast = measure(sc + " stream", with_mcastfs("framed_stream") + [batches, piped, batches_b])
     slow = measure(sc + " stream, one by one", with_mcastfs("record_stream") + [one])
-    pc = measure(sc + " paced", with_mcastfs("record_paced", "framed_paced", "bridge_paced") + [paced, paced_b])
+    pc = measure(sc + " paced", with_mcastfs("record_paced", "framed_paced", "bridge_paced") + [paced, paced_b, paced_f])
     for d in bridge or []:
         d.stop()
     RUNS[sc] = {"stream": fast, "stream_one_by_one": slow, "paced": pc}
@@ -290,6 +293,8 @@ def scenario(bin_dir, url, nodes, n):
     if m(pc, "bridge"):
         compare(sc, "p50 µs (record view, paced)", "p50_us", m(pc, "record"), pc["bridge"], "C FUSE bridge", "lower")
         compare(sc, "p99 µs (record view, paced)", "p99_us", m(pc, "record"), pc["bridge"], "C FUSE bridge", "lower")
+    compare(sc, "p50 µs (record view, paced)", "p50_us", m(pc, "record"), pc["bare_paced_fixed"], paced_f.label, "lower")
+    compare(sc, "p99 µs (record view, paced)", "p99_us", m(pc, "record"), pc["bare_paced_fixed"], paced_f.label, "lower")
     compare(sc, "p50 µs (record view, paced)", "p50_us", m(pc, "record"), pc["bare_paced_buffered"], paced_b.label,
             "lower")
     compare(sc, "p99 µs (record view, paced)", "p99_us", m(pc, "record"), pc["bare_paced_buffered"], paced_b.label,

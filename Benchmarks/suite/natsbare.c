@@ -6,7 +6,7 @@
  * through their own durable pull consumer on their own connection, in
  * stream order, acking every message.
  *
- *   natsbare stream|paced URL SIZE COUNT N [-b BATCH] [-w WINDOW] [-k BACKLOG] [-B] [-s GAP_US]
+ *   natsbare stream|paced URL SIZE COUNT N [-b BATCH] [-w WINDOW] [-k BACKLOG] [-B] [-F] [-s GAP_US]
  *
  * The stream (made for the run, deleted after it) is configured as a
  * group's: interest retention, discard new, max_msgs BACKLOG (default
@@ -48,7 +48,10 @@
  *
  * A reader (one thread, its own connection) is a node's delivery thread:
  * natsSubscription_Fetch(min(256, max_ack_pending) messages, 1 s), in a
- * loop. (nats.c 3.4's fetch asks with no_wait and an expiry: nats-server
+ * loop, or of one message when the last one fetched said none were pending
+ * (its metadata's NumPending), as a node does (docs/cluster.md): a pull for
+ * one ends with the message, a pull for more with a status message after
+ * it. -F: always the whole batch. (nats.c 3.4's fetch asks with no_wait and an expiry: nats-server
  * 2.9.10 answers such a pull as soon as it has delivered something and no
  * more is pending, but not while the consumer is at max_ack_pending
  * (consumer.go, processWaiting(err != errMaxAckPending)); a pull for more
@@ -91,7 +94,7 @@ static enum mode mode;
 static const char *url;
 static size_t msg_size;
 static long count;
-static int nreaders, batch = 64, window, send_asap = 1, gap_us;
+static int nreaders, batch = 64, window, send_asap = 1, gap_us, fixed_fetch;
 static int64_t backlog = 65536, max_ack_pending, fetch_batch;
 static char stream_name[64], subject[64], boot[16], mcastfs_header[96];
 
@@ -277,6 +280,7 @@ static void *reader_main(void *arg) {
     long i = 0, fetches = 0;
     int timed = 0;
     uint64_t last_seq = 0;
+    int more = 0; /* the last message fetched said more were pending */
     pthread_barrier_wait(&start_line);
     while (i < WARMUP + count) {
         /* warm-up is paced, so no fetch returns warm-up and timed messages together */
@@ -285,7 +289,7 @@ static void *reader_main(void *arg) {
             timed = 1;
         }
         natsMsgList list;
-        natsStatus s = natsSubscription_Fetch(&list, rd->sub, (int)fetch_batch, FETCH_WAIT_MS, NULL);
+        natsStatus s = natsSubscription_Fetch(&list, rd->sub, more || fixed_fetch ? (int)fetch_batch : 1, FETCH_WAIT_MS, NULL);
         uint64_t t1 = now_ns();
         if (s == NATS_TIMEOUT) continue;
         if (s != NATS_OK) nats_die("fetch", s, 0);
@@ -303,6 +307,7 @@ static void *reader_main(void *arg) {
             if (last_seq && md->Sequence.Stream != last_seq + 1)
                 fail("stream sequence %ld after %ld", (long)md->Sequence.Stream, (long)last_seq);
             last_seq = md->Sequence.Stream;
+            more = md->NumPending > 0;
             jsMsgMetaData_Destroy(md);
             if ((s = natsMsg_Ack(m, NULL)) != NATS_OK) nats_die("natsMsg_Ack", s, 0);
             if (i >= WARMUP && t <= t1) lat[rd->k][i - WARMUP] = t1 - t;
@@ -371,7 +376,7 @@ static void open_reader(struct reader *rd) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: natsbare stream|paced URL SIZE COUNT N [-b BATCH] [-w WINDOW] [-k BACKLOG] [-B] [-s GAP_US]\n");
+    fprintf(stderr, "usage: natsbare stream|paced URL SIZE COUNT N [-b BATCH] [-w WINDOW] [-k BACKLOG] [-B] [-F] [-s GAP_US]\n");
     exit(2);
 }
 
@@ -386,6 +391,7 @@ int main(int argc, char **argv) {
     nreaders = atoi(argv[5]);
     for (int a = 6; a < argc; a++) {
         if (strcmp(argv[a], "-B") == 0) send_asap = 0;
+        else if (strcmp(argv[a], "-F") == 0) fixed_fetch = 1;
         else if (a + 1 < argc && strcmp(argv[a], "-s") == 0) gap_us = atoi(argv[++a]);
         else if (a + 1 >= argc) usage();
         else if (strcmp(argv[a], "-b") == 0) batch = atoi(argv[++a]);

@@ -20,7 +20,9 @@
  *         CONSUMER of STREAM, which it makes at start from the stream's next
  *         sequence, configured as natsbare.c's (explicit acks, ack wait 1 h,
  *         max_ack_pending 1024, inactive threshold 5 s), with
- *         natsSubscription_Fetch(256, 1 s) in a loop: each message goes
+ *         natsSubscription_Fetch(256, 1 s) in a loop (of one message when
+ *         the last one fetched said none were pending, as a node does):
+ *         each message goes
  *         straight to a parked read (fuse_reply_buf from that thread) or
  *         into the queue, then is acked (+ACK, not waiting).
  *
@@ -212,12 +214,16 @@ static void deliver(natsMsg *m) {
 
 static void *delivery_main(void *arg) {
     natsSubscription *sub = arg;
+    int more = 0; /* the last message fetched said more were pending */
     for (;;) {
         natsMsgList list;
-        natsStatus s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, FETCH_WAIT_MS, NULL);
+        natsStatus s = natsSubscription_Fetch(&list, sub, more ? FETCH_BATCH : 1, FETCH_WAIT_MS, NULL);
         if (s == NATS_TIMEOUT) continue;
         if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION) return NULL;
         if (s != NATS_OK) nats_die("natsSubscription_Fetch", s, 0);
+        jsMsgMetaData *md = NULL;
+        more = list.Count > 0 && natsMsg_GetMetaData(&md, list.Msgs[list.Count - 1]) == NATS_OK && md->NumPending > 0;
+        jsMsgMetaData_Destroy(md);
         for (int j = 0; j < list.Count; j++) {
             deliver(list.Msgs[j]);
             if ((s = natsMsg_Ack(list.Msgs[j], NULL)) != NATS_OK) nats_die("natsMsg_Ack", s, 0);
