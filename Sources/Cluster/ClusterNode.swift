@@ -17,6 +17,8 @@ public final class ClusterNode: Sendable {
     let boot: String
     /// `Nats-Msg-Id`s of this node's messages: this, then a counter.
     private let messageIdPrefix: String
+    /// The node's name as the `Mcastfs` header of its messages carries it.
+    let encodedNode: String
     let connection: NATSConnection
     let js: JetStream
     /// The heartbeats' own context. nats.c 3.4.1 keeps every asynchronous
@@ -72,6 +74,7 @@ public final class ClusterNode: Sendable {
         self.space = space
         boot = randomHex(8)
         messageIdPrefix = space.messageIdPrefix(node: configuration.node, boot: boot)
+        encodedNode = ClusterName.encode(configuration.node)
         host = hostName()
         let relay = Relay()
         self.relay = relay

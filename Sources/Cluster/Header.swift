@@ -6,13 +6,41 @@ import NATSClient
 // `1 <E(node)> <pid> <uid> <gid> <flags> <E(sender)|-> [<E(to)>]`, names
 // encoded (`ClusterName`), flags bit 0 private.
 
-/// The `Mcastfs` header of a message this node publishes.
-func mcastfsHeader(node: String, _ message: OutgoingMessage) -> String {
+/// The `Mcastfs` header of a message this node publishes, `encodedNode`
+/// its name encoded. Built byte by byte: it is made for every write, before
+/// its first publish, and string interpolation (with the node's name
+/// encoded again each time) was 9,500 of a record-view write's 65,700
+/// instructions on the FUSE worker (callgrind, paced 1->1).
+func mcastfsHeader(encodedNode: String, _ message: OutgoingMessage) -> String {
     let c = message.payload.credentials
-    var s = "1 \(ClusterName.encode(node)) \(c.pid) \(c.uid) \(c.gid) \(message.privateTo == nil ? 0 : 1) "
-    s += message.sender.map { ClusterName.encode($0) } ?? "-"
-    if let to = message.privateTo { s += " \(ClusterName.encode(to))" }
-    return s
+    var b: [UInt8] = []
+    b.reserveCapacity(48 + encodedNode.utf8.count)
+    func field(_ s: some Sequence<UInt8>) {
+        if !b.isEmpty { b.append(UInt8(ascii: " ")) }
+        b.append(contentsOf: s)
+    }
+    func number(_ n: UInt32) {
+        b.append(UInt8(ascii: " "))
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0, n = n
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[count] = UInt8(ascii: "0") + UInt8(n % 10)
+                n /= 10
+                count += 1
+            } while n > 0
+            for i in stride(from: count - 1, through: 0, by: -1) { b.append(d[i]) }
+        }
+    }
+    field("1".utf8)
+    field(encodedNode.utf8)
+    number(c.pid)
+    number(c.uid)
+    number(c.gid)
+    number(message.privateTo == nil ? 0 : 1)
+    field(message.sender.map { ClusterName.encode($0) }?.utf8 ?? "-".utf8)
+    if let to = message.privateTo { field(ClusterName.encode(to).utf8) }
+    return String(decoding: b, as: UTF8.self)
 }
 
 extension OutgoingMessage {

@@ -351,7 +351,7 @@ final class Write: Sendable {
         var previous: (message: OutgoingMessage, header: String)?
         headers = messages.map { message in
             if let previous, previous.message.hasSameHeader(as: message) { return previous.header }
-            let header = mcastfsHeader(node: node.configuration.node, message)
+            let header = mcastfsHeader(encodedNode: node.encodedNode, message)
             previous = (message, header)
             return header
         }

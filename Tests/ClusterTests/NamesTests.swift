@@ -107,10 +107,17 @@ import Testing
             ("b", OutgoingMessage(payload: Message([2]), privateTo: "to")),
         ]
         for (node, message) in cases {
-            let got = read(mcastfsHeader(node: node, message))
-            #expect(got == ReceivedHeader(credentials: message.payload.credentials, node: node, sender: message.sender,
-                                          privateTo: message.privateTo), "\(mcastfsHeader(node: node, message))")
+            let header = mcastfsHeader(encodedNode: ClusterName.encode(node), message)
+            #expect(read(header) == ReceivedHeader(credentials: message.payload.credentials, node: node, sender: message.sender,
+                                                   privateTo: message.privateTo), "\(header)")
         }
+    }
+
+    @Test func theHeaderIsWrittenAsTheWireFormatSays() {
+        let message = OutgoingMessage(payload: Message([1], credentials: Credentials(pid: 0, uid: 1000, gid: 4_294_967_295)),
+                                      sender: "al ice", privateTo: "b")
+        #expect(mcastfsHeader(encodedNode: "web1=2Eorg", message) == "1 web1=2Eorg 0 1000 4294967295 1 al=20ice b")
+        #expect(mcastfsHeader(encodedNode: "n0", OutgoingMessage(payload: Message([1]))) == "1 n0 0 0 0 0 -")
     }
 
     @Test func aHeaderOfAnotherVersionOrTooFewFieldsIsNone() {
