@@ -75,6 +75,7 @@
  * fetch_batch=.
  */
 #include "benchutil.h"
+#include "natsbench.h"
 
 #include <limits.h>
 #include <nats/nats.h>
@@ -326,16 +327,7 @@ static void *reader_main(void *arg) {
 static void make_stream(jsCtx *js, struct reader *readers) {
     const char *subjects[1] = {subject};
     jsStreamConfig sc;
-    jsStreamConfig_Init(&sc);
-    sc.Name = stream_name;
-    sc.Subjects = subjects;
-    sc.SubjectsLen = 1;
-    sc.Retention = js_InterestPolicy;
-    sc.Discard = js_DiscardNew;
-    sc.MaxMsgs = backlog;
-    sc.Storage = js_FileStorage;
-    sc.Replicas = 1;
-    sc.Duplicates = (int64_t)120 * 1000000000;
+    group_stream_config(&sc, stream_name, subjects, backlog);
     jsStreamInfo *si = NULL;
     jsErrCode code = 0;
     natsStatus s = js_AddStream(&si, js, &sc, NULL, &code);
@@ -346,14 +338,7 @@ static void make_stream(jsCtx *js, struct reader *readers) {
         struct reader *rd = &readers[k];
         snprintf(rd->consumer, sizeof rd->consumer, "n%d_%s_1", k + 1, boot);
         jsConsumerConfig cc;
-        jsConsumerConfig_Init(&cc);
-        cc.Durable = rd->consumer;
-        cc.DeliverPolicy = js_DeliverByStartSequence;
-        cc.OptStartSeq = start;
-        cc.AckPolicy = js_AckExplicit;
-        cc.AckWait = (int64_t)3600 * 1000000000;
-        cc.MaxAckPending = max_ack_pending;
-        cc.InactiveThreshold = (int64_t)5 * 1000000000;
+        node_consumer_config(&cc, rd->consumer, start, max_ack_pending);
         jsConsumerInfo *ci = NULL;
         if ((s = js_AddConsumer(&ci, js, stream_name, &cc, NULL, &code)) != NATS_OK) nats_die("js_AddConsumer", s, code);
         jsConsumerInfo_Destroy(ci);

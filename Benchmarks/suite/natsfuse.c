@@ -39,6 +39,8 @@
  */
 #define FUSE_USE_VERSION 314
 
+#include "natsbench.h"
+
 #include <fuse_lowlevel.h>
 #include <nats/nats.h>
 
@@ -235,16 +237,7 @@ static void *delivery_main(void *arg) {
 static void make_stream(void) {
     const char *subjects[1] = {subject};
     jsStreamConfig sc;
-    jsStreamConfig_Init(&sc);
-    sc.Name = stream_name;
-    sc.Subjects = subjects;
-    sc.SubjectsLen = 1;
-    sc.Retention = js_InterestPolicy;
-    sc.Discard = js_DiscardNew;
-    sc.MaxMsgs = backlog;
-    sc.Storage = js_FileStorage;
-    sc.Replicas = 1;
-    sc.Duplicates = (int64_t)120 * 1000000000;
+    group_stream_config(&sc, stream_name, subjects, backlog);
     jsErrCode code = 0;
     natsStatus s = js_AddStream(NULL, js, &sc, NULL, &code);
     if (s != NATS_OK) nats_die("js_AddStream", s, code);
@@ -257,14 +250,7 @@ static natsSubscription *make_consumer(void) {
     if (s != NATS_OK) nats_die("js_GetStreamInfo", s, code);
     int64_t pending = si->Config->MaxMsgs < MAX_ACK_PENDING ? si->Config->MaxMsgs : MAX_ACK_PENDING;
     jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
-    cc.Durable = consumer;
-    cc.DeliverPolicy = js_DeliverByStartSequence;
-    cc.OptStartSeq = si->State.LastSeq + 1;
-    cc.AckPolicy = js_AckExplicit;
-    cc.AckWait = (int64_t)3600 * 1000000000;
-    cc.MaxAckPending = pending;
-    cc.InactiveThreshold = (int64_t)5 * 1000000000;
+    node_consumer_config(&cc, consumer, si->State.LastSeq + 1, pending);
     jsStreamInfo_Destroy(si);
     if ((s = js_AddConsumer(NULL, js, stream_name, &cc, NULL, &code)) != NATS_OK) nats_die("js_AddConsumer", s, code);
     jsSubOptions so;
