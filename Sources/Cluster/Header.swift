@@ -19,25 +19,9 @@ func mcastfsHeader(encodedNode: String, _ message: OutgoingMessage) -> String {
         if !b.isEmpty { b.append(UInt8(ascii: " ")) }
         b.append(contentsOf: s)
     }
-    func number(_ n: UInt32) {
-        b.append(UInt8(ascii: " "))
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0, n = n
-        withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[count] = UInt8(ascii: "0") + UInt8(n % 10)
-                n /= 10
-                count += 1
-            } while n > 0
-            for i in stride(from: count - 1, through: 0, by: -1) { b.append(d[i]) }
-        }
-    }
     field("1".utf8)
     field(encodedNode.utf8)
-    number(c.pid)
-    number(c.uid)
-    number(c.gid)
-    number(message.privateTo == nil ? 0 : 1)
+    for n in [c.pid, c.uid, c.gid, message.privateTo == nil ? 0 : 1] { field(String(n).utf8) }
     field(message.sender.map { ClusterName.encode($0) }?.utf8 ?? "-".utf8)
     if let to = message.privateTo { field(ClusterName.encode(to).utf8) }
     return String(decoding: b, as: UTF8.self)
